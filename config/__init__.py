@@ -1,0 +1,1 @@
+"""Settings: every tunable of the subnet with its default, unit and reason."""
