@@ -286,3 +286,56 @@ class PropertyRecord(BaseModel):
     @property
     def record_hash(self) -> str:
         return hash_consensus_fields(self.consensus_fields())
+
+
+# The raw keys whose values decide a record's consensus fields.
+_DIGEST_KEYS = (
+    "zpid",
+    "address",
+    "zipcode",
+    "price",
+    "listing_status",
+    "property_type",
+    "bedrooms",
+    "bathrooms",
+    "living_area_sqft",
+    "lot_size_sqft",
+    "year_built",
+    "sold_date",
+)
+
+
+class RecordDigester:
+    """Record dicts -> (zpid, record_hash, consensus fields), validated, with a memo.
+
+    Honest miners return the same listings over and over; full pydantic
+    validation runs once per distinct combination of consensus values and is
+    remembered (bounded). Invalid records give the reason instead.
+    """
+
+    def __init__(self, max_entries: int = 1_000_000) -> None:
+        self._memo: dict[tuple, tuple[int, str, tuple] | str] = {}
+        self._max_entries = max_entries
+
+    def digest(self, raw: object) -> tuple[int, str, tuple] | str:
+        if not isinstance(raw, dict):
+            return "malformed_entry"
+        try:
+            key = tuple(map(raw.get, _DIGEST_KEYS))
+            cached = self._memo.get(key)
+        except TypeError:  # unhashable values: validate without the memo
+            key, cached = None, None
+        if cached is not None:
+            return cached
+        try:
+            record = PropertyRecord.model_validate(raw)
+            out: tuple[int, str, tuple] | str = (
+                int(record.zpid),
+                record.record_hash,
+                record.consensus_fields(),
+            )
+        except (ValueError, TypeError):
+            out = "invalid_record"
+        if key is not None and len(self._memo) < self._max_entries:
+            self._memo[key] = out
+        return out

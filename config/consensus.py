@@ -49,6 +49,10 @@ class ConsensusConfig:
     fast_completion_s: float = 3600.0  # validator-measured; under it the bonus applies
     fast_completion_bonus: float = 1.3  # reward multiplier for finishing under 1 h
     assignment_timeout_s: float = 3 * 3600.0  # answers after this are not collected
+    # A group's earnings x (share of its zipcodes answered) ** this, on top of the
+    # zero credit for unanswered zipcodes: answering half a batch earns a quarter,
+    # because partial answers deny the batch the responders its consensus needs.
+    partial_answer_exponent: float = 1.0
     # Anti-gaming
     fabrication_tolerance: float = 0.10  # share of unconfirmed records before a flag
     fabrication_min_records: int = 5  # unconfirmed records needed for a fabrication flag
@@ -85,4 +89,3 @@ class ScoringConfig:
     initial_quality: float = 0.5  # prior quality credited on no-evidence zipcodes
     flag_credibility_factor: float = 0.5  # credibility kept when flagged in a cycle
     penalty_decay: float = 0.5  # share of a penalty left after each later cycle
-    completeness_exponent: float = 1.0  # extra cost of answering part of a batch

@@ -1,0 +1,508 @@
+"""The consensus engine: group consensus per zipcode, compared across groups.
+
+Pure: plain data in, plain data out; no network, disk or clock. The validator,
+the simulator and the benchmark drive these same functions.
+
+    engine = ConsensusEngine(ConsensusConfig())
+    draft = engine.evaluate(plan, submissions, credibility)       # group consensus
+    requests = engine.spot_check_requests(draft, seed)             # verify these...
+    result = engine.finalize(draft, verdicts, honeypots)           # ...then score
+
+How a zipcode is decided:
+
+1. Inside each group, a record (zpid) is accepted when the credibility-weighted
+   share of the group's responders who reported it reaches
+   ``consensus_threshold``; its value is the record hash that carries the same
+   share among those reporters (else the value is unresolved: presence only).
+   A group with fewer than ``min_group_responders`` gives no consensus.
+2. Across the batch's valid groups, a record is *confirmed* when every valid
+   group accepted it with the same value, *disputed* when only some did.
+   ``agreement`` = confirmed / (confirmed + disputed).
+3. ``confidence`` = agreement x (0.5 + 0.5 x support margin) x responder
+   factor. Zipcodes under ``zipcode_confidence_threshold`` are no evidence:
+   nobody gains or loses on them.
+4. Spot-check verdicts (the validator's own source) mark a group whose accepted
+   records fail as *captured*; it is dropped for the whole batch and the batch
+   is compared again. A batch left with one group is only trusted as far as
+   that group's own records passed their spot checks.
+
+Performance: all records of a cycle live in flat numpy arrays; the one sort of
+(group, zipcode, zpid, hash) keys does the counting, so cost is one
+O(n log n) sort plus linear passes (1000 zipcodes x 20 miners x 50 records in
+well under a second).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from config.consensus import ConsensusConfig
+from consensus.answers import ZipcodeAnswer
+from consensus.assignment import AssignmentPlan
+from consensus.types import CycleResult, GroupSubmission, Honeypot, SpotCheckRequest, Verdict
+
+ZPID_BITS = 40  # zpids are at most 12 digits (< 2**40); the rest of an int64 key holds the cell
+_EPS = 1e-9
+
+
+@dataclass(slots=True)
+class GroupConsensus:
+    """Per (group, zipcode, zpid) key: who reported it, with what weight and value."""
+
+    key_cell: np.ndarray  # group_index * n_zipcodes + zipcode_index
+    key_zpid: np.ndarray
+    support: np.ndarray  # weighted share of the cell's responders reporting the zpid
+    value_hash: np.ndarray  # winning hash (valid where value_resolved)
+    value_resolved: np.ndarray
+    representative_row: np.ndarray  # a row carrying the winning hash (for its fields)
+    accepted: np.ndarray  # support >= threshold and the cell has enough responders
+    cell_responders: np.ndarray  # per cell
+    cell_weight: np.ndarray  # per cell, summed credibility weight of its responders
+    cell_margin: np.ndarray  # per cell, mean |2 x support - 1| over its keys
+
+
+@dataclass(slots=True)
+class Comparison:
+    """Cross-group outcome for every zipcode, given which groups are trusted."""
+
+    valid_cell: np.ndarray  # per cell: trusted and with enough responders
+    valid_groups: np.ndarray  # per zipcode
+    responders: np.ndarray  # per zipcode, over valid groups
+    margin: np.ndarray  # per zipcode
+    agreement: np.ndarray  # per zipcode
+    confidence: np.ndarray  # per zipcode
+    confirmed_keys: np.ndarray  # sorted zipcode_index << ZPID_BITS | zpid
+    confirmed_hash: np.ndarray
+    confirmed_resolved: np.ndarray
+    confirmed_row: np.ndarray  # representative row, -1 when none (honeypot reference)
+    disputed_keys: np.ndarray  # sorted
+    # Accepted by no valid group, yet reported by at least 1 - threshold of the
+    # batch's weight: too contested to call fabricated, so nobody is judged on it.
+    uncertain_keys: np.ndarray  # sorted
+    confirmed_count: np.ndarray  # per zipcode
+    disputed_count: np.ndarray  # per zipcode
+
+
+@dataclass(slots=True)
+class ConsensusDraft:
+    """A cycle's submissions flattened into arrays, with group consensus computed."""
+
+    plan: AssignmentPlan
+    config: ConsensusConfig
+    zipcodes: list[str]
+    zipcode_index: dict[str, int]
+    zipcode_batch: np.ndarray
+    expected: np.ndarray  # expected listings per zipcode (volume of work)
+    group_batch: np.ndarray
+    submissions: list[GroupSubmission]
+    submission_group: np.ndarray
+    submission_weight: np.ndarray
+    response_submission: np.ndarray
+    response_zipcode: np.ndarray
+    response_start: np.ndarray  # first row of each response; len = responses + 1
+    response_answers: list[ZipcodeAnswer]
+    row_zpid: np.ndarray
+    row_hash: np.ndarray
+    row_response: np.ndarray
+    groups: GroupConsensus
+    comparison: Comparison
+    dropped: Counter
+
+    @property
+    def n_zipcodes(self) -> int:
+        return len(self.zipcodes)
+
+    def row_fields(self, row: int) -> tuple | None:
+        response = int(self.row_response[row])
+        answer = self.response_answers[response]
+        if answer.fields is None:
+            return None
+        return answer.fields[row - int(self.response_start[response])]
+
+
+class ConsensusEngine:
+    """Computes consensus, confidence and per-miner results for one cycle."""
+
+    def __init__(self, config: ConsensusConfig | None = None) -> None:
+        self.config = config or ConsensusConfig()
+
+    def evaluate(
+        self,
+        plan: AssignmentPlan,
+        submissions: Sequence[GroupSubmission],
+        credibility: Mapping[str, float],
+        expected_counts: Mapping[str, int] | None = None,
+    ) -> ConsensusDraft:
+        """Flatten submissions and compute every group's consensus and the comparison.
+
+        Takes the plan the submissions answer, the submissions (any order,
+        anything not matching the plan is dropped with a reason), credibility
+        by hotkey (missing = neutral) and optional expected listing counts by
+        zipcode. Returns a draft for ``spot_check_requests`` and ``finalize``.
+        """
+        draft = _flatten(plan, submissions, credibility, expected_counts or {}, self.config)
+        draft.groups = _group_consensus(draft)
+        draft.comparison = compare_groups(draft, captured=set(), single_group_trust={})
+        return draft
+
+    def spot_check_requests(self, draft: ConsensusDraft, seed: bytes) -> list[SpotCheckRequest]:
+        """The records to verify through the validator's own source (seeded, deterministic)."""
+        from consensus.antigaming import select_spot_checks
+
+        return select_spot_checks(draft, seed)
+
+    def finalize(
+        self,
+        draft: ConsensusDraft,
+        verdicts: Sequence[tuple[SpotCheckRequest, Verdict]] = (),
+        honeypots: Mapping[str, Honeypot] | None = None,
+    ) -> CycleResult:
+        """Apply spot-check verdicts and honeypot references, then score every miner.
+
+        Returns the cycle result: per-zipcode outcomes, per-miner results with
+        flags and their evidence, the groups found captured.
+        """
+        from consensus.antigaming import apply_verdicts
+        from consensus.evaluation import evaluate_miners
+
+        captured, trust, missing = apply_verdicts(draft, verdicts)
+        comparison = compare_groups(draft, captured, trust, honeypots or {})
+        return evaluate_miners(draft, comparison, captured, missing, honeypots or {})
+
+
+def _flatten(
+    plan: AssignmentPlan,
+    submissions: Sequence[GroupSubmission],
+    credibility: Mapping[str, float],
+    expected_counts: Mapping[str, int],
+    cfg: ConsensusConfig,
+) -> ConsensusDraft:
+    zipcodes = sorted({z for g in plan.groups for z in g.zipcodes})
+    zipcode_index = {z: i for i, z in enumerate(zipcodes)}
+    zipcode_batch = np.full(len(zipcodes), -1, np.int64)
+    for group in plan.groups:
+        for z in group.zipcodes:
+            zipcode_batch[zipcode_index[z]] = group.batch_id
+    expected = np.array(
+        [
+            max(1, int(expected_counts.get(z, cfg.expected_properties_per_zipcode)))
+            for z in zipcodes
+        ],
+        dtype=np.float64,
+    )
+    group_of = {(g.batch_id, g.overlap_group): i for i, g in enumerate(plan.groups)}
+    members = [{m.hotkey: m for m in g.miners} for g in plan.groups]
+
+    dropped: Counter = Counter()
+    accepted: list[GroupSubmission] = []
+    submission_group: list[int] = []
+    seen: set[tuple[int, str]] = set()
+    response_submission: list[int] = []
+    response_zipcode: list[int] = []
+    answers: list[ZipcodeAnswer] = []
+    for sub in submissions:
+        gi = group_of.get((sub.batch_id, sub.overlap_group))
+        if gi is None or members[gi].get(sub.miner.hotkey) != sub.miner:
+            dropped["submission_not_in_plan"] += 1
+            continue
+        if (gi, sub.miner.hotkey) in seen:
+            dropped["duplicate_submission"] += 1
+            continue
+        seen.add((gi, sub.miner.hotkey))
+        si = len(accepted)
+        accepted.append(sub)
+        submission_group.append(gi)
+        assigned = plan.groups[gi].zipcodes
+        for zipcode, answer in sub.answers.items():
+            if zipcode not in assigned:
+                dropped["unassigned_zipcode"] += 1
+                continue
+            if not isinstance(answer, ZipcodeAnswer):
+                dropped["malformed_answer"] += 1
+                continue
+            response_submission.append(si)
+            response_zipcode.append(zipcode_index[zipcode])
+            answers.append(answer)
+
+    lengths = np.fromiter((len(a) for a in answers), np.int64, len(answers))
+    response_start = np.zeros(len(answers) + 1, np.int64)
+    np.cumsum(lengths, out=response_start[1:])
+    empty = np.zeros(0, np.int64)
+    row_zpid = np.concatenate([a.zpids for a in answers]) if answers else empty
+    row_hash = np.concatenate([a.hashes for a in answers]) if answers else empty
+    row_response = np.repeat(np.arange(len(answers), dtype=np.int64), lengths)
+    weight = np.array(
+        [
+            max(cfg.min_credibility_weight, float(credibility.get(s.miner.hotkey, 0.5)))
+            for s in accepted
+        ],
+        dtype=np.float64,
+    )
+    return ConsensusDraft(
+        plan=plan,
+        config=cfg,
+        zipcodes=zipcodes,
+        zipcode_index=zipcode_index,
+        zipcode_batch=zipcode_batch,
+        expected=expected,
+        group_batch=np.array([g.batch_id for g in plan.groups], np.int64),
+        submissions=accepted,
+        submission_group=np.array(submission_group, np.int64),
+        submission_weight=weight,
+        response_submission=np.array(response_submission, np.int64),
+        response_zipcode=np.array(response_zipcode, np.int64),
+        response_start=response_start,
+        response_answers=answers,
+        row_zpid=row_zpid,
+        row_hash=row_hash,
+        row_response=row_response,
+        groups=None,  # type: ignore[arg-type]  # filled by evaluate
+        comparison=None,  # type: ignore[arg-type]
+        dropped=dropped,
+    )
+
+
+def _run_starts(*columns: np.ndarray) -> np.ndarray:
+    """Indexes where any of the (sorted) columns changes value; starts with 0."""
+    n = columns[0].shape[0]
+    if n == 0:
+        return np.zeros(0, np.int64)
+    change = np.zeros(n, bool)
+    change[0] = True
+    for column in columns:
+        change[1:] |= column[1:] != column[:-1]
+    return np.flatnonzero(change)
+
+
+def _group_consensus(draft: ConsensusDraft) -> GroupConsensus:
+    cfg = draft.config
+    n_cells = len(draft.plan.groups) * draft.n_zipcodes
+    response_cell = (
+        draft.submission_group[draft.response_submission] * draft.n_zipcodes
+        + draft.response_zipcode
+    )
+    response_weight = draft.submission_weight[draft.response_submission]
+    cell_weight = np.bincount(response_cell, weights=response_weight, minlength=n_cells)
+    cell_responders = np.bincount(response_cell, minlength=n_cells)
+
+    row_cell = response_cell[draft.row_response]
+    row_weight = response_weight[draft.row_response]
+    key = (row_cell << ZPID_BITS) | draft.row_zpid
+    order = np.lexsort((draft.row_hash, key))
+    key_sorted = key[order]
+    hash_sorted = draft.row_hash[order]
+    weight_sorted = row_weight[order]
+
+    key_starts = _run_starts(key_sorted)
+    run_starts = _run_starts(key_sorted, hash_sorted)
+    key_weight = np.add.reduceat(weight_sorted, key_starts) if key_starts.size else weight_sorted
+    run_weight = np.add.reduceat(weight_sorted, run_starts) if run_starts.size else weight_sorted
+    run_key = np.searchsorted(key_starts, run_starts, side="right") - 1
+    best_weight = (
+        np.maximum.reduceat(run_weight, np.searchsorted(run_starts, key_starts))
+        if key_starts.size
+        else run_weight
+    )
+    # First run per key reaching the key's best weight: the lowest hash wins ties.
+    is_best = run_weight >= best_weight[run_key] - _EPS
+    best_runs = np.flatnonzero(is_best)
+    first_best = best_runs[_run_starts(run_key[best_runs])]
+
+    keys = key_sorted[key_starts]
+    key_cell = keys >> ZPID_BITS
+    support = key_weight / np.maximum(cell_weight[key_cell], _EPS)
+    value_resolved = best_weight >= cfg.consensus_threshold * key_weight - _EPS
+    accepted = (support >= cfg.consensus_threshold - _EPS) & (
+        cell_responders[key_cell] >= cfg.min_group_responders
+    )
+    margin_sum = np.bincount(key_cell, weights=np.abs(2 * support - 1), minlength=n_cells)
+    key_count = np.bincount(key_cell, minlength=n_cells)
+    cell_margin = np.where(key_count > 0, margin_sum / np.maximum(key_count, 1), 1.0)
+    return GroupConsensus(
+        key_cell=key_cell,
+        key_zpid=keys & ((1 << ZPID_BITS) - 1),
+        support=support,
+        value_hash=hash_sorted[run_starts[first_best]],
+        value_resolved=value_resolved,
+        representative_row=order[run_starts[first_best]],
+        accepted=accepted,
+        cell_responders=cell_responders,
+        cell_weight=cell_weight,
+        cell_margin=cell_margin,
+    )
+
+
+def compare_groups(
+    draft: ConsensusDraft,
+    captured: set[int],
+    single_group_trust: Mapping[int, float],
+    honeypots: Mapping[str, Honeypot] | None = None,
+) -> Comparison:
+    """Compare the trusted groups of every batch into per-zipcode confidence.
+
+    ``captured`` holds group indexes to ignore; ``single_group_trust`` maps a
+    group index to the share of its spot-checked records that passed (the only
+    agreement a batch left with one group can have).
+    """
+    cfg = draft.config
+    gc = draft.groups
+    nz = draft.n_zipcodes
+    n_groups = len(draft.plan.groups)
+    cell_group = np.repeat(np.arange(n_groups), nz)
+    cell_zipcode = np.tile(np.arange(nz), n_groups)
+    trusted = np.ones(n_groups, bool)
+    if captured:
+        trusted[list(captured)] = False
+    valid_cell = (gc.cell_responders >= cfg.min_group_responders) & trusted[cell_group]
+    valid_groups = np.bincount(cell_zipcode, weights=valid_cell, minlength=nz).astype(np.int64)
+    responders = np.bincount(
+        cell_zipcode, weights=gc.cell_responders * valid_cell, minlength=nz
+    ).astype(np.int64)
+    margin = np.bincount(cell_zipcode, weights=gc.cell_margin * valid_cell, minlength=nz)
+    margin = np.where(valid_groups > 0, margin / np.maximum(valid_groups, 1), 0.0)
+
+    take = gc.accepted & valid_cell[gc.key_cell]
+    entry_zipcode = gc.key_cell[take] % nz
+    entry_group = gc.key_cell[take] // nz
+    entry_zpid = gc.key_zpid[take]
+    entry_hash = gc.value_hash[take]
+    entry_resolved = gc.value_resolved[take]
+    entry_row = gc.representative_row[take]
+    zkey = (entry_zipcode << ZPID_BITS) | entry_zpid
+    order = np.argsort(zkey, kind="stable")
+    zkey, entry_hash, entry_resolved, entry_row, entry_group = (
+        zkey[order],
+        entry_hash[order],
+        entry_resolved[order],
+        entry_row[order],
+        entry_group[order],
+    )
+    starts = _run_starts(zkey)
+    if starts.size:
+        count = np.diff(np.append(starts, zkey.size))
+        big = np.iinfo(np.int64).max
+        lo = np.minimum.reduceat(np.where(entry_resolved, entry_hash, big), starts)
+        hi = np.maximum.reduceat(np.where(entry_resolved, entry_hash, -big - 1), starts)
+        any_resolved = np.add.reduceat(entry_resolved.astype(np.int64), starts) > 0
+    else:
+        count = lo = hi = any_resolved = np.zeros(0, np.int64)
+    run_keys = zkey[starts]
+    run_zipcode = run_keys >> ZPID_BITS
+    confirmed = (count == valid_groups[run_zipcode]) & (~any_resolved | (lo == hi))
+    uncertain_keys = _uncertain_keys(draft, valid_cell, cell_zipcode, run_keys)
+    confirmed_count = np.bincount(run_zipcode[confirmed], minlength=nz)
+    disputed_count = np.bincount(run_zipcode[~confirmed], minlength=nz)
+
+    union = confirmed_count + disputed_count
+    agreement = np.where(union > 0, confirmed_count / np.maximum(union, 1), 1.0)
+    single = valid_groups == 1
+    if single.any():
+        # One trusted group: agreement is what its spot checks say, else nothing.
+        trust_by_zipcode = np.zeros(nz)
+        for gi, trust in single_group_trust.items():
+            zips = [draft.zipcode_index[z] for z in draft.plan.groups[gi].zipcodes]
+            trust_by_zipcode[zips] = np.maximum(trust_by_zipcode[zips], trust)
+        agreement = np.where(single, trust_by_zipcode, agreement)
+    agreement = np.where(valid_groups == 0, 0.0, agreement)
+
+    span = max(1, cfg.full_confidence_responders - cfg.min_responders_for_consensus)
+    responder_factor = np.where(
+        responders >= cfg.min_responders_for_consensus,
+        0.75 + 0.25 * np.clip((responders - cfg.min_responders_for_consensus) / span, 0, 1),
+        0.0,
+    )
+    confidence = agreement * (0.5 + 0.5 * margin) * responder_factor
+
+    comparison = Comparison(
+        valid_cell=valid_cell,
+        valid_groups=valid_groups,
+        responders=responders,
+        margin=margin,
+        agreement=agreement,
+        confidence=confidence,
+        confirmed_keys=run_keys[confirmed],
+        confirmed_hash=np.where(any_resolved, lo, 0)[confirmed],
+        confirmed_resolved=any_resolved[confirmed],
+        confirmed_row=entry_row[starts][confirmed],
+        disputed_keys=run_keys[~confirmed],
+        uncertain_keys=uncertain_keys,
+        confirmed_count=confirmed_count,
+        disputed_count=disputed_count,
+    )
+    if honeypots:
+        _apply_honeypots(draft, comparison, honeypots)
+    return comparison
+
+
+def _uncertain_keys(
+    draft: ConsensusDraft,
+    valid_cell: np.ndarray,
+    cell_zipcode: np.ndarray,
+    accepted_keys: np.ndarray,
+) -> np.ndarray:
+    """Zipcode keys no valid group accepted but the batch's weight did not reject either."""
+    gc = draft.groups
+    nz = draft.n_zipcodes
+    in_valid = valid_cell[gc.key_cell]
+    cells = gc.key_cell[in_valid]
+    zkey = ((cells % nz) << ZPID_BITS) | gc.key_zpid[in_valid]
+    weight = gc.support[in_valid] * gc.cell_weight[cells]
+    order = np.argsort(zkey, kind="stable")
+    zkey, weight = zkey[order], weight[order]
+    starts = _run_starts(zkey)
+    if not starts.size:
+        return np.zeros(0, np.int64)
+    keys = zkey[starts]
+    reported = np.add.reduceat(weight, starts)
+    zipcode_weight = np.bincount(cell_zipcode, weights=gc.cell_weight * valid_cell, minlength=nz)
+    share = reported / np.maximum(zipcode_weight[keys >> ZPID_BITS], _EPS)
+    contested = share >= 1 - draft.config.consensus_threshold - _EPS
+    return keys[contested & ~np.isin(keys, accepted_keys)]
+
+
+def _apply_honeypots(
+    draft: ConsensusDraft, comparison: Comparison, honeypots: Mapping[str, Honeypot]
+) -> None:
+    """Replace honeypot zipcodes' consensus with the owner's reference answer."""
+    from consensus.answers import hash_to_int
+
+    indexes = [draft.zipcode_index[z] for z in honeypots if z in draft.zipcode_index]
+    if not indexes:
+        return
+    idx = np.array(indexes, np.int64)
+    keep_c = ~np.isin(comparison.confirmed_keys >> ZPID_BITS, idx)
+    keep_d = ~np.isin(comparison.disputed_keys >> ZPID_BITS, idx)
+    ref_keys, ref_hashes = [], []
+    for zipcode, honeypot in honeypots.items():
+        zi = draft.zipcode_index.get(zipcode)
+        if zi is None:
+            continue
+        for zpid, record_hash in honeypot.reference.items():
+            ref_keys.append((zi << ZPID_BITS) | int(zpid))
+            ref_hashes.append(hash_to_int(record_hash))
+    keys = np.concatenate([comparison.confirmed_keys[keep_c], np.array(ref_keys, np.int64)])
+    order = np.argsort(keys, kind="stable")
+    n_ref = len(ref_keys)
+    comparison.confirmed_keys = keys[order]
+    comparison.confirmed_hash = np.concatenate(
+        [comparison.confirmed_hash[keep_c], np.array(ref_hashes, np.int64)]
+    )[order]
+    comparison.confirmed_resolved = np.concatenate(
+        [comparison.confirmed_resolved[keep_c], np.ones(n_ref, bool)]
+    )[order]
+    comparison.confirmed_row = np.concatenate(
+        [comparison.confirmed_row[keep_c], np.full(n_ref, -1, np.int64)]
+    )[order]
+    comparison.disputed_keys = comparison.disputed_keys[keep_d]
+    comparison.uncertain_keys = comparison.uncertain_keys[
+        ~np.isin(comparison.uncertain_keys >> ZPID_BITS, idx)
+    ]
+    nz = draft.n_zipcodes
+    comparison.confirmed_count = np.bincount(comparison.confirmed_keys >> ZPID_BITS, minlength=nz)
+    comparison.disputed_count = np.bincount(comparison.disputed_keys >> ZPID_BITS, minlength=nz)
+    comparison.confidence[idx] = 1.0
+    comparison.agreement[idx] = 1.0

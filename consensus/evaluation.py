@@ -1,0 +1,358 @@
+"""Per-miner evaluation against the final consensus, and the flags that follow from it.
+
+Only evidence zipcodes (confidence >= ``zipcode_confidence_threshold``, or a
+revealed honeypot) judge anyone. On them, each answered zipcode gets
+
+- precision: the miner's records that match the consensus (1 each; a record
+  wrong in a key field 0; otherwise the share of equal fields), over its
+  records that are not disputed between groups;
+- recall: consensus records it reported / consensus records;
+- quality = precision ** ``precision_exponent`` x recall.
+
+A zipcode's volume is its confirmed record count (bounded by
+``max_volume_factor`` x expected), so reward grows with confirmed volume. A
+group's earnings are scaled by the share of its zipcodes answered and get the
+fast-completion bonus only when complete and fast by the validator's clock.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+
+import numpy as np
+
+from common.records import KEY_FIELD_INDEXES
+from consensus.antigaming import detect_copies
+from consensus.assignment import MinerInfo
+from consensus.engine import ZPID_BITS, Comparison, ConsensusDraft
+from consensus.types import (
+    CycleResult,
+    Flag,
+    FlagKind,
+    Honeypot,
+    HoneypotKind,
+    MinerCycleResult,
+    ZipcodeOutcome,
+)
+
+_MISS_SALT = np.int64(0x5BD1E995)
+_MIX = np.int64(0x9E3779B97F4A7C15 - (1 << 64))
+
+
+def miner_index(draft: ConsensusDraft) -> tuple[dict[str, int], list[MinerInfo]]:
+    miners = sorted({m for g in draft.plan.groups for m in g.miners}, key=lambda m: m.hotkey)
+    return {m.hotkey: i for i, m in enumerate(miners)}, miners
+
+
+def partial_credit(claimed: tuple | None, consensus: tuple | None) -> float:
+    """Credit for a record whose hash differs from consensus: 0 if a key field differs."""
+    if claimed is None or consensus is None or len(claimed) != len(consensus):
+        return 0.0
+    if any(claimed[i] != consensus[i] for i in KEY_FIELD_INDEXES):
+        return 0.0
+    others = [i for i in range(len(claimed)) if i not in KEY_FIELD_INDEXES]
+    return sum(claimed[i] == consensus[i] for i in others) / len(others)
+
+
+def _lookup(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(position, found) of each key in a sorted array."""
+    if sorted_keys.size == 0:
+        return np.zeros(keys.size, np.int64), np.zeros(keys.size, bool)
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), sorted_keys.size - 1)
+    return pos, sorted_keys[pos] == keys
+
+
+def evaluate_miners(
+    draft: ConsensusDraft,
+    comparison: Comparison,
+    captured: set[int],
+    missing: set[int],
+    honeypots: Mapping[str, Honeypot],
+) -> CycleResult:
+    cfg = draft.config
+    index_of, miners = miner_index(draft)
+    honeypot_zi = {
+        draft.zipcode_index[z]: h for z, h in honeypots.items() if z in draft.zipcode_index
+    }
+    evidence = comparison.confidence >= cfg.zipcode_confidence_threshold - 1e-9
+    if honeypot_zi:
+        evidence[list(honeypot_zi)] = True
+    volume = np.where(
+        evidence,
+        np.clip(comparison.confirmed_count, 1, cfg.max_volume_factor * draft.expected),
+        draft.expected,
+    )
+
+    # --- classify every record of every answer against the final consensus
+    row_zi = draft.response_zipcode[draft.row_response]
+    row_zkey = (row_zi << ZPID_BITS) | draft.row_zpid
+    row_evidence = evidence[row_zi]
+    pos, in_confirmed = _lookup(comparison.confirmed_keys, row_zkey)
+    resolved = (
+        comparison.confirmed_resolved[pos]
+        if pos.size and comparison.confirmed_resolved.size
+        else np.zeros(pos.size, bool)
+    )
+    chash = (
+        comparison.confirmed_hash[pos]
+        if pos.size and comparison.confirmed_hash.size
+        else np.zeros(pos.size, np.int64)
+    )
+    match = in_confirmed & (~resolved | (chash == draft.row_hash)) & row_evidence
+    mismatch = in_confirmed & ~match & row_evidence
+    _, in_disputed = _lookup(comparison.disputed_keys, row_zkey)
+    _, in_uncertain = _lookup(comparison.uncertain_keys, row_zkey)
+    in_disputed |= in_uncertain
+    disputed = ~in_confirmed & in_disputed & row_evidence
+    unconfirmed = ~in_confirmed & ~in_disputed & row_evidence
+
+    credit = match.astype(np.float64)
+    for row in np.flatnonzero(mismatch).tolist():
+        rep = int(comparison.confirmed_row[pos[row]])
+        credit[row] = partial_credit(
+            draft.row_fields(row), draft.row_fields(rep) if rep >= 0 else None
+        )
+
+    n_responses = len(draft.response_answers)
+
+    def per_response(mask_or_weights: np.ndarray) -> np.ndarray:
+        return np.bincount(draft.row_response, weights=mask_or_weights, minlength=n_responses)
+
+    judged = per_response((row_evidence & ~disputed).astype(np.float64))
+    credit_sum = per_response(credit)
+    present = per_response((match | mismatch).astype(np.float64))
+    unconfirmed_count = per_response(unconfirmed.astype(np.float64))
+    consensus_size = comparison.confirmed_count[draft.response_zipcode]
+    precision = np.where(judged > 0, credit_sum / np.maximum(judged, 1), 1.0)
+    recall = np.where(consensus_size > 0, present / np.maximum(consensus_size, 1), 1.0)
+    quality = precision**cfg.precision_exponent * recall
+
+    # --- per miner, per group: volume, earnings, completeness, speed
+    results = {m.hotkey: MinerCycleResult(m.uid, m.hotkey, m.coldkey) for m in miners}
+    submission_of = {
+        (int(gi), s.miner.hotkey): si
+        for si, (gi, s) in enumerate(zip(draft.submission_group, draft.submissions, strict=True))
+    }
+    responses_of: dict[int, dict[int, int]] = defaultdict(dict)
+    for r, (si, zi) in enumerate(
+        zip(draft.response_submission.tolist(), draft.response_zipcode.tolist(), strict=True)
+    ):
+        responses_of[si][zi] = r
+    completion: dict[tuple[int, int], float | None] = {}
+    fabricated_by_miner: Counter[str] = Counter()
+    judged_by_miner: Counter[str] = Counter()
+    for gi, group in enumerate(draft.plan.groups):
+        zis = [draft.zipcode_index[z] for z in group.zipcodes]
+        for miner in group.miners:
+            result = results[miner.hotkey]
+            si = submission_of.get((gi, miner.hotkey))
+            answered = responses_of.get(si, {}) if si is not None else {}
+            sub = draft.submissions[si] if si is not None else None
+            completion[(index_of[miner.hotkey], group.batch_id)] = (
+                sub.completed_after_s if sub is not None else None
+            )
+            earned = 0.0
+            for zi in zis:
+                result.assigned_zipcodes += 1
+                r = answered.get(zi)
+                if r is not None:
+                    result.answered_zipcodes += 1
+                v = float(volume[zi])
+                if not evidence[zi]:
+                    # No evidence: an answer is credited at the miner's own running
+                    # quality; no answer is the miner's doing and earns nothing.
+                    if r is not None:
+                        result.neutral_volume += v
+                    else:
+                        result.unanswered_volume += v
+                    continue
+                result.evidence_zipcodes += 1
+                result.evidence_volume += v
+                if r is None:
+                    continue
+                earned += float(quality[r]) * v
+                result.precision_sum += float(precision[r]) * v
+                result.recall_sum += float(recall[r]) * v
+                result.answered_evidence_volume += v
+                fabricated_by_miner[miner.hotkey] += int(unconfirmed_count[r])
+                judged_by_miner[miner.hotkey] += int(judged[r])
+            completeness = len(answered) / len(zis) if zis else 0.0
+            factor = completeness**cfg.partial_answer_exponent
+            fast = (
+                sub is not None
+                and completeness == 1.0
+                and sub.completed_after_s is not None
+                and sub.completed_after_s <= cfg.fast_completion_s
+            )
+            if fast:
+                factor *= cfg.fast_completion_bonus
+                result.fast_groups += 1
+            result.earned += earned * factor
+
+    flags: list[Flag] = []
+    flags += _fabrication_flags(cfg, fabricated_by_miner, judged_by_miner)
+    flags += _honeypot_flags(draft, honeypot_zi, match, miners)
+    flags += _spot_check_flags(draft, missing, row_zkey)
+    flags += _copy_flags(
+        draft,
+        comparison,
+        evidence,
+        honeypot_zi,
+        in_confirmed,
+        pos,
+        mismatch,
+        unconfirmed,
+        completion,
+        index_of,
+        miners,
+    )
+    for flag in flags:
+        results[flag.hotkey].flags.append(flag)
+
+    zipcodes = {
+        z: ZipcodeOutcome(
+            zipcode=z,
+            batch_id=int(draft.zipcode_batch[zi]),
+            confidence=float(comparison.confidence[zi]),
+            agreement=float(comparison.agreement[zi]),
+            margin=float(comparison.margin[zi]),
+            responders=int(comparison.responders[zi]),
+            valid_groups=int(comparison.valid_groups[zi]),
+            confirmed=int(comparison.confirmed_count[zi]),
+            disputed=int(comparison.disputed_count[zi]),
+            honeypot=zi in honeypot_zi,
+        )
+        for zi, z in enumerate(draft.zipcodes)
+    }
+    captured_groups = sorted(
+        (draft.plan.groups[gi].batch_id, draft.plan.groups[gi].overlap_group) for gi in captured
+    )
+    return CycleResult(zipcodes, results, flags, captured_groups, dict(draft.dropped))
+
+
+def _fabrication_flags(cfg, fabricated: Counter, judged: Counter) -> list[Flag]:
+    flags = []
+    for hotkey, count in sorted(fabricated.items()):
+        total = judged[hotkey]
+        rate = count / total if total else 0.0
+        if count >= cfg.fabrication_min_records and rate > cfg.fabrication_tolerance:
+            flags.append(
+                Flag(
+                    hotkey,
+                    FlagKind.FABRICATION,
+                    {"unconfirmed": count, "judged": total, "rate": round(rate, 3)},
+                )
+            )
+    return flags
+
+
+def _honeypot_flags(
+    draft: ConsensusDraft,
+    honeypot_zi: dict[int, Honeypot],
+    match: np.ndarray,
+    miners: list[MinerInfo],
+) -> list[Flag]:
+    cfg = draft.config
+    flags = []
+    for r, zi in enumerate(draft.response_zipcode.tolist()):
+        honeypot = honeypot_zi.get(zi)
+        if honeypot is None:
+            continue
+        start, end = int(draft.response_start[r]), int(draft.response_start[r + 1])
+        n_rows = end - start
+        hotkey = draft.submissions[int(draft.response_submission[r])].miner.hotkey
+        evidence = {"zipcode": honeypot.zipcode, "kind": honeypot.kind.value, "records": n_rows}
+        if honeypot.kind is HoneypotKind.NO_RESIDENTIAL:
+            if n_rows > cfg.honeypot_empty_max_records:
+                flags.append(Flag(hotkey, FlagKind.HONEYPOT, evidence))
+        elif n_rows >= cfg.honeypot_min_records:
+            matched = int(match[start:end].sum())
+            if matched / n_rows < cfg.honeypot_min_precision:
+                flags.append(Flag(hotkey, FlagKind.HONEYPOT, evidence | {"matched": matched}))
+    return flags
+
+
+def _spot_check_flags(draft: ConsensusDraft, missing: set[int], row_zkey: np.ndarray) -> list[Flag]:
+    """Flag miners who reported listings the validator's source says do not exist."""
+    if not missing:
+        return []
+    rows = np.flatnonzero(np.isin(row_zkey, np.array(sorted(missing), np.int64)))
+    failures: dict[str, list[int]] = defaultdict(list)
+    for row in rows.tolist():
+        r = int(draft.row_response[row])
+        hotkey = draft.submissions[int(draft.response_submission[r])].miner.hotkey
+        failures[hotkey].append(int(draft.row_zpid[row]))
+    return [
+        Flag(hotkey, FlagKind.SPOT_CHECK, {"not_found_zpids": zpids[:10], "failures": len(zpids)})
+        for hotkey, zpids in sorted(failures.items())
+        if len(zpids) >= draft.config.spot_check_flag_min_failures
+    ]
+
+
+def _copy_flags(
+    draft: ConsensusDraft,
+    comparison: Comparison,
+    evidence: np.ndarray,
+    honeypot_zi: dict[int, Honeypot],
+    in_confirmed: np.ndarray,
+    pos: np.ndarray,
+    mismatch: np.ndarray,
+    unconfirmed: np.ndarray,
+    completion: dict[tuple[int, int], float | None],
+    index_of: dict[str, int],
+    miners: list[MinerInfo],
+) -> list[Flag]:
+    """Deviations (wrong values, unconfirmed records, misses) -> copy and cartel flags."""
+    nz = draft.n_zipcodes
+    judged_zipcode = evidence.copy()
+    if honeypot_zi:
+        judged_zipcode[list(honeypot_zi)] = False
+    response_miner = (
+        np.array([index_of[s.miner.hotkey] for s in draft.submissions], np.int64)[
+            draft.response_submission
+        ]
+        if draft.submissions
+        else np.zeros(0, np.int64)
+    )
+    row_zi = draft.response_zipcode[draft.row_response]
+    row_zkey = (row_zi << ZPID_BITS) | draft.row_zpid
+
+    wrong = (mismatch | unconfirmed) & judged_zipcode[row_zi]
+    wrong_key = row_zkey[wrong] * _MIX ^ draft.row_hash[wrong]
+    wrong_miner = response_miner[draft.row_response[wrong]]
+    wrong_batch = draft.zipcode_batch[row_zi[wrong]]
+
+    # Misses: consensus records of an answered zipcode the answer lacks.
+    confirmed_zi = comparison.confirmed_keys >> ZPID_BITS
+    c_start = np.searchsorted(confirmed_zi, np.arange(nz))
+    c_size = (
+        comparison.confirmed_count if comparison.confirmed_keys.size else np.zeros(nz, np.int64)
+    )
+    responses = np.flatnonzero(judged_zipcode[draft.response_zipcode])
+    sizes = c_size[draft.response_zipcode[responses]].astype(np.int64)
+    total = int(sizes.sum())
+    if total:
+        n_confirmed = comparison.confirmed_keys.size
+        rep = np.repeat(responses, sizes)
+        within = np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        c_index = np.repeat(c_start[draft.response_zipcode[responses]], sizes) + within
+        expected_pairs = rep * n_confirmed + c_index
+        present = in_confirmed & judged_zipcode[row_zi]
+        present_pairs = draft.row_response[present] * n_confirmed + pos[present]
+        missed = ~np.isin(expected_pairs, present_pairs)
+        miss_key = comparison.confirmed_keys[c_index[missed]] * _MIX ^ _MISS_SALT
+        miss_miner = response_miner[rep[missed]]
+        miss_batch = draft.zipcode_batch[draft.response_zipcode[rep[missed]]]
+    else:
+        miss_key = miss_miner = miss_batch = np.zeros(0, np.int64)
+
+    return detect_copies(
+        draft,
+        miners,
+        np.concatenate([wrong_miner, miss_miner]),
+        np.concatenate([wrong_batch, miss_batch]),
+        np.concatenate([wrong_key, miss_key]),
+        np.concatenate([unconfirmed[wrong], np.zeros(miss_key.size, bool)]),
+        completion,
+    )

@@ -1,0 +1,148 @@
+"""Scoring: cycle results -> credibility, score and weights, as a versioned state object.
+
+Pure: ``apply_cycle`` returns a new state; writing it to disk (atomically) is
+the caller's job. Applying the same cycle twice changes nothing, so a
+validator that restarts mid-cycle cannot count a penalty or a reward twice.
+
+Per cycle, for a miner that had assignments::
+
+    raw     = earned + prior_quality x volume of its answered no-evidence zipcodes
+    reward  = raw / typical assigned volume this cycle      (about 1 for a good miner)
+    reward *= 1 - penalty                                     (penalty 1 when flagged, then decays)
+    score   = EMA(score, reward, score_alpha)
+
+Answered no-evidence zipcodes are credited at the miner's own running
+quality, so they neither raise nor lower it; unanswered ones earn nothing.
+``credibility`` (the vote weight in consensus) is an EMA of precision on
+evidence zipcodes, halved on a flag; it starts neutral. Weights are scores normalised to sum to 1.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+
+from config.consensus import ScoringConfig
+from consensus.types import CycleResult
+
+STATE_VERSION = 1
+MAX_REMEMBERED_CYCLES = 64  # enough to refuse a replay of any cycle a restart could repeat
+
+
+@dataclass(frozen=True, slots=True)
+class MinerScore:
+    uid: int
+    score: float = 0.0
+    credibility: float = 0.5
+    quality: float = 0.5
+    penalty: float = 0.0
+    cycles: int = 0
+    last_flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringState:
+    version: int = STATE_VERSION
+    applied_cycles: tuple[str, ...] = ()
+    miners: Mapping[str, MinerScore] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "version": self.version,
+            "applied_cycles": list(self.applied_cycles),
+            "miners": {
+                hk: asdict(m) | {"last_flags": list(m.last_flags)} for hk, m in self.miners.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> ScoringState:
+        """Rebuild a state; raises ValueError for an unknown version or bad content."""
+        if data.get("version") != STATE_VERSION:
+            raise ValueError(
+                f"scoring state version {data.get('version')!r} is not {STATE_VERSION}"
+            )
+        try:
+            miners = {
+                str(hk): MinerScore(
+                    uid=int(m["uid"]),
+                    score=float(m["score"]),
+                    credibility=float(m["credibility"]),
+                    quality=float(m["quality"]),
+                    penalty=float(m["penalty"]),
+                    cycles=int(m["cycles"]),
+                    last_flags=tuple(str(f) for f in m.get("last_flags", ())),
+                )
+                for hk, m in dict(data["miners"]).items()
+            }
+            return cls(STATE_VERSION, tuple(str(c) for c in data["applied_cycles"]), miners)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed scoring state: {exc}") from exc
+
+    def credibility(self) -> dict[str, float]:
+        return {hk: m.credibility for hk, m in self.miners.items()}
+
+
+def apply_cycle(
+    state: ScoringState, cycle_id: str, result: CycleResult, config: ScoringConfig | None = None
+) -> ScoringState:
+    """Fold one cycle's results into the state; a cycle already applied is a no-op."""
+    cfg = config or ScoringConfig()
+    if cycle_id in state.applied_cycles:
+        return state
+    assigned_volume = [
+        r.evidence_volume + r.neutral_volume + r.unanswered_volume
+        for r in result.miners.values()
+        if r.assigned_zipcodes
+    ]
+    typical = statistics.median(assigned_volume) if assigned_volume else 1.0
+    typical = typical if typical > 0 else 1.0
+
+    miners = dict(state.miners)
+    for hotkey, previous in state.miners.items():
+        if hotkey not in result.miners:
+            miners[hotkey] = replace(previous, penalty=previous.penalty * cfg.penalty_decay)
+    for hotkey, r in result.miners.items():
+        prev = miners.get(hotkey) or MinerScore(
+            uid=r.uid, credibility=cfg.initial_credibility, quality=cfg.initial_quality
+        )
+        flagged = bool(r.flags)
+        penalty = max(prev.penalty * cfg.penalty_decay, 1.0 if flagged else 0.0)
+        score, credibility, quality = prev.score, prev.credibility, prev.quality
+        if r.assigned_zipcodes:
+            raw = r.earned + prev.quality * r.neutral_volume
+            reward = raw / typical * (1.0 - penalty)
+            score = (1 - cfg.score_alpha) * score + cfg.score_alpha * reward
+        if r.precision is not None:
+            credibility = (
+                1 - cfg.credibility_alpha
+            ) * credibility + cfg.credibility_alpha * r.precision
+        if r.quality is not None:
+            quality = (1 - cfg.score_alpha) * quality + cfg.score_alpha * min(1.0, r.quality)
+        if flagged:
+            credibility *= cfg.flag_credibility_factor
+        miners[hotkey] = MinerScore(
+            uid=r.uid,
+            score=score,
+            credibility=min(1.0, max(0.0, credibility)),
+            quality=quality,
+            penalty=penalty,
+            cycles=prev.cycles + 1,
+            last_flags=tuple(sorted({f.kind.value for f in r.flags})),
+        )
+    applied = (*state.applied_cycles, cycle_id)[-MAX_REMEMBERED_CYCLES:]
+    return ScoringState(STATE_VERSION, applied, miners)
+
+
+def compute_weights(state: ScoringState, uid_by_hotkey: Mapping[str, int]) -> dict[int, float]:
+    """Normalised weights for the hotkeys registered now; {} when nobody has a score."""
+    scores = {
+        uid: max(0.0, state.miners[hk].score)
+        for hk, uid in uid_by_hotkey.items()
+        if hk in state.miners
+    }
+    total = sum(scores.values())
+    if total <= 0:
+        return {}
+    return {uid: s / total for uid, s in sorted(scores.items()) if s > 0}

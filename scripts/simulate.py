@@ -1,0 +1,396 @@
+#!/usr/bin/env python3
+"""Attack simulator: the consensus core against honest and gaming miners in a synthetic world.
+
+Drives the very functions the validator uses (assignment, consensus engine,
+spot checks, honeypots, scoring) over ``scraping.synthetic.SyntheticWorld``,
+with miners whose behaviour is built in or loaded from a plugin.
+
+    python scripts/simulate.py --miners 64 --zipcodes 400 --cycles 3 --seed 7 \\
+        --offline-fraction 0.1 --adversary fabricate=0.3 --json out.json
+
+``--adversary NAME=FRACTION`` is repeatable. NAME is a built-in behaviour
+(honest, offline, lazy, fabricate, inflate, copycat, cartel, sybil, stale) or
+a plugin ``path/to/file.py:ClassName`` / ``package.module:ClassName``: a class
+with a ``name`` attribute and ``respond(self, ctx) -> dict[str, list[dict]] | None``
+(zipcode -> records as dicts in the record schema; None = no answer). ``ctx``
+has ``miner`` (MinerInfo), ``zipcodes`` (list[str]), ``scrape(zipcode)`` (this
+miner's honest view), ``peer_responses(zipcode)`` (answers already given by
+other miners of the same batch, by hotkey), ``rng`` (random.Random), ``epoch``
+(int) and ``stale(record)``. See ``scraping/adversaries.py``.
+
+The JSON report holds ``batches``, ``batch_confidence_rate`` (share of batches
+whose mean zipcode confidence is above 0.7), ``responders_per_batch_mean``
+(miners answering per batch, all its groups), ``responders_per_group_mean``,
+``population_share_by_behavior``, ``weight_share_by_behavior``,
+``flagged_by_behavior`` (share of each behaviour's miners flagged in any
+cycle), ``honest_false_flag_rate``, ``runtime_s`` and per-cycle details.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from common.records import KEY_FIELD_INDEXES, RecordDigester
+from config.consensus import AssignmentConfig, ConsensusConfig, ScoringConfig
+from consensus.answers import ZipcodeAnswer, answer_from_digests, hash_to_int
+from consensus.assignment import MinerInfo, ZipcodeAssignmentManager
+from consensus.engine import ConsensusEngine
+from consensus.scoring import ScoringState, apply_cycle, compute_weights
+from consensus.types import (
+    CycleResult,
+    GroupSubmission,
+    Honeypot,
+    HoneypotKind,
+    SpotCheckRequest,
+    Verdict,
+)
+from scraping.adversaries import MinerContext, load_behaviour
+from scraping.synthetic import SyntheticWorld
+
+HONEST = "honest"
+_DEFAULTS = AssignmentConfig()
+REFERENCE_HONEYPOT_SHARE = 0.01  # of each epoch's zipcodes, on top of the empty ones
+
+
+@dataclass
+class SimMiner:
+    info: MinerInfo
+    behaviour: object
+    kind: str
+
+
+def parse_adversary(text: str) -> tuple[str, float]:
+    name, sep, fraction = text.rpartition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"--adversary wants NAME=FRACTION, got {text!r}")
+    try:
+        value = float(fraction)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"fraction {fraction!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"fraction {value} is not in [0, 1]")
+    return name, value
+
+
+def build_population(
+    n: int, adversaries: list[tuple[str, float]], offline_fraction: float, seed: int
+) -> list[SimMiner]:
+    """Miners with behaviours: adversaries by fraction, then offline, then honest."""
+    rng = random.Random(f"population:{seed}")
+    slots = list(range(n))
+    rng.shuffle(slots)
+    kinds: dict[int, tuple[str, object]] = {}
+    for spec, fraction in adversaries:
+        behaviour = load_behaviour(spec)
+        for _ in range(round(fraction * n)):
+            if slots:
+                kinds[slots.pop()] = (behaviour.name, behaviour)
+    for _ in range(round(offline_fraction * n)):
+        if slots:
+            kinds[slots.pop()] = ("offline", load_behaviour("offline"))
+    honest = load_behaviour(HONEST)
+    miners = []
+    for uid in range(n):
+        kind, behaviour = kinds.get(uid, (HONEST, honest))
+        shared = getattr(behaviour, "shares_coldkey", False)
+        coldkey = f"cold-{kind}" if shared else f"cold-{uid:04d}"
+        miners.append(SimMiner(MinerInfo(uid, f"hot-{uid:04d}", coldkey), behaviour, kind))
+    return miners
+
+
+class Simulation:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.world = SyntheticWorld(args.seed)
+        self.miners = build_population(
+            args.miners, args.adversary, args.offline_fraction, args.seed
+        )
+        self.by_hotkey = {m.info.hotkey: m for m in self.miners}
+        self.assignment = ZipcodeAssignmentManager(
+            AssignmentConfig(
+                zipcodes_per_batch=args.zipcodes_per_batch,
+                miners_per_group=args.miners_per_group,
+                overlap_factor=args.overlap,
+            )
+        )
+        self.consensus_config = ConsensusConfig()
+        self.engine = ConsensusEngine(self.consensus_config)
+        self.digester = RecordDigester()
+        self.state = ScoringState()
+
+    def run(self) -> dict:
+        started = time.perf_counter()
+        cycles = []
+        flagged: set[str] = set()
+        failing: set[str] = set()
+        for epoch in range(1, self.args.cycles + 1):
+            result, stats, failing = self.run_cycle(epoch, failing)
+            flagged |= {f.hotkey for f in result.flags}
+            cycles.append(stats)
+        return self.report(cycles, flagged, time.perf_counter() - started)
+
+    def run_cycle(self, epoch: int, failing: set[str]) -> tuple[CycleResult, dict, set[str]]:
+        seed = hashlib.sha256(f"sim:{self.args.seed}:{epoch}".encode()).digest()
+        zipcodes = list(self.world.iter_zipcodes(self.args.zipcodes, epoch))
+        honeypots = self.honeypots(zipcodes, epoch)
+        # Miners that gave nothing last cycle are "recently failing": not eligible.
+        eligible = [m.info for m in self.miners if m.info.hotkey not in failing]
+        plan = self.assignment.create_plan(zipcodes, eligible, seed)
+        submissions, responders = self.collect(plan, epoch)
+        draft = self.engine.evaluate(plan, submissions, self.state.credibility())
+        requests = self.engine.spot_check_requests(draft, seed)
+        verdicts = [(r, self.verify(r)) for r in requests]
+        result = self.engine.finalize(draft, verdicts, honeypots)
+        self.state = apply_cycle(self.state, f"epoch-{epoch}", result, ScoringConfig())
+        answered = {s.miner.hotkey for s in submissions}
+        assigned = {m.hotkey for g in plan.groups for m in g.miners}
+        batch_confidence = result.batch_confidence()
+        threshold = self.consensus_config.zipcode_confidence_threshold
+        stats = {
+            "epoch": epoch,
+            "batches": len(batch_confidence),
+            "batch_confidence_rate": _share(c > threshold for c in batch_confidence.values()),
+            "responders_per_batch": [responders[b] for b in sorted(responders)],
+            "group_responders": [
+                sum(
+                    1
+                    for m in g.miners
+                    if (g.batch_id, g.overlap_group, m.hotkey) in responders.keys_
+                )
+                for g in plan.groups
+            ],
+            "spot_checks": len(requests),
+            "spot_check_failures": sum(
+                v in (Verdict.MISMATCH, Verdict.NOT_FOUND) for _, v in verdicts
+            ),
+            "captured_groups": len(result.captured_groups),
+            "flags": dict(Counter(f.kind.value for f in result.flags)),
+            "relaxations": len(plan.relaxations),
+            "plan_hash": plan.plan_hash,
+        }
+        return result, stats, assigned - answered
+
+    def honeypots(self, zipcodes: list[str], epoch: int) -> dict[str, Honeypot]:
+        """Empty zipcodes are no-residential honeypots; a seeded 1% are reference ones."""
+        out = {
+            z: Honeypot(z, HoneypotKind.NO_RESIDENTIAL) for z in zipcodes if self.world.is_empty(z)
+        }
+        rng = random.Random(f"honeypots:{self.args.seed}:{epoch}")
+        candidates = [z for z in zipcodes if z not in out]
+        for z in rng.sample(candidates, max(1, round(REFERENCE_HONEYPOT_SHARE * len(zipcodes)))):
+            reference = {}
+            for record in self.world.listings(z):
+                digest = self.digester.digest(record)
+                if not isinstance(digest, str):
+                    reference[digest[0]] = digest[1]
+            out[z] = Honeypot(z, HoneypotKind.REFERENCE, reference)
+        return out
+
+    def collect(self, plan, epoch: int) -> tuple[list[GroupSubmission], _Responders]:
+        submissions: list[GroupSubmission] = []
+        responders = _Responders()
+        timeout = self.consensus_config.assignment_timeout_s
+        for batch_id, groups in sorted(plan.batches.items()):
+            given: dict[str, dict[str, list[dict]]] = defaultdict(dict)
+            finished: dict[str, float] = {}
+            members = [(g, m) for g in groups for m in g.miners]
+            rng = random.Random(f"order:{self.args.seed}:{epoch}:{batch_id}")
+            rng.shuffle(members)
+            # Copiers wait for the others so they have something to copy.
+            members.sort(
+                key=lambda gm: bool(
+                    getattr(self.by_hotkey[gm[1].hotkey].behaviour, "copies_peers", False)
+                )
+            )
+            responders[batch_id] = 0
+            for group, miner in members:
+                sim = self.by_hotkey[miner.hotkey]
+                miner_rng = random.Random(
+                    f"miner:{self.args.seed}:{epoch}:{miner.hotkey}:{batch_id}"
+                )
+                ctx = MinerContext(
+                    miner=miner,
+                    zipcodes=list(group.zipcodes),
+                    scrape=lambda z, hk=miner.hotkey: self.world.honest_view(z, hk, epoch),
+                    peer_responses=lambda z, given=given: dict(given.get(z, {})),
+                    rng=miner_rng,
+                    epoch=epoch,
+                    stale=self.world.stale,
+                )
+                answer = sim.behaviour.respond(ctx)
+                if not answer:
+                    continue
+                if getattr(sim.behaviour, "copies_peers", False) and finished:
+                    elapsed = max(finished.values()) + miner_rng.uniform(30, 600)
+                else:
+                    elapsed = miner_rng.uniform(900, 7200)
+                if elapsed > timeout:
+                    continue
+                finished[miner.hotkey] = elapsed
+                answers = {}
+                for zipcode, records in answer.items():
+                    given[zipcode][miner.hotkey] = records
+                    answers[zipcode] = self.to_answer(zipcode, records)
+                submissions.append(
+                    GroupSubmission(miner, batch_id, group.overlap_group, answers, elapsed)
+                )
+                responders[batch_id] += 1
+                responders.keys_.add((batch_id, group.overlap_group, miner.hotkey))
+        return submissions, responders
+
+    def to_answer(self, zipcode: str, records: list[dict]) -> ZipcodeAnswer:
+        digests = [self.digester.digest(r) for r in records]
+        answer, _dropped = answer_from_digests(
+            zipcode, [d for d in digests if not isinstance(d, str)]
+        )
+        return answer
+
+    def verify(self, request: SpotCheckRequest) -> Verdict:
+        """The validator's own source, here the world's truth."""
+        truth = self.world.lookup(request.zpid)
+        if truth is None or truth["zipcode"] != request.zipcode:
+            return Verdict.NOT_FOUND
+        digest = self.digester.digest(truth)
+        if isinstance(digest, str):
+            return Verdict.NO_EVIDENCE
+        if hash_to_int(digest[1]) == request.record_hash:
+            return Verdict.MATCH
+        if request.fields is None:
+            return Verdict.MISMATCH
+        same_key_fields = all(request.fields[i] == digest[2][i] for i in KEY_FIELD_INDEXES)
+        return Verdict.MATCH if same_key_fields else Verdict.MISMATCH
+
+    def report(self, cycles: list[dict], flagged: set[str], runtime: float) -> dict:
+        weights = compute_weights(self.state, {m.info.hotkey: m.info.uid for m in self.miners})
+        population = Counter(m.kind for m in self.miners)
+        weight_share: Counter[str] = Counter()
+        for m in self.miners:
+            weight_share[m.kind] += weights.get(m.info.uid, 0.0)
+        flagged_share = {
+            kind: sum(1 for m in self.miners if m.kind == kind and m.info.hotkey in flagged) / count
+            for kind, count in population.items()
+        }
+        batch_rates = [(c["batches"], c["batch_confidence_rate"]) for c in cycles]
+        total_batches = sum(n for n, _ in batch_rates)
+        per_batch = [r for c in cycles for r in c["responders_per_batch"]]
+        per_group = [r for c in cycles for r in c["group_responders"]]
+        honest = [m for m in self.miners if m.kind == HONEST]
+        return {
+            "args": {k: v for k, v in vars(self.args).items() if k != "json"},
+            "batches": total_batches,
+            "batch_confidence_rate": sum(n * r for n, r in batch_rates) / max(1, total_batches),
+            "responders_per_batch_mean": sum(per_batch) / max(1, len(per_batch)),
+            "responders_per_group_mean": sum(per_group) / max(1, len(per_group)),
+            "population_share_by_behavior": {
+                k: v / len(self.miners) for k, v in sorted(population.items())
+            },
+            "weight_share_by_behavior": {k: round(weight_share[k], 6) for k in sorted(population)},
+            "flagged_by_behavior": dict(sorted(flagged_share.items())),
+            "honest_false_flag_rate": _share(m.info.hotkey in flagged for m in honest),
+            "cycles": cycles,
+            "miners": [
+                {
+                    "uid": m.info.uid,
+                    "hotkey": m.info.hotkey,
+                    "coldkey": m.info.coldkey,
+                    "behavior": m.kind,
+                    "weight": round(weights.get(m.info.uid, 0.0), 6),
+                    "score": round(self.state.miners[m.info.hotkey].score, 6)
+                    if m.info.hotkey in self.state.miners
+                    else 0.0,
+                    "credibility": round(self.state.miners[m.info.hotkey].credibility, 4)
+                    if m.info.hotkey in self.state.miners
+                    else None,
+                    "flagged": m.info.hotkey in flagged,
+                }
+                for m in self.miners
+            ],
+            "runtime_s": round(runtime, 3),
+        }
+
+
+class _Responders(dict):
+    """Responders per batch, plus the (batch, group, hotkey) triples that answered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keys_: set[tuple[int, int, str]] = set()
+
+
+def _share(flags) -> float:
+    flags = list(flags)
+    return sum(flags) / len(flags) if flags else 0.0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Run the consensus core against honest and gaming miners in a synthetic world.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--miners", type=int, default=64, help="number of miners")
+    parser.add_argument("--zipcodes", type=int, default=400, help="zipcodes per cycle")
+    parser.add_argument("--cycles", type=int, default=3, help="consensus cycles to run")
+    parser.add_argument("--seed", type=int, default=7, help="world and plan seed")
+    parser.add_argument(
+        "--offline-fraction", type=float, default=0.0, help="share of miners offline"
+    )
+    parser.add_argument(
+        "--adversary",
+        type=parse_adversary,
+        action="append",
+        default=[],
+        metavar="NAME=FRACTION",
+        help="gaming behaviour and its share of miners (repeatable); "
+        "NAME is built in or path/file.py:Class",
+    )
+    parser.add_argument("--zipcodes-per-batch", type=int, default=_DEFAULTS.zipcodes_per_batch)
+    parser.add_argument("--miners-per-group", type=int, default=_DEFAULTS.miners_per_group)
+    parser.add_argument(
+        "--overlap", type=int, default=_DEFAULTS.overlap_factor, help="groups per batch"
+    )
+    parser.add_argument("--json", type=Path, help="write the report here")
+    args = parser.parse_args(argv)
+    if args.miners < 1 or args.zipcodes < 1 or args.cycles < 1:
+        parser.error("--miners, --zipcodes and --cycles must be positive")
+    if sum(f for _, f in args.adversary) + args.offline_fraction > 1:
+        parser.error("adversary and offline fractions add up to more than 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        report = Simulation(args).run()
+    except ValueError as exc:
+        print(f"simulate: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, default=str))
+    print(
+        f"batches {report['batches']}  confidence>0.7 {report['batch_confidence_rate']:.3f}  "
+        f"responders/batch {report['responders_per_batch_mean']:.1f}  "
+        f"responders/group {report['responders_per_group_mean']:.1f}  "
+        f"honest false flags {report['honest_false_flag_rate']:.3f}  "
+        f"runtime {report['runtime_s']} s"
+    )
+    print(f"{'behaviour':<12}{'population':>11}{'weight':>9}{'flagged':>9}")
+    for kind, share in report["population_share_by_behavior"].items():
+        print(
+            f"{kind:<12}{share:>11.3f}{report['weight_share_by_behavior'][kind]:>9.3f}"
+            f"{report['flagged_by_behavior'][kind]:>9.3f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
