@@ -329,10 +329,11 @@ class RecordDigester:
             return cached
         try:
             record = PropertyRecord.model_validate(raw)
+            fields = record.consensus_fields()
             out: tuple[int, str, tuple] | str = (
                 int(record.zpid),
-                record.record_hash,
-                record.consensus_fields(),
+                hash_consensus_fields(fields),
+                fields,
             )
         except (ValueError, TypeError):
             out = "invalid_record"

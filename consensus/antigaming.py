@@ -34,11 +34,39 @@ if TYPE_CHECKING:
 _FAIL = (Verdict.MISMATCH, Verdict.NOT_FOUND)
 
 
-def _order_key(seed: bytes, *parts: object) -> bytes:
-    h = hashlib.blake2b(seed, digest_size=8)
-    for part in parts:
-        h.update(b"\x00" + str(part).encode())
-    return h.digest()
+def seeded_rank(seed: bytes, *columns: np.ndarray) -> np.ndarray:
+    """A uint64 pseudo-random rank per row: a pure function of the seed and the values.
+
+    SplitMix64 over the columns, so every validator ranks the same records
+    the same way on any machine, without a random generator's version drift.
+    """
+    state = int.from_bytes(hashlib.blake2b(seed, digest_size=8).digest())
+    x = np.full(columns[0].shape[0], state, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for column in columns:
+            x = (x ^ column.astype(np.uint64)) + np.uint64(0x9E3779B97F4A7C15)
+            x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            x = x ^ (x >> np.uint64(31))
+    return x
+
+
+def _first_per_run(order_columns: tuple[np.ndarray, ...], limit: int) -> np.ndarray:
+    """Indexes of the first ``limit`` rows of each run of the leading columns, lexsorted.
+
+    ``order_columns`` is (rank, *group columns) as for ``np.lexsort``: rows are
+    ordered by the group columns, then by rank.
+    """
+    if order_columns[0].size == 0:
+        return np.zeros(0, np.int64)
+    order = np.lexsort(order_columns)
+    groups = [c[order] for c in order_columns[1:]]
+    change = np.zeros(order.size, bool)
+    change[0] = True
+    for column in groups:
+        change[1:] |= column[1:] != column[:-1]
+    run_start = np.maximum.accumulate(np.where(change, np.arange(order.size), 0))
+    return order[np.arange(order.size) - run_start < limit]
 
 
 def select_spot_checks(draft: ConsensusDraft, seed: bytes) -> list[SpotCheckRequest]:
@@ -47,71 +75,77 @@ def select_spot_checks(draft: ConsensusDraft, seed: bytes) -> list[SpotCheckRequ
     Deterministic in (draft, seed). At most ``spot_checks_per_disputed_batch``
     disputed records per batch (alternating between the groups that accepted
     them) and ``spot_checks_per_batch`` confirmed records per batch, capped at
-    ``spot_checks_per_cycle`` in all.
+    ``spot_checks_per_cycle`` in all; batches take turns in a seeded order.
     """
-    from consensus.engine import ZPID_BITS
+    from consensus.engine import ZPID_BITS, lookup
 
     cfg = draft.config
     gc, comparison = draft.groups, draft.comparison
     nz = draft.n_zipcodes
+    zipcode_number = np.array([int(z) for z in draft.zipcodes], np.int64)
     take = gc.accepted & comparison.valid_cell[gc.key_cell]
     zkey = ((gc.key_cell % nz) << ZPID_BITS) | gc.key_zpid
-    disputed = take & np.isin(zkey, comparison.disputed_keys)
+    disputed = np.flatnonzero(take & lookup(comparison.disputed_keys, zkey)[1])
+    d_zi = gc.key_cell[disputed] % nz
+    d_group = gc.key_cell[disputed] // nz
+    d_batch = draft.zipcode_batch[d_zi]
+    d_rank = seeded_rank(seed, zipcode_number[d_zi], gc.key_zpid[disputed], gc.value_hash[disputed])
+    per_group = cfg.spot_checks_per_disputed_batch
+    firsts = disputed[_first_per_run((d_rank, d_group, d_batch), per_group)]
 
-    per_batch_group: dict[int, dict[int, list]] = defaultdict(lambda: defaultdict(list))
-    for k in np.flatnonzero(disputed).tolist():
-        cell = int(gc.key_cell[k])
-        gi, zi = divmod(cell, nz)
-        zpid, value = int(gc.key_zpid[k]), int(gc.value_hash[k])
-        entry = (_order_key(seed, draft.zipcodes[zi], zpid, value), zi, zpid, value, k)
-        per_batch_group[int(draft.zipcode_batch[zi])][gi].append(entry)
+    queues: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for k in firsts.tolist():  # already in (batch, group, rank) order
+        gi, zi = divmod(int(gc.key_cell[k]), nz)
+        queues[int(draft.zipcode_batch[zi])][gi].append(k)
+    batch_ids = np.array(sorted(set(draft.zipcode_batch.tolist())), np.int64)
+    batch_order = batch_ids[np.argsort(seeded_rank(seed + b"batch", batch_ids), kind="stable")]
 
-    chosen: list[SpotCheckRequest] = []
+    disputed_checks: list[SpotCheckRequest] = []
     seen: set[tuple[int, int, int]] = set()
-    for batch_id in sorted(per_batch_group, key=lambda b: _order_key(seed, "batch", b)):
-        queues = [sorted(q) for _, q in sorted(per_batch_group[batch_id].items())]
+    for batch_id in batch_order.tolist():
+        lanes = [lane for _, lane in sorted(queues.get(batch_id, {}).items())]
         picked = 0
-        while picked < cfg.spot_checks_per_disputed_batch and any(queues):
-            for queue in queues:
-                if queue and picked < cfg.spot_checks_per_disputed_batch:
-                    _, zi, zpid, value, k = queue.pop(0)
-                    if (zi, zpid, value) in seen:
-                        continue
-                    seen.add((zi, zpid, value))
-                    row = int(gc.representative_row[k])
-                    chosen.append(
-                        SpotCheckRequest(
-                            draft.zipcodes[zi],
-                            zpid,
-                            value,
-                            draft.row_fields(row),
-                            batch_id,
-                            "disputed",
-                        )
-                    )
-                    picked += 1
+        while picked < per_group and any(lanes):
+            for lane in lanes:
+                if not lane or picked >= per_group:
+                    continue
+                k = lane.pop(0)
+                zi, zpid, value = (
+                    int(gc.key_cell[k] % nz),
+                    int(gc.key_zpid[k]),
+                    int(gc.value_hash[k]),
+                )
+                if (zi, zpid, value) in seen:
+                    continue
+                seen.add((zi, zpid, value))
+                fields = draft.row_fields(int(gc.representative_row[k]))
+                disputed_checks.append(
+                    SpotCheckRequest(draft.zipcodes[zi], zpid, value, fields, batch_id, "disputed")
+                )
+                picked += 1
 
-    sample: dict[int, list] = defaultdict(list)
     keys = comparison.confirmed_keys
-    for i, key in enumerate(keys.tolist()):
-        zi, zpid = key >> ZPID_BITS, key & ((1 << ZPID_BITS) - 1)
-        value = int(comparison.confirmed_hash[i])
-        sample[int(draft.zipcode_batch[zi])].append(
-            (_order_key(seed, "sample", draft.zipcodes[zi], zpid), zi, zpid, value, i)
-        )
-    for batch_id in sorted(sample, key=lambda b: _order_key(seed, "sample-batch", b)):
-        for _, zi, zpid, value, i in sorted(sample[batch_id])[: cfg.spot_checks_per_batch]:
+    c_zi = keys >> ZPID_BITS
+    c_rank = seeded_rank(seed + b"sample", zipcode_number[c_zi], keys & ((1 << ZPID_BITS) - 1))
+    c_batch = draft.zipcode_batch[c_zi]
+    chosen = _first_per_run((c_rank, c_batch), cfg.spot_checks_per_batch)
+    by_batch: dict[int, list[int]] = defaultdict(list)
+    for i in chosen.tolist():
+        by_batch[int(c_batch[i])].append(i)
+    samples: list[SpotCheckRequest] = []
+    for batch_id in batch_order.tolist():
+        for i in by_batch.get(batch_id, []):
+            zi, zpid = int(c_zi[i]), int(keys[i] & ((1 << ZPID_BITS) - 1))
+            value = int(comparison.confirmed_hash[i])
             if (zi, zpid, value) in seen:
                 continue
             seen.add((zi, zpid, value))
             row = int(comparison.confirmed_row[i])
             fields = draft.row_fields(row) if row >= 0 else None
-            chosen.append(
+            samples.append(
                 SpotCheckRequest(draft.zipcodes[zi], zpid, value, fields, batch_id, "sample")
             )
-    disputed_first = [r for r in chosen if r.reason == "disputed"]
-    samples = [r for r in chosen if r.reason == "sample"]
-    return (disputed_first + samples)[: cfg.spot_checks_per_cycle]
+    return (disputed_checks + samples)[: cfg.spot_checks_per_cycle]
 
 
 def apply_verdicts(
@@ -182,38 +216,19 @@ def detect_copies(
     """
     cfg = draft.config
     per_miner_batch = Counter(zip(deviation_miner.tolist(), deviation_batch.tolist(), strict=True))
-    order = np.lexsort((deviation_miner, deviation_key))
-    keys = deviation_key[order]
-    owners = deviation_miner[order]
-    batches = deviation_batch[order]
-    unconfirmed = deviation_unconfirmed[order]
-    shared: Counter[tuple[int, int, int]] = Counter()
-    shared_unconfirmed: Counter[tuple[int, int, int]] = Counter()
-    if keys.size:
-        bounds = np.flatnonzero(np.diff(keys)) + 1
-        starts = np.concatenate(([0], bounds))
-        ends = np.concatenate((bounds, [keys.size]))
-        sizes = ends - starts
-        for s, e in zip(
-            starts[(sizes >= 2) & (sizes <= cfg.max_copy_group_size)].tolist(),
-            ends[(sizes >= 2) & (sizes <= cfg.max_copy_group_size)].tolist(),
-            strict=True,
-        ):
-            group = owners[s:e].tolist()
-            batch = int(batches[s])
-            is_unconfirmed = bool(unconfirmed[s])
-            for i in range(len(group)):
-                for j in range(i + 1, len(group)):
-                    a, b = group[i], group[j]
-                    if miners[a].coldkey == miners[b].coldkey:
-                        continue  # sybils are handled by assignment, not here
-                    pair = (min(a, b), max(a, b), batch)
-                    shared[pair] += 1
-                    if is_unconfirmed:
-                        shared_unconfirmed[pair] += 1
-
+    shared, shared_unconfirmed = _shared_deviation_counts(
+        cfg.max_copy_group_size,
+        _coldkey_ids(miners),
+        deviation_miner,
+        deviation_batch,
+        deviation_key,
+        deviation_unconfirmed,
+    )
     flags: list[Flag] = []
+    floor = min(cfg.copy_min_shared, cfg.cartel_min_shared)
     for (a, b, batch), count in sorted(shared.items()):
+        if count < floor:
+            continue
         unconfirmed_count = shared_unconfirmed.get((a, b, batch), 0)
         union = per_miner_batch[(a, batch)] + per_miner_batch[(b, batch)] - count
         jaccard = count / union if union else 0.0
@@ -240,3 +255,61 @@ def detect_copies(
             )
         )
     return flags
+
+
+def _shared_deviation_counts(
+    max_group: int,
+    coldkey_of: np.ndarray,
+    miner: np.ndarray,
+    batch: np.ndarray,
+    key: np.ndarray,
+    unconfirmed: np.ndarray,
+) -> tuple[Counter, Counter]:
+    """Count, per (miner a, miner b, batch), the identical deviations a and b share.
+
+    Deviations shared by more than ``max_group`` miners are common knowledge
+    (a listing everyone missed), not a fingerprint, and are skipped. Pairs
+    under one coldkey are skipped too: assignment keeps them apart already.
+    """
+    order = np.argsort(key, kind="stable")
+    key, miner, batch, unconfirmed = key[order], miner[order], batch[order], unconfirmed[order]
+    if key.size == 0:
+        return Counter(), Counter()
+    bounds = np.flatnonzero(key[1:] != key[:-1]) + 1
+    starts = np.concatenate(([0], bounds))
+    sizes = np.diff(np.concatenate((starts, [key.size])))
+    a_parts, b_parts, batch_parts, unconfirmed_parts = [], [], [], []
+    for size in range(2, max_group + 1):
+        first = starts[sizes == size]
+        if first.size == 0:
+            continue
+        i, j = np.triu_indices(size, 1)
+        a_parts.append(miner[first[:, None] + i].ravel())
+        b_parts.append(miner[first[:, None] + j].ravel())
+        batch_parts.append(np.repeat(batch[first], i.size))
+        unconfirmed_parts.append(np.repeat(unconfirmed[first], i.size))
+    if not a_parts:
+        return Counter(), Counter()
+    a, b = np.concatenate(a_parts), np.concatenate(b_parts)
+    pair_batch, pair_unconfirmed = np.concatenate(batch_parts), np.concatenate(unconfirmed_parts)
+    keep = (a != b) & (coldkey_of[a] != coldkey_of[b])
+    lo, hi = np.minimum(a, b)[keep], np.maximum(a, b)[keep]
+    pair_batch, pair_unconfirmed = pair_batch[keep], pair_unconfirmed[keep]
+    n = int(coldkey_of.size)
+    n_batches = int(pair_batch.max()) + 1 if pair_batch.size else 1
+    code = (lo * n + hi) * n_batches + pair_batch
+
+    def count(codes: np.ndarray) -> Counter:
+        values, counts = np.unique(codes, return_counts=True)
+        out: Counter = Counter()
+        for value, c in zip(values.tolist(), counts.tolist(), strict=True):
+            pair, pair_batch_id = divmod(value, n_batches)
+            out[(*divmod(pair, n), pair_batch_id)] = c
+        return out
+
+    return count(code), count(code[pair_unconfirmed])
+
+
+def _coldkey_ids(miners: Sequence[MinerInfo]) -> np.ndarray:
+    ids: dict[str, int] = {}
+    return np.array([ids.setdefault(m.coldkey, len(ids)) for m in miners], np.int64)

@@ -25,7 +25,7 @@ import numpy as np
 from common.records import KEY_FIELD_INDEXES
 from consensus.antigaming import detect_copies
 from consensus.assignment import MinerInfo
-from consensus.engine import ZPID_BITS, Comparison, ConsensusDraft
+from consensus.engine import ZPID_BITS, Comparison, ConsensusDraft, lookup
 from consensus.types import (
     CycleResult,
     Flag,
@@ -55,14 +55,6 @@ def partial_credit(claimed: tuple | None, consensus: tuple | None) -> float:
     return sum(claimed[i] == consensus[i] for i in others) / len(others)
 
 
-def _lookup(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(position, found) of each key in a sorted array."""
-    if sorted_keys.size == 0:
-        return np.zeros(keys.size, np.int64), np.zeros(keys.size, bool)
-    pos = np.minimum(np.searchsorted(sorted_keys, keys), sorted_keys.size - 1)
-    return pos, sorted_keys[pos] == keys
-
-
 def evaluate_miners(
     draft: ConsensusDraft,
     comparison: Comparison,
@@ -88,7 +80,7 @@ def evaluate_miners(
     row_zi = draft.response_zipcode[draft.row_response]
     row_zkey = (row_zi << ZPID_BITS) | draft.row_zpid
     row_evidence = evidence[row_zi]
-    pos, in_confirmed = _lookup(comparison.confirmed_keys, row_zkey)
+    pos, in_confirmed = lookup(comparison.confirmed_keys, row_zkey)
     resolved = (
         comparison.confirmed_resolved[pos]
         if pos.size and comparison.confirmed_resolved.size
@@ -101,8 +93,8 @@ def evaluate_miners(
     )
     match = in_confirmed & (~resolved | (chash == draft.row_hash)) & row_evidence
     mismatch = in_confirmed & ~match & row_evidence
-    _, in_disputed = _lookup(comparison.disputed_keys, row_zkey)
-    _, in_uncertain = _lookup(comparison.uncertain_keys, row_zkey)
+    _, in_disputed = lookup(comparison.disputed_keys, row_zkey)
+    _, in_uncertain = lookup(comparison.uncertain_keys, row_zkey)
     in_disputed |= in_uncertain
     disputed = ~in_confirmed & in_disputed & row_evidence
     unconfirmed = ~in_confirmed & ~in_disputed & row_evidence
@@ -277,7 +269,7 @@ def _spot_check_flags(draft: ConsensusDraft, missing: set[int], row_zkey: np.nda
     """Flag miners who reported listings the validator's source says do not exist."""
     if not missing:
         return []
-    rows = np.flatnonzero(np.isin(row_zkey, np.array(sorted(missing), np.int64)))
+    rows = np.flatnonzero(lookup(np.array(sorted(missing), np.int64), row_zkey)[1])
     failures: dict[str, list[int]] = defaultdict(list)
     for row in rows.tolist():
         r = int(draft.row_response[row])
@@ -333,14 +325,19 @@ def _copy_flags(
     sizes = c_size[draft.response_zipcode[responses]].astype(np.int64)
     total = int(sizes.sum())
     if total:
-        n_confirmed = comparison.confirmed_keys.size
+        # Lay out one slot per (judged response, consensus record of its zipcode)
+        # and tick the slots its rows fill: the unticked ones are its misses.
+        first_slot = np.cumsum(sizes) - sizes
         rep = np.repeat(responses, sizes)
-        within = np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        c_index = np.repeat(c_start[draft.response_zipcode[responses]], sizes) + within
-        expected_pairs = rep * n_confirmed + c_index
+        c_index = np.repeat(
+            c_start[draft.response_zipcode[responses]] - first_slot, sizes
+        ) + np.arange(total)
+        slot_of_response = np.full(len(draft.response_answers), -1, np.int64)
+        slot_of_response[responses] = first_slot - c_start[draft.response_zipcode[responses]]
         present = in_confirmed & judged_zipcode[row_zi]
-        present_pairs = draft.row_response[present] * n_confirmed + pos[present]
-        missed = ~np.isin(expected_pairs, present_pairs)
+        ticked = np.zeros(total, bool)
+        ticked[slot_of_response[draft.row_response[present]] + pos[present]] = True
+        missed = ~ticked
         miss_key = comparison.confirmed_keys[c_index[missed]] * _MIX ^ _MISS_SALT
         miss_miner = response_miner[rep[missed]]
         miss_batch = draft.zipcode_batch[draft.response_zipcode[rep[missed]]]
