@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from common.manifest import Manifest
 from common.records import (
     CONSENSUS_FIELDS,
     MAX_ZPID_DIGITS,
@@ -189,3 +190,31 @@ def answer_from_digests(
         ),
         dropped,
     )
+
+
+def answers_from_manifest(
+    manifest: Manifest, assigned: Iterable[str], *, source: str | None = None
+) -> tuple[dict[str, ZipcodeAnswer], Counter[str]]:
+    """The engine's answers from a validated manifest, for the zipcodes assigned.
+
+    Takes the manifest, the zipcodes the miner was assigned and optionally the
+    one source that counts (others are dropped). Entries for other zipcodes
+    and second entries for a zipcode are dropped with a counted reason.
+    """
+    wanted = set(assigned)
+    dropped: Counter[str] = Counter()
+    answers: dict[str, ZipcodeAnswer] = {}
+    for entry in manifest.zipcodes:
+        if entry.zipcode not in wanted:
+            dropped["unassigned_zipcode"] += 1
+            continue
+        if source is not None and entry.source != source:
+            dropped["other_source"] += 1
+            continue
+        if entry.zipcode in answers:
+            dropped["duplicate_zipcode"] += 1
+            continue
+        answer, reasons = answer_from_entries(entry.zipcode, entry.records)
+        answers[entry.zipcode] = answer
+        dropped.update(reasons)
+    return answers, dropped

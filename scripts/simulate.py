@@ -175,7 +175,15 @@ class Simulation:
             ),
             "captured_groups": len(result.captured_groups),
             "flags": dict(Counter(f.kind.value for f in result.flags)),
-            "relaxations": len(plan.relaxations),
+            "relaxations": sorted({r.rule for r in plan.relaxations}),
+            "max_miners_per_coldkey_in_group": max(
+                (
+                    max(Counter(m.coldkey for m in g.miners).values())
+                    for g in plan.groups
+                    if g.miners
+                ),
+                default=0,
+            ),
             "plan_hash": plan.plan_hash,
         }
         return result, stats, assigned - answered
@@ -297,6 +305,9 @@ class Simulation:
             "weight_share_by_behavior": {k: round(weight_share[k], 6) for k in sorted(population)},
             "flagged_by_behavior": dict(sorted(flagged_share.items())),
             "honest_false_flag_rate": _share(m.info.hotkey in flagged for m in honest),
+            "max_miners_per_coldkey_in_group": max(
+                c["max_miners_per_coldkey_in_group"] for c in cycles
+            ),
             "cycles": cycles,
             "miners": [
                 {
