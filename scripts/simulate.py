@@ -40,9 +40,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common.records import KEY_FIELD_INDEXES, RecordDigester
+from common.records import RecordDigester
 from config.consensus import AssignmentConfig, ConsensusConfig, ScoringConfig
-from consensus.answers import ZipcodeAnswer, answer_from_digests, hash_to_int
+from consensus.answers import ZipcodeAnswer, answer_from_digests
 from consensus.assignment import MinerInfo, ZipcodeAssignmentManager
 from consensus.engine import ConsensusEngine
 from consensus.scoring import ScoringState, apply_cycle, compute_weights
@@ -56,6 +56,7 @@ from consensus.types import (
 )
 from scraping.adversaries import MinerContext, load_behaviour
 from scraping.synthetic import SyntheticWorld
+from vali_utils.spot_check import verdict_from_truth
 
 HONEST = "honest"
 _DEFAULTS = AssignmentConfig()
@@ -265,18 +266,7 @@ class Simulation:
 
     def verify(self, request: SpotCheckRequest) -> Verdict:
         """The validator's own source, here the world's truth."""
-        truth = self.world.lookup(request.zpid)
-        if truth is None or truth["zipcode"] != request.zipcode:
-            return Verdict.NOT_FOUND
-        digest = self.digester.digest(truth)
-        if isinstance(digest, str):
-            return Verdict.NO_EVIDENCE
-        if hash_to_int(digest[1]) == request.record_hash:
-            return Verdict.MATCH
-        if request.fields is None:
-            return Verdict.MISMATCH
-        same_key_fields = all(request.fields[i] == digest[2][i] for i in KEY_FIELD_INDEXES)
-        return Verdict.MATCH if same_key_fields else Verdict.MISMATCH
+        return verdict_from_truth(self.world.lookup(request.zpid), request, self.digester)
 
     def report(self, cycles: list[dict], flagged: set[str], runtime: float) -> dict:
         weights = compute_weights(self.state, {m.info.hotkey: m.info.uid for m in self.miners})

@@ -1,0 +1,110 @@
+"""Wire contracts between validators and miners (DESIGN 4.1).
+
+``DataAssignmentRequest`` is sent as JSON in a ``btauth/1``-signed
+``POST /DataAssignmentRequest``; the miner answers with the same model, the
+response fields filled. Every list and string is bounded, so a body that
+parses is also a body of sane size.
+
+    request = DataAssignmentRequest(request_id=..., phase="assign", ...)
+    body = request.model_dump_json().encode()
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from common.manifest import Manifest
+
+ROUTE = "/DataAssignmentRequest"
+MAX_ZIPCODES_PER_SOURCE = 200
+MAX_PROPERTY_IDS_PER_SOURCE = 1000
+
+
+class Source(StrEnum):
+    """Data sources a validator may ask for; anything else is rejected with a 422."""
+
+    ZILLOW = "ZILLOW"  # for sale
+    ZILLOW_SOLD = "ZILLOW_SOLD"  # recently sold
+
+
+class AssignmentStatus(StrEnum):
+    ACCEPTED = "accepted"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    REJECTED = "rejected"
+
+
+Zipcode = Annotated[str, StringConstraints(pattern=r"^\d{5}$")]
+Zpid = Annotated[str, StringConstraints(pattern=r"^\d{1,12}$")]
+RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:\-]{1,128}$")]
+
+
+class Progress(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    zipcodes_done: int = Field(ge=0)
+    zipcodes_total: int = Field(ge=0)
+    records: int = Field(ge=0)
+
+
+class DataAssignmentRequest(BaseModel):
+    """One assignment (phase ``assign``) or a poll for its results (phase ``collect``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: RequestId
+    phase: Literal["assign", "collect"]
+    assignment_mode: Literal["zipcodes", "property_ids"] = "zipcodes"
+    zipcode_assignments: dict[
+        Source, Annotated[list[Zipcode], Field(max_length=MAX_ZIPCODES_PER_SOURCE)]
+    ] = Field(default_factory=dict, max_length=len(Source))
+    property_ids: dict[
+        Source, Annotated[list[Zpid], Field(max_length=MAX_PROPERTY_IDS_PER_SOURCE)]
+    ] = Field(default_factory=dict, max_length=len(Source))
+    expected_properties_per_zipcode: int | None = Field(default=None, ge=0, le=100_000)
+    batch_id: int | None = Field(default=None, ge=0, le=1_000_000)
+    overlap_group: int | None = Field(default=None, ge=0, le=64)
+    epoch_id: str | None = Field(default=None, max_length=64)
+    expires_at: datetime | None = None
+    # Response side, filled by the miner.
+    accepted: bool | None = None
+    status: AssignmentStatus | None = None
+    progress: Progress | None = None
+    manifest: Manifest | None = None
+    error: str | None = Field(default=None, max_length=500)
+
+    @model_validator(mode="after")
+    def _assignment_present(self) -> DataAssignmentRequest:
+        if self.phase == "assign":
+            if self.assignment_mode == "zipcodes" and not any(self.zipcode_assignments.values()):
+                raise ValueError("an assign request in zipcodes mode needs zipcode_assignments")
+            if self.assignment_mode == "property_ids" and not any(self.property_ids.values()):
+                raise ValueError("an assign request in property_ids mode needs property_ids")
+        return self
+
+    def assignment_key(self) -> str:
+        """Identity of the work itself: the same for every validator sending it."""
+        import hashlib
+
+        parts = [
+            self.epoch_id or "",
+            str(self.batch_id),
+            str(self.overlap_group),
+            self.assignment_mode,
+            repr(sorted((s.value, sorted(z)) for s, z in self.zipcode_assignments.items())),
+            repr(sorted((s.value, sorted(p)) for s, p in self.property_ids.items())),
+        ]
+        return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
+
+
+class ErrorBody(BaseModel):
+    """JSON error answer: ``{"error": {"code", "message", "request_id"}}``."""
+
+    code: str
+    message: str
+    request_id: str | None = None

@@ -1,0 +1,151 @@
+"""Miner entry point: serve ``POST /DataAssignmentRequest`` over signed HTTP.
+
+    python -m neurons.miner --wallet.name miner --wallet.hotkey default --port 8091
+    python -m neurons.miner --help
+
+Parses settings, builds the parts (wallet, chain, metagraph sync, store,
+source, service, HTTP server), publishes the endpoint and runs until SIGINT
+or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from common.chain import ChainUnavailable, open_chain
+from common.logs import setup_logging
+from common.metagraph import MetagraphSync
+from common.protocol import ROUTE, DataAssignmentRequest
+from common.signed_http import AccessPolicy, RateLimiter, signed_endpoint
+from config.settings import Settings, SettingsError, load_settings
+from scraping.assignments import MinerService
+from scraping.source import SyntheticSource
+from scraping.store import MinerStore
+from scraping.synthetic import SyntheticWorld
+
+logger = logging.getLogger("neurons.miner")
+
+
+def load_wallet(settings: Settings):
+    import bittensor as bt
+
+    wallet = bt.Wallet(
+        name=settings.wallet_name,
+        hotkey=settings.wallet_hotkey,
+        path=str(Path(settings.wallet_path).expanduser()),
+    )
+    try:
+        keypair = wallet.hotkey
+    except Exception as exc:  # the SDK raises its own error kinds for missing keyfiles
+        raise SettingsError(
+            f"cannot load hotkey {settings.wallet_name}/{settings.wallet_hotkey} "
+            f"from {settings.wallet_path}: {exc}"
+        ) from exc
+    return wallet, keypair
+
+
+def build_source(settings: Settings, hotkey: str) -> SyntheticSource:
+    if settings.scraper != "synthetic":
+        raise SettingsError(f"invalid --scraper / SCRAPER: {settings.scraper!r} (only synthetic)")
+    world = SyntheticWorld(settings.synthetic_seed)
+    return SyntheticSource(world, observer=hotkey, delay_s=settings.scrape_delay_s)
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    wallet, keypair = load_wallet(settings)
+    hotkey = keypair.ss58_address
+    chain = open_chain(settings.network, settings.netuid, settings.chain_file, wallet, hotkey)
+    sync = MetagraphSync(chain, settings.metagraph_refresh_s)
+    await sync.refresh()
+    if sync.snapshot.by_hotkey(hotkey) is None:
+        logger.warning("hotkey %s is not registered on netuid %s yet", hotkey, settings.netuid)
+
+    store = await MinerStore.open(settings.state_dir / "miner.sqlite")
+    source = build_source(settings, hotkey)
+    behaviour = None
+    if settings.behaviour != "honest":
+        from scraping.adversaries import load_behaviour
+
+        behaviour = load_behaviour(settings.behaviour)
+    service = MinerService(
+        store,
+        source,
+        hotkey,
+        concurrency=settings.scrape_concurrency,
+        behaviour=behaviour,
+        behaviour_scrape=lambda z: source.world.honest_view(z, hotkey, 0),
+    )
+    await service.start()
+
+    policy = AccessPolicy(
+        self_hotkey=hotkey,
+        metagraph=lambda: sync.snapshot,
+        require_validator_permit=True,
+        min_stake=settings.min_validator_stake,
+        max_body_bytes=settings.max_body_bytes,
+        rate_limiter=RateLimiter(settings.requests_per_minute),
+    )
+    app = web.Application(client_max_size=settings.max_body_bytes + 1024)
+    app.router.add_post(ROUTE, signed_endpoint(policy, DataAssignmentRequest, service.handle))
+    app.router.add_get("/health", lambda _r: web.json_response({"status": "ok", "hotkey": hotkey}))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # the real port when --port 0
+    ip = settings.external_ip or settings.host
+    logger.info(
+        "miner %s serving on %s:%d (netuid %s)", hotkey, settings.host, port, settings.netuid
+    )
+    try:
+        await chain.publish_endpoint(ip, port)
+        logger.info("published endpoint %s:%d", ip, port)
+    except ChainUnavailable as exc:
+        logger.error("could not publish endpoint %s:%d: %s", ip, port, exc)
+
+    refresher = asyncio.create_task(sync.run(), name="metagraph-sync")
+    try:
+        await stop.wait()
+    finally:
+        logger.info("miner stopping")
+        refresher.cancel()
+        await service.stop()
+        await runner.cleanup()
+        await store.close()
+        await chain.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings, _ = load_settings("miner", argv, description=__doc__.split("\n\n")[0])
+    except SettingsError as exc:
+        print(f"miner: {exc}", file=sys.stderr)
+        return 2
+    setup_logging("miner", settings.debug)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, stop)
+
+    try:
+        asyncio.run(run())
+    except SettingsError as exc:
+        print(f"miner: {exc}", file=sys.stderr)
+        return 2
+    except ChainUnavailable as exc:
+        print(f"miner: chain unavailable: {exc}", file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,375 @@
+"""The miner's side of ``DataAssignmentRequest``: accept at once, scrape in the background.
+
+``assign`` records the assignment and the asking validator, starts the work
+if nobody asked for it before (the same work from several validators is
+scraped once: it is keyed by its content, not by who sent it) and answers
+immediately. ``collect`` answers from the store: status, progress and the
+manifest of the zipcodes done so far. Work survives a restart: unfinished
+assignments resume when the service starts.
+
+The batch scraper runs every zipcode through the ``PropertySource`` under one
+semaphore shared by all assignments (the source's concurrency budget), stores
+each zipcode's records as soon as it is scraped (a crash loses at most the
+zipcodes in flight) and stops at the assignment's deadline keeping what it has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from common.chain import NeuronInfo
+from common.manifest import Manifest, ZipcodeManifest
+from common.protocol import AssignmentStatus, DataAssignmentRequest, Progress
+from common.records import RecordDigester
+from scraping.adversaries import MinerContext
+from scraping.source import PropertySource
+from scraping.store import MinerStore, transaction
+
+logger = logging.getLogger(__name__)
+
+MAX_OPEN_ASSIGNMENTS = 500  # beyond this the miner says "rejected: busy"
+DEFAULT_DEADLINE_S = 3 * 3600.0
+
+
+class MinerService:
+    """Serves assign and collect from a store; owns the background scraping tasks."""
+
+    def __init__(
+        self,
+        store: MinerStore,
+        source: PropertySource,
+        hotkey: str,
+        concurrency: int = 4,
+        behaviour: object | None = None,
+        behaviour_scrape: Callable[[str], list[dict]] | None = None,
+    ) -> None:
+        self.store = store
+        self.source = source
+        self.hotkey = hotkey
+        self.behaviour = behaviour  # local subnet only: a simulator behaviour
+        self.behaviour_scrape = behaviour_scrape
+        self.digester = RecordDigester()
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._tasks: dict[str, asyncio.Task] = {}
+
+    async def start(self) -> None:
+        """Resume every assignment a previous run left unfinished."""
+        keys = await self.store.run(
+            lambda db: [
+                r[0]
+                for r in db.execute(
+                    "SELECT key FROM assignments WHERE status IN (?, ?)",
+                    (AssignmentStatus.ACCEPTED.value, AssignmentStatus.IN_PROGRESS.value),
+                )
+            ]
+        )
+        for key in keys:
+            logger.info("resuming assignment %s", key)
+            self._launch(key)
+
+    async def stop(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    async def handle(
+        self, caller: NeuronInfo, request: DataAssignmentRequest
+    ) -> DataAssignmentRequest:
+        if request.phase == "assign":
+            return await self._assign(caller, request)
+        return await self._collect(caller, request)
+
+    async def _assign(
+        self, caller: NeuronInfo, request: DataAssignmentRequest
+    ) -> DataAssignmentRequest:
+        if request.assignment_mode != "zipcodes":
+            return _answer(request, AssignmentStatus.REJECTED, error="only zipcodes mode is served")
+        if request.expires_at is not None and request.expires_at.timestamp() <= time.time():
+            return _answer(request, AssignmentStatus.REJECTED, error="assignment already expired")
+        key = request.assignment_key()
+        deadline = (
+            request.expires_at.timestamp()
+            if request.expires_at
+            else time.time() + DEFAULT_DEADLINE_S
+        )
+        pairs = sorted(
+            {(s.value, z) for s, zips in request.zipcode_assignments.items() for z in zips}
+        )
+        stored = request.model_dump_json(
+            include={
+                "request_id",
+                "zipcode_assignments",
+                "batch_id",
+                "overlap_group",
+                "epoch_id",
+                "expected_properties_per_zipcode",
+            }
+        )
+
+        def work(db) -> tuple[str, bool]:
+            row = db.execute("SELECT status FROM assignments WHERE key=?", (key,)).fetchone()
+            created = row is None
+            if created:
+                open_count = db.execute(
+                    "SELECT COUNT(*) FROM assignments WHERE status IN (?, ?)",
+                    (AssignmentStatus.ACCEPTED.value, AssignmentStatus.IN_PROGRESS.value),
+                ).fetchone()[0]
+                if open_count >= MAX_OPEN_ASSIGNMENTS:
+                    return AssignmentStatus.REJECTED.value, False
+                db.execute(
+                    "INSERT INTO assignments (key, request_json, status, zipcodes_total,"
+                    " created_at, deadline_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        key,
+                        stored,
+                        AssignmentStatus.ACCEPTED.value,
+                        len(pairs),
+                        time.time(),
+                        deadline,
+                    ),
+                )
+                db.executemany(
+                    "INSERT OR IGNORE INTO zipcodes (key, source, zipcode) VALUES (?, ?, ?)",
+                    [(key, s, z) for s, z in pairs],
+                )
+            status = row[0] if row else AssignmentStatus.ACCEPTED.value
+            db.execute(
+                "INSERT OR REPLACE INTO requests (validator, request_id, key, received_at)"
+                " VALUES (?, ?, ?, ?)",
+                (caller.hotkey, request.request_id, key, time.time()),
+            )
+            return status, created
+
+        status, created = await self.store.run(lambda db: transaction(db, work))
+        if (
+            status == AssignmentStatus.REJECTED.value
+            and created is False
+            and key not in self._tasks
+        ):
+            logger.warning(
+                "busy: rejected %s from validator uid %s", request.request_id, caller.uid
+            )
+            return _answer(request, AssignmentStatus.REJECTED, error="miner busy")
+        if created:
+            logger.info(
+                "assignment %s from validator uid %s: %d zipcodes (key %s)",
+                request.request_id,
+                caller.uid,
+                len(pairs),
+                key,
+            )
+            self._launch(key)
+        return _answer(request, AssignmentStatus(status), accepted=True)
+
+    async def _collect(
+        self, caller: NeuronInfo, request: DataAssignmentRequest
+    ) -> DataAssignmentRequest:
+        found = await self.store.run(
+            lambda db: _collect_rows(db, caller.hotkey, request.request_id)
+        )
+        if found is None:
+            return _answer(request, AssignmentStatus.REJECTED, error="unknown request_id")
+        status, total, zipcode_rows, record_rows, epoch_id = found
+        records: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for source, zipcode, zpid, record_hash in record_rows:
+            records.setdefault((source, zipcode), []).append((zpid, record_hash))
+        entries = [
+            ZipcodeManifest(
+                zipcode=zipcode,
+                source=source,
+                record_count=len(records.get((source, zipcode), [])),
+                records=records.get((source, zipcode), []),
+            )
+            for source, zipcode in zipcode_rows
+        ]
+        manifest = Manifest(epoch_id=epoch_id, miner_hotkey=self.hotkey, zipcodes=entries)
+        progress = Progress(
+            zipcodes_done=len(zipcode_rows), zipcodes_total=total, records=len(record_rows)
+        )
+        return _answer(request, AssignmentStatus(status), progress=progress, manifest=manifest)
+
+    def _launch(self, key: str) -> None:
+        if key in self._tasks and not self._tasks[key].done():
+            return
+        task = asyncio.create_task(self._work(key), name=f"assignment-{key}")
+        self._tasks[key] = task
+        task.add_done_callback(lambda t, key=key: self._tasks.pop(key, None))
+
+    async def _work(self, key: str) -> None:
+        try:
+            await self._scrape_assignment(key)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("assignment %s failed", key)
+            reason = str(exc)[:300]
+            await self.store.run(
+                lambda db: db.execute(
+                    "UPDATE assignments SET status=?, error=? WHERE key=?",
+                    (AssignmentStatus.FAILED.value, reason, key),
+                )
+            )
+
+    async def _scrape_assignment(self, key: str) -> None:
+        row, todo = await self.store.run(
+            lambda db: (
+                db.execute(
+                    "SELECT deadline_at, request_json FROM assignments WHERE key=?", (key,)
+                ).fetchone(),
+                db.execute(
+                    "SELECT source, zipcode FROM zipcodes WHERE key=? AND done=0 ORDER BY zipcode",
+                    (key,),
+                ).fetchall(),
+            )
+        )
+        await self._set_status(key, AssignmentStatus.IN_PROGRESS)
+        deadline_at = row[0] or time.time() + DEFAULT_DEADLINE_S
+        deadline = time.monotonic() + max(0.0, deadline_at - time.time())
+        if self.behaviour is not None:
+            await self._respond_with_behaviour(key, json.loads(row[1]), todo)
+        else:
+            await asyncio.gather(*(self._scrape_zipcode(key, s, z, deadline) for s, z in todo))
+        await self.store.run(
+            lambda db: db.execute(
+                "UPDATE assignments SET status=?, completed_at=? WHERE key=?",
+                (AssignmentStatus.COMPLETED.value, time.time(), key),
+            )
+        )
+        logger.info("assignment %s completed", key)
+
+    async def _scrape_zipcode(
+        self, key: str, source_name: str, zipcode: str, deadline: float
+    ) -> None:
+        async with self._semaphore:
+            if time.monotonic() >= deadline:
+                return
+            result = await self.source.scrape_zipcode(zipcode, source_name, deadline=deadline)
+        if result.errors and not result.records:
+            logger.warning("zipcode %s (%s): %s", zipcode, key, "; ".join(result.errors)[:200])
+            return
+        await self._store_zipcode(key, source_name, zipcode, result.records)
+
+    async def _respond_with_behaviour(self, key: str, request: dict, todo: list) -> None:
+        """Local subnet: a simulator behaviour decides the answer (no peers to copy here)."""
+        zipcodes = sorted({z for _, z in todo})
+        ctx = MinerContext(
+            miner=None,  # type: ignore[arg-type]
+            zipcodes=zipcodes,
+            scrape=self.behaviour_scrape or (lambda z: []),
+            peer_responses=lambda z: {},
+            rng=random.Random(f"{self.hotkey}:{key}"),
+            epoch=_epoch_number(request.get("epoch_id")),
+            stale=getattr(getattr(self.source, "world", None), "stale", lambda r: None),
+        )
+        answer = await asyncio.to_thread(self.behaviour.respond, ctx)  # type: ignore[union-attr]
+        if not answer:
+            return
+        for source_name, zipcode in todo:
+            if zipcode in answer:
+                await self._store_zipcode(key, source_name, zipcode, answer[zipcode])
+
+    async def _store_zipcode(
+        self, key: str, source_name: str, zipcode: str, raw_records: list
+    ) -> None:
+        rows, dropped = [], Counter()
+        seen: set[str] = set()
+        for raw in raw_records:
+            digest = self.digester.digest(raw)
+            if isinstance(digest, str):
+                dropped[digest] += 1
+                continue
+            zpid, record_hash, fields = digest
+            if fields[2] != zipcode:
+                dropped["wrong_zipcode"] += 1
+                continue
+            if str(zpid) in seen:
+                dropped["duplicate_zpid"] += 1
+                continue
+            seen.add(str(zpid))
+            rows.append(
+                (key, source_name, zipcode, str(zpid), record_hash, json.dumps(raw, default=str))
+            )
+
+        def write(db) -> None:
+            def work(db):
+                db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?)", rows)
+                db.execute(
+                    "UPDATE zipcodes SET done=1, record_count=?, dropped=?"
+                    " WHERE key=? AND source=? AND zipcode=?",
+                    (len(rows), sum(dropped.values()), key, source_name, zipcode),
+                )
+
+            transaction(db, work)
+
+        await self.store.run(write)
+        if dropped:
+            logger.info("zipcode %s: dropped %s", zipcode, dict(dropped))
+
+    async def _set_status(self, key: str, status: AssignmentStatus) -> None:
+        await self.store.run(
+            lambda db: db.execute(
+                "UPDATE assignments SET status=? WHERE key=? AND status IN (?, ?)",
+                (
+                    status.value,
+                    key,
+                    AssignmentStatus.ACCEPTED.value,
+                    AssignmentStatus.IN_PROGRESS.value,
+                ),
+            )
+        )
+
+
+def _collect_rows(db, validator: str, request_id: str):
+    row = db.execute(
+        "SELECT a.key, a.status, a.zipcodes_total, a.request_json FROM requests r "
+        "JOIN assignments a ON a.key = r.key WHERE r.validator=? AND r.request_id=?",
+        (validator, request_id),
+    ).fetchone()
+    if row is None:
+        return None
+    key, status, total, request_json = row
+    zipcode_rows = db.execute(
+        "SELECT source, zipcode FROM zipcodes WHERE key=? AND done=1 ORDER BY source, zipcode",
+        (key,),
+    ).fetchall()
+    record_rows = db.execute(
+        "SELECT source, zipcode, zpid, record_hash FROM records WHERE key=?"
+        " ORDER BY source, zipcode, zpid",
+        (key,),
+    ).fetchall()
+    epoch_id = json.loads(request_json).get("epoch_id")
+    return status, total, zipcode_rows, record_rows, epoch_id
+
+
+def _answer(
+    request: DataAssignmentRequest,
+    status: AssignmentStatus,
+    *,
+    accepted: bool | None = None,
+    error: str | None = None,
+    progress: Progress | None = None,
+    manifest: Manifest | None = None,
+) -> DataAssignmentRequest:
+    return request.model_copy(
+        update={
+            "accepted": accepted
+            if accepted is not None
+            else status not in (AssignmentStatus.REJECTED, AssignmentStatus.FAILED),
+            "status": status,
+            "error": error,
+            "progress": progress,
+            "manifest": manifest,
+        }
+    )
+
+
+def _epoch_number(epoch_id: object) -> int:
+    """The trailing number of an epoch id such as "epoch-1234" (0 when there is none)."""
+    tail = str(epoch_id or "").rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0

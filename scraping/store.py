@@ -1,0 +1,117 @@
+"""The miner's SQLite store: assignments, which validator asked for them, and the records found.
+
+Everything a ``collect`` answer needs lives here, so a restarted miner still
+answers for work it finished, and resumes work it had not. One connection,
+WAL journal, used from a single worker thread so the event loop never blocks
+on disk.
+
+    store = await MinerStore.open(path)
+    await store.run(lambda db: db.execute(...))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS assignments (
+    key TEXT PRIMARY KEY,
+    request_json TEXT NOT NULL,
+    status TEXT NOT NULL,
+    zipcodes_total INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    deadline_at REAL,
+    completed_at REAL,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS requests (
+    validator TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    key TEXT NOT NULL REFERENCES assignments(key),
+    received_at REAL NOT NULL,
+    PRIMARY KEY (validator, request_id)
+);
+CREATE TABLE IF NOT EXISTS zipcodes (
+    key TEXT NOT NULL,
+    source TEXT NOT NULL,
+    zipcode TEXT NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0,
+    record_count INTEGER NOT NULL DEFAULT 0,
+    dropped INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (key, source, zipcode)
+);
+CREATE TABLE IF NOT EXISTS records (
+    key TEXT NOT NULL,
+    source TEXT NOT NULL,
+    zipcode TEXT NOT NULL,
+    zpid TEXT NOT NULL,
+    record_hash TEXT NOT NULL,
+    record_json TEXT NOT NULL,
+    PRIMARY KEY (key, source, zipcode, zpid)
+);
+CREATE INDEX IF NOT EXISTS assignments_status ON assignments(status);
+"""
+
+
+class MinerStore:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="miner-store")
+        self._db: sqlite3.Connection | None = None
+
+    @classmethod
+    async def open(cls, path: Path) -> MinerStore:
+        store = cls(path)
+        await store.run(store._connect)
+        return store
+
+    def _connect(self, _db: object = None) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None:
+            db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) != SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path}: schema {row[0]} is not {SCHEMA_VERSION}")
+        self._db = db
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work(connection)`` on the store's thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: work(self._db))  # type: ignore[arg-type]
+
+    async def close(self) -> None:
+        def shut(db: sqlite3.Connection | None) -> None:
+            if db is not None:
+                db.close()
+
+        await self.run(shut)
+        self._executor.shutdown(wait=True)
+
+
+def transaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        out = work(db)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return out
+
+
+def now() -> float:
+    return time.time()

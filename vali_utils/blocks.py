@@ -1,0 +1,36 @@
+"""Where an epoch's zipcodes come from, until the Data API serves blocks.
+
+``LocalBlockSource`` derives the block from (netuid, epoch) alone, so every
+validator of the local subnet gets the same zipcodes and the same seed for
+the same epoch without talking to anyone. The Data API replaces it on real
+networks (its own issue).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from scraping.synthetic import SyntheticWorld
+
+
+@dataclass(frozen=True, slots=True)
+class EpochBlock:
+    epoch: int
+    block_id: str
+    zipcodes: tuple[str, ...]
+    seed: bytes
+    expected_properties_per_zipcode: int = 50
+
+
+class LocalBlockSource:
+    def __init__(self, netuid: int, world: SyntheticWorld, zipcodes_per_cycle: int) -> None:
+        self.netuid = netuid
+        self.world = world
+        self.zipcodes_per_cycle = zipcodes_per_cycle
+
+    def block(self, epoch: int) -> EpochBlock:
+        zipcodes = tuple(sorted(self.world.iter_zipcodes(self.zipcodes_per_cycle, epoch)))
+        block_id = f"local-{self.netuid}-{epoch}"
+        seed = hashlib.sha256(f"{block_id}:{','.join(zipcodes)}".encode()).digest()
+        return EpochBlock(epoch, block_id, zipcodes, seed)

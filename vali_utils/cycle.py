@@ -1,0 +1,281 @@
+"""One consensus cycle on the wire: plan, dispatch, collect, consensus.
+
+Every request is an ``Assignment`` object that carries the miner (uid,
+hotkey) it was sent to; answers are written back into that object, so a
+response can never be credited to the wrong miner by position.
+
+    cycle = ConsensusCycle(client, engine, manager, verifier, poll_s=5)
+    outcome = await cycle.run(block, graph, credibility, deadline_wall)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from common.chain import MetagraphSnapshot
+from common.manifest import Manifest
+from common.protocol import ROUTE, AssignmentStatus, DataAssignmentRequest, Source
+from common.signed_http import SignedClient
+from consensus.answers import answers_from_manifest
+from consensus.assignment import AssignmentPlan, MinerGroup, MinerInfo, ZipcodeAssignmentManager
+from consensus.engine import ConsensusEngine
+from consensus.types import CycleResult, GroupSubmission, SpotCheckRequest, Verdict
+from vali_utils.blocks import EpochBlock
+from vali_utils.spot_check import Verifier
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Source.ZILLOW_SOLD
+
+
+@dataclass
+class Assignment:
+    group: MinerGroup
+    miner: MinerInfo
+    endpoint: str
+    request: DataAssignmentRequest
+    dispatched_at: float | None = None  # time.monotonic() when acknowledged
+    accepted: bool = False
+    status: str | None = None
+    completed_after_s: float | None = None  # validator's clock, dispatch -> seen completed
+    manifest: Manifest | None = None
+    error: str | None = None
+
+
+@dataclass
+class CycleOutcome:
+    plan: AssignmentPlan
+    result: CycleResult
+    assignments: list[Assignment]
+    spot_checks: list[tuple[SpotCheckRequest, Verdict]]
+    timings: dict[str, float] = field(default_factory=dict)
+    dropped: Counter = field(default_factory=Counter)
+
+
+def eligible_miners(graph: MetagraphSnapshot) -> tuple[list[MinerInfo], dict[str, str]]:
+    """Registered, serving, non-validator neurons, from the metagraph alone.
+
+    Only shared data decides eligibility, so every validator builds the same
+    plan; a miner's own failures are scored, not used to skip it.
+    """
+    miners, endpoints = [], {}
+    for neuron in graph.neurons:
+        if neuron.validator_permit or not neuron.endpoint or not neuron.active:
+            continue
+        miners.append(MinerInfo(neuron.uid, neuron.hotkey, neuron.coldkey))
+        endpoints[neuron.hotkey] = neuron.endpoint
+    return miners, endpoints
+
+
+class ConsensusCycle:
+    def __init__(
+        self,
+        client: SignedClient,
+        engine: ConsensusEngine,
+        manager: ZipcodeAssignmentManager,
+        verifier: Verifier,
+        concurrency: int = 64,
+        poll_s: float = 5.0,
+        request_timeout_s: float = 5.0,
+    ) -> None:
+        self.client = client
+        self.engine = engine
+        self.manager = manager
+        self.verifier = verifier
+        self.concurrency = concurrency
+        self.poll_s = poll_s
+        self.request_timeout_s = request_timeout_s
+
+    def plan(
+        self, block: EpochBlock, graph: MetagraphSnapshot
+    ) -> tuple[AssignmentPlan, dict[str, str]]:
+        miners, endpoints = eligible_miners(graph)
+        return self.manager.create_plan(list(block.zipcodes), miners, block.seed), endpoints
+
+    async def run(
+        self,
+        block: EpochBlock,
+        graph: MetagraphSnapshot,
+        credibility: dict[str, float],
+        deadline_wall: float,
+    ) -> CycleOutcome:
+        plan, endpoints = self.plan(block, graph)
+        logger.info(
+            "epoch %d: plan %s: %d groups, %d miners, relaxations %s",
+            block.epoch,
+            plan.plan_hash[:12],
+            len(plan.groups),
+            len(endpoints),
+            sorted({r.rule for r in plan.relaxations}) or "none",
+        )
+        expires = datetime.fromtimestamp(deadline_wall, UTC)
+        assignments = [
+            Assignment(
+                group,
+                miner,
+                endpoints[miner.hotkey],
+                DataAssignmentRequest(
+                    request_id=f"e{block.epoch}-b{group.batch_id}-g{group.overlap_group}",
+                    phase="assign",
+                    zipcode_assignments={SOURCE: list(group.zipcodes)},
+                    expected_properties_per_zipcode=block.expected_properties_per_zipcode,
+                    batch_id=group.batch_id,
+                    overlap_group=group.overlap_group,
+                    epoch_id=f"epoch-{block.epoch}",
+                    expires_at=expires,
+                ),
+            )
+            for group in plan.groups
+            for miner in group.miners
+        ]
+        timings: dict[str, float] = {}
+        started = time.monotonic()
+        await self.dispatch(assignments)
+        timings["dispatch_s"] = time.monotonic() - started
+        acked = sum(a.accepted for a in assignments)
+        logger.info(
+            "epoch %d: dispatched %d assignments, %d acknowledged in %.2fs",
+            block.epoch,
+            len(assignments),
+            acked,
+            timings["dispatch_s"],
+        )
+
+        started = time.monotonic()
+        await self.collect(assignments, deadline_wall, block.epoch)
+        timings["collect_s"] = time.monotonic() - started
+
+        started = time.monotonic()
+        submissions, dropped = self.submissions(assignments)
+        draft = self.engine.evaluate(
+            plan,
+            submissions,
+            credibility,
+            {z: block.expected_properties_per_zipcode for z in block.zipcodes},
+        )
+        requests = self.engine.spot_check_requests(draft, block.seed)
+        verdicts = await self._verify(requests)
+        result = self.engine.finalize(draft, verdicts, honeypots={})
+        timings["consensus_s"] = time.monotonic() - started
+        return CycleOutcome(plan, result, assignments, verdicts, timings, dropped)
+
+    async def _bounded(self, jobs) -> None:
+        semaphore = asyncio.Semaphore(self.concurrency)
+
+        async def one(job):
+            async with semaphore:
+                await job
+
+        await asyncio.gather(*(one(job) for job in jobs))
+
+    async def dispatch(self, assignments: list[Assignment]) -> None:
+        async def send(assignment: Assignment) -> None:
+            status, answer = await self.client.post(
+                assignment.endpoint,
+                assignment.miner.hotkey,
+                ROUTE,
+                assignment.request,
+                DataAssignmentRequest,
+                self.request_timeout_s,
+            )
+            if status == 200 and isinstance(answer, DataAssignmentRequest) and answer.accepted:
+                assignment.accepted = True
+                assignment.dispatched_at = time.monotonic()
+                assignment.status = answer.status.value if answer.status else None
+            else:
+                assignment.error = _describe(status, answer)
+                logger.info(
+                    "uid %d (%s) did not accept %s: %s",
+                    assignment.miner.uid,
+                    assignment.miner.hotkey[:10],
+                    assignment.request.request_id,
+                    assignment.error,
+                )
+
+        await self._bounded(send(a) for a in assignments)
+
+    async def collect(
+        self, assignments: list[Assignment], deadline_wall: float, epoch: int
+    ) -> None:
+        pending = [a for a in assignments if a.accepted]
+        while pending and time.time() < deadline_wall:
+            await self._bounded(self._poll(a) for a in pending)
+            pending = [a for a in pending if a.status != AssignmentStatus.COMPLETED.value]
+            done = sum(a.status == AssignmentStatus.COMPLETED.value for a in assignments)
+            logger.info(
+                "epoch %d: collect %d/%d assignments completed", epoch, done, len(assignments)
+            )
+            if pending:
+                await asyncio.sleep(min(self.poll_s, max(0.0, deadline_wall - time.time())))
+        if pending and time.time() >= deadline_wall:
+            # A last look at the deadline: partial work counts for what it covers.
+            await self._bounded(self._poll(a) for a in pending)
+
+    async def _poll(self, assignment: Assignment) -> None:
+        request = assignment.request.model_copy(
+            update={"phase": "collect", "zipcode_assignments": {}}
+        )
+        status, answer = await self.client.post(
+            assignment.endpoint,
+            assignment.miner.hotkey,
+            ROUTE,
+            request,
+            DataAssignmentRequest,
+            self.request_timeout_s,
+        )
+        if status != 200 or not isinstance(answer, DataAssignmentRequest):
+            assignment.error = f"collect {status}"
+            return
+        assignment.status = answer.status.value if answer.status else None
+        if answer.manifest is not None:
+            assignment.manifest = answer.manifest
+        if (
+            assignment.status == AssignmentStatus.COMPLETED.value
+            and assignment.completed_after_s is None
+            and assignment.dispatched_at is not None
+        ):
+            assignment.completed_after_s = time.monotonic() - assignment.dispatched_at
+
+    def submissions(self, assignments: list[Assignment]) -> tuple[list[GroupSubmission], Counter]:
+        submissions, dropped = [], Counter()
+        for a in assignments:
+            if a.manifest is None:
+                continue
+            if a.manifest.miner_hotkey != a.miner.hotkey:
+                dropped["manifest_of_another_hotkey"] += 1
+                continue
+            answers, reasons = answers_from_manifest(
+                a.manifest, a.group.zipcodes, source=SOURCE.value
+            )
+            dropped.update(reasons)
+            submissions.append(
+                GroupSubmission(
+                    a.miner, a.group.batch_id, a.group.overlap_group, answers, a.completed_after_s
+                )
+            )
+        return submissions, dropped
+
+    async def _verify(
+        self, requests: list[SpotCheckRequest]
+    ) -> list[tuple[SpotCheckRequest, Verdict]]:
+        async def one(request: SpotCheckRequest) -> tuple[SpotCheckRequest, Verdict]:
+            try:
+                return request, await asyncio.wait_for(
+                    self.verifier.verify(request), self.request_timeout_s
+                )
+            except Exception:
+                logger.exception("spot check of zpid %s failed: no evidence", request.zpid)
+                return request, Verdict.NO_EVIDENCE
+
+        return list(await asyncio.gather(*(one(r) for r in requests)))
+
+
+def _describe(status: int, answer: object) -> str:
+    if isinstance(answer, DataAssignmentRequest):
+        return f"{status} {answer.status}: {answer.error or 'not accepted'}"
+    return f"{status} {getattr(answer, 'code', '?')}: {getattr(answer, 'message', '')}"
