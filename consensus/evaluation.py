@@ -164,6 +164,7 @@ def evaluate_miners(
                 if r is None:
                     continue
                 earned += float(quality[r]) * v
+                result.quality_sum += float(quality[r]) * v
                 result.precision_sum += float(precision[r]) * v
                 result.recall_sum += float(recall[r]) * v
                 result.answered_evidence_volume += v

@@ -91,6 +91,7 @@ class MinerCycleResult:
     neutral_volume: float = 0.0  # volumes of answered no-evidence zipcodes
     unanswered_volume: float = 0.0  # volumes of unanswered no-evidence zipcodes
     earned: float = 0.0  # sum of quality x volume x bonus x completeness
+    quality_sum: float = 0.0  # sum of quality x volume (0 for unanswered evidence zipcodes)
     precision_sum: float = 0.0  # volume-weighted, over answered evidence zipcodes
     recall_sum: float = 0.0
     answered_evidence_volume: float = 0.0
@@ -113,7 +114,7 @@ class MinerCycleResult:
     def quality(self) -> float | None:
         if self.evidence_volume <= 0:
             return None
-        return self.earned / self.evidence_volume
+        return self.quality_sum / self.evidence_volume
 
 
 @dataclass(frozen=True, slots=True)

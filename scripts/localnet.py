@@ -1,0 +1,441 @@
+#!/usr/bin/env python3
+"""A whole subnet on this machine: local chain file, N miners, M validators, real signed HTTP.
+
+    python scripts/localnet.py --miners 12 --validators 2 --cycles 2 --cycle-seconds 20 \\
+        --adversary fabricate=0.25 --workdir W --json out.json --plot out.png
+
+Creates ``W/chain.json`` (the local chain: neurons and the weights ledger),
+``W/wallets/`` (real bittensor wallets ``validator-0..``, ``miner-0..``, no
+passwords) and ``W/localnet.json`` (who is where, for tools and people),
+starts every neuron as its own process on 127.0.0.1 (logs in ``W/logs/``),
+runs the validators for ``--cycles`` epochs of ``--cycle-seconds``, then
+prints a table per miner and writes the JSON report and a PNG chart.
+``--serve`` keeps everything running afterwards until Ctrl-C. Ctrl-C or
+SIGTERM at any point stops every child process.
+
+``--adversary NAME=FRACTION`` takes the simulator's names and plugins
+(``path/file.py:Class``). In a real process a miner has no peers' answers to
+copy, so ``copycat`` behaves as offline here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from common.chain import NeuronInfo, create_chain_file, read_chain_file  # noqa: E402
+from scraping.adversaries import load_behaviour  # noqa: E402
+
+VALIDATOR_STAKE = 1000.0
+MINER_STAKE = 1.0
+STARTUP_TIMEOUT_S = 60.0
+
+
+def parse_adversary(text: str) -> tuple[str, float]:
+    name, sep, fraction = text.rpartition("=")
+    try:
+        value = float(fraction)
+    except ValueError:
+        value = -1.0
+    if not sep or not name or not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"--adversary wants NAME=FRACTION in [0, 1], got {text!r}")
+    try:
+        load_behaviour(name)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return name, value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Run a whole subnet locally and report per-miner outcomes.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--miners", type=int, default=12, help="miner processes")
+    parser.add_argument("--validators", type=int, default=2, help="validator processes")
+    parser.add_argument(
+        "--cycles", type=int, default=2, help="consensus cycles each validator runs"
+    )
+    parser.add_argument("--cycle-seconds", type=float, default=20.0, help="epoch length")
+    parser.add_argument("--zipcodes", type=int, default=60, help="zipcodes per epoch")
+    parser.add_argument(
+        "--adversary",
+        type=parse_adversary,
+        action="append",
+        default=[],
+        metavar="NAME=FRACTION",
+        help="gaming behaviour and its share of miners (repeatable)",
+    )
+    parser.add_argument("--seed", type=int, default=7, help="synthetic world and behaviour seed")
+    parser.add_argument("--scrape-delay", type=float, default=0.02, help="seconds per zipcode")
+    parser.add_argument("--workdir", type=Path, default=Path("localnet"), help="work directory")
+    parser.add_argument("--json", type=Path, help="write the report here")
+    parser.add_argument("--plot", type=Path, help="write a PNG chart here")
+    parser.add_argument("--serve", action="store_true", help="keep running after the cycles")
+    args = parser.parse_args(argv)
+    if args.miners < 2 or args.validators < 1 or args.cycles < 1:
+        parser.error("need at least 2 miners, 1 validator and 1 cycle")
+    if sum(f for _, f in args.adversary) > 1:
+        parser.error("adversary fractions add up to more than 1")
+    return args
+
+
+def behaviours(n: int, adversaries: list[tuple[str, float]], seed: int) -> list[str]:
+    slots = list(range(n))
+    random.Random(f"localnet:{seed}").shuffle(slots)
+    kinds = ["honest"] * n
+    for name, fraction in adversaries:
+        for _ in range(round(fraction * n)):
+            if slots:
+                kinds[slots.pop()] = name
+    return kinds
+
+
+def create_wallet(path: Path, name: str, hotkey: str) -> tuple[str, str]:
+    import bittensor as bt
+
+    wallet = bt.Wallet(name=name, hotkey=hotkey, path=str(path))
+    coldkey_file = Path(path) / name / "coldkeypub.txt"
+    if not coldkey_file.exists():
+        wallet.create_new_coldkey(use_password=False, suppress=True, overwrite=True)
+    wallet.create_new_hotkey(use_password=False, suppress=True, overwrite=True)
+    return wallet.hotkey.ss58_address, wallet.coldkeypub.ss58_address
+
+
+class Subnet:
+    """The child processes of one local subnet; stops them all on exit."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.workdir = args.workdir.resolve()
+        self.chain_file = self.workdir / "chain.json"
+        self.processes: list[subprocess.Popen] = []
+        self.miners: list[dict] = []
+        self.validators: list[dict] = []
+
+    def setup(self) -> None:
+        wallets = self.workdir / "wallets"
+        (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
+        neurons = []
+        for i in range(self.args.validators):
+            hotkey, coldkey = create_wallet(wallets, f"validator-{i}", "default")
+            self.validators.append(
+                {
+                    "uid": i,
+                    "hotkey": hotkey,
+                    "coldkey": coldkey,
+                    "wallet": f"validator-{i}",
+                    "wallet_hotkey": "default",
+                }
+            )
+            neurons.append(NeuronInfo(i, hotkey, coldkey, VALIDATOR_STAKE, True, None))
+        for i, kind in enumerate(behaviours(self.args.miners, self.args.adversary, self.args.seed)):
+            uid = self.args.validators + i
+            shared = getattr(load_behaviour(kind), "shares_coldkey", False)
+            name, hot = (f"miner-{kind}", f"miner-{i}") if shared else (f"miner-{i}", "default")
+            hotkey, coldkey = create_wallet(wallets, name, hot)
+            self.miners.append(
+                {
+                    "uid": uid,
+                    "hotkey": hotkey,
+                    "coldkey": coldkey,
+                    "wallet": name,
+                    "wallet_hotkey": hot,
+                    "behaviour": kind,
+                }
+            )
+            neurons.append(NeuronInfo(uid, hotkey, coldkey, MINER_STAKE, False, None))
+        create_chain_file(self.chain_file, 1, neurons)
+
+    def _common(self, wallet: str, hotkey: str) -> list[str]:
+        return [
+            "--preset",
+            "local",
+            "--subtensor.network",
+            "localfile",
+            "--chain.file",
+            str(self.chain_file),
+            "--wallet.path",
+            str(self.workdir / "wallets"),
+            "--wallet.name",
+            wallet,
+            "--wallet.hotkey",
+            hotkey,
+            "--workdir",
+            str(self.workdir),
+            "--synthetic.seed",
+            str(self.args.seed),
+            "--env-file",
+            "/dev/null",
+        ]
+
+    def _spawn(self, module: str, argv: list[str], log_name: str) -> subprocess.Popen:
+        log = open(self.workdir / "logs" / f"{log_name}.log", "w")  # noqa: SIM115 - lives with the child
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, *argv],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+        )
+        self.processes.append(process)
+        return process
+
+    def start_miners(self) -> None:
+        for miner in self.miners:
+            argv = [
+                *self._common(miner["wallet"], miner["wallet_hotkey"]),
+                "--port",
+                "0",
+                "--behaviour",
+                miner["behaviour"],
+                "--scrape.delay",
+                str(self.args.scrape_delay),
+                "--metagraph.refresh",
+                "2",
+            ]
+            self._spawn("neurons.miner", argv, f"miner-{miner['uid']}")
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            published = {
+                n["hotkey"]: n["endpoint"] for n in read_chain_file(self.chain_file)["neurons"]
+            }
+            if all(published.get(m["hotkey"]) for m in self.miners):
+                for m in self.miners:
+                    m["endpoint"] = published[m["hotkey"]]
+                return
+            self._check_children()
+            time.sleep(0.2)
+        raise RuntimeError(
+            f"miners did not publish endpoints within {STARTUP_TIMEOUT_S:.0f}s; "
+            f"see {self.workdir}/logs"
+        )
+
+    def start_validators(self) -> list[subprocess.Popen]:
+        started = []
+        for validator in self.validators:
+            argv = [
+                *self._common(validator["wallet"], validator["wallet_hotkey"]),
+                "--cycle.seconds",
+                str(self.args.cycle_seconds),
+                "--max.cycles",
+                str(self.args.cycles),
+                "--zipcodes.per.cycle",
+                str(self.args.zipcodes),
+                "--metagraph.refresh",
+                "2",
+            ]
+            started.append(self._spawn("neurons.validator", argv, f"validator-{validator['uid']}"))
+        return started
+
+    def _check_children(self) -> None:
+        for process in self.processes:
+            if process.poll() not in (None, 0):
+                raise RuntimeError(
+                    f"{' '.join(process.args[2:4])} exited with {process.returncode}; "
+                    f"see {self.workdir}/logs"
+                )
+
+    def write_description(self) -> None:
+        description = {
+            "chain_file": str(self.chain_file),
+            "miners": self.miners,
+            "validators": self.validators,
+            "data_api_url": None,
+            "s3_endpoint_url": None,
+        }
+        (self.workdir / "localnet.json").write_text(json.dumps(description, indent=1))
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + 10
+        for process in self.processes:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def collect_report(subnet: Subnet) -> dict:
+    validators, plan_hashes = [], {}
+    last_reports = []
+    for validator in subnet.validators:
+        folder = (
+            subnet.workdir
+            / f"validator-{validator['wallet']}-{validator['wallet_hotkey']}"
+            / "cycles"
+        )
+        reports = [json.loads(p.read_text()) for p in sorted(folder.glob("epoch-*.json"))]
+        hashes = {r["epoch"]: r["plan_hash"] for r in reports}
+        plan_hashes[validator["hotkey"]] = hashes
+        validators.append(
+            {
+                "hotkey": validator["hotkey"],
+                "uid": validator["uid"],
+                "plan_hash": {str(k): v for k, v in sorted(hashes.items())},
+                "weights_set": sum(r["weights_set"] for r in reports),
+                "cycles": len(reports),
+            }
+        )
+        if reports:
+            last_reports.append(reports[-1])
+    common_epochs = (
+        set.intersection(*(set(h) for h in plan_hashes.values())) if plan_hashes else set()
+    )
+    agree = bool(common_epochs) and all(
+        len({plan_hashes[v][e] for v in plan_hashes}) == 1 for e in common_epochs
+    )
+    ledger = read_chain_file(subnet.chain_file)["weights"]
+    rows = []
+    for miner in subnet.miners:
+        weights = [float(entry["weights"].get(str(miner["uid"]), 0.0)) for entry in ledger.values()]
+        seen = [
+            next((m for m in r["miners"] if m["hotkey"] == miner["hotkey"]), None)
+            for r in last_reports
+        ]
+        seen = [m for m in seen if m]
+        quality = [m["quality"] for m in seen if m["quality"] is not None]
+        rows.append(
+            {
+                "uid": miner["uid"],
+                "hotkey": miner["hotkey"],
+                "behaviour": miner["behaviour"],
+                "answered": max((m["answered_zipcodes"] for m in seen), default=0),
+                "assigned": max((m["assigned_zipcodes"] for m in seen), default=0),
+                "quality": round(sum(quality) / len(quality), 4) if quality else None,
+                "credibility": round(sum(m["credibility"] or 0 for m in seen) / len(seen), 4)
+                if seen
+                else None,
+                "weight": round(sum(weights) / len(weights), 6) if weights else 0.0,
+                "flags": sorted({f for m in seen for f in m["flags"]}),
+            }
+        )
+    return {
+        "miners": rows,
+        "validators": validators,
+        "validators_agree": agree,
+        "common_epochs": sorted(common_epochs),
+        "cycles": subnet.args.cycles,
+        "weight_share_by_behaviour": _share_by(rows),
+    }
+
+
+def _share_by(rows: list[dict]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for row in rows:
+        out[row["behaviour"]] = round(out.get(row["behaviour"], 0.0) + row["weight"], 6)
+    return out
+
+
+def print_table(report: dict) -> None:
+    print(
+        f"{'uid':>4} {'behaviour':<11}{'answered':>9}{'quality':>9}{'credib.':>9}"
+        f"{'weight':>9}  flags"
+    )
+    for row in report["miners"]:
+        quality = "-" if row["quality"] is None else f"{row['quality']:.3f}"
+        cred = "-" if row["credibility"] is None else f"{row['credibility']:.3f}"
+        answered = f"{row['answered']}/{row['assigned']}"
+        print(
+            f"{row['uid']:>4} {row['behaviour']:<11}{answered:>9}{quality:>9}{cred:>9}"
+            f"{row['weight']:>9.4f}  {','.join(row['flags'])}"
+        )
+    print(
+        f"validators agree on plans: {report['validators_agree']} "
+        f"(epochs {report['common_epochs']}); "
+        f"weight by behaviour: {report['weight_share_by_behaviour']}"
+    )
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["miners"]
+    colours = {"honest": "tab:green"}
+    fig, ax = plt.subplots(figsize=(max(6, len(rows) * 0.5), 4))
+    ax.bar(
+        [str(r["uid"]) for r in rows],
+        [r["weight"] for r in rows],
+        color=[colours.get(r["behaviour"], "tab:red") for r in rows],
+    )
+    for i, r in enumerate(rows):
+        ax.text(
+            i, r["weight"], r["behaviour"][:4], ha="center", va="bottom", fontsize=7, rotation=90
+        )
+    ax.set_xlabel("miner uid")
+    ax.set_ylabel("weight (mean over validators)")
+    ax.set_title("Local subnet: weights per miner (green honest, red adversarial)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    subnet = Subnet(args)
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    started = time.monotonic()
+    try:
+        subnet.setup()
+        subnet.start_miners()
+        subnet.write_description()
+        print(
+            f"{len(subnet.miners)} miners up in {time.monotonic() - started:.1f}s; "
+            "starting validators"
+        )
+        validators = subnet.start_validators()
+        budget = args.cycle_seconds * (args.cycles + 2) + STARTUP_TIMEOUT_S
+        for process in validators:
+            process.wait(timeout=budget)
+        failed = [p for p in validators if p.returncode != 0]
+        if failed:
+            print(
+                f"localnet: {len(failed)} validator(s) failed; see {subnet.workdir}/logs",
+                file=sys.stderr,
+            )
+            return 1
+        report = collect_report(subnet)
+        report["runtime_s"] = round(time.monotonic() - started, 1)
+        print_table(report)
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=1))
+        if args.plot:
+            plot(report, args.plot)
+        if args.serve:
+            print(f"serving; see {subnet.workdir}/localnet.json. Ctrl-C to stop.")
+            while True:
+                time.sleep(3600)
+        return 0
+    except KeyboardInterrupt:
+        print("localnet: interrupted; stopping everything", file=sys.stderr)
+        return 130
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        print(f"localnet: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        subnet.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
