@@ -21,9 +21,9 @@ MANIFEST_VERSION = 1
 MAX_RECORDS_PER_ZIPCODE = 5000  # 100x the expected 50 listings; more is padding
 MAX_ZIPCODES_PER_MANIFEST = 200  # 10x a batch of 20
 
-Zipcode = Annotated[str, StringConstraints(pattern=r"^\d{5}$")]
+Zipcode = Annotated[str, StringConstraints(pattern=r"^[0-9]{5}$")]
 SourceName = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_]{0,31}$")]
-Zpid = Annotated[str, StringConstraints(pattern=rf"^\d{{1,{MAX_ZPID_DIGITS}}}$")]
+Zpid = Annotated[str, StringConstraints(pattern=rf"^[0-9]{{1,{MAX_ZPID_DIGITS}}}$")]
 RecordHash = Annotated[str, StringConstraints(pattern=rf"^[0-9a-f]{{{RECORD_HASH_HEX_CHARS}}}$")]
 ContentHash = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 

@@ -1,10 +1,10 @@
 """One owner for metagraph syncing: periodic refresh under a deadline, listeners for changes.
 
-    sync = MetagraphSync(chain, refresh_s=60)
-    await sync.refresh()                      # first snapshot, raises ChainUnavailable
-    task = asyncio.create_task(sync.run())    # keeps it fresh; a failed refresh keeps the old one
-    sync.snapshot                             # latest MetagraphSnapshot (or None before the first)
-    sync.on_change(callback)                  # callback(old, new) when hotkeys/endpoints change
+sync = MetagraphSync(chain, refresh_s=60)
+await sync.refresh()                      # first snapshot, raises ChainUnavailable
+task = asyncio.create_task(sync.run())    # keeps it fresh; a failed refresh keeps the old one
+sync.snapshot                             # latest MetagraphSnapshot (or None before the first)
+sync.on_change(callback)                  # callback(old, new) when hotkeys/endpoints change
 """
 
 from __future__ import annotations

@@ -39,8 +39,8 @@ class AssignmentStatus(StrEnum):
     REJECTED = "rejected"
 
 
-Zipcode = Annotated[str, StringConstraints(pattern=r"^\d{5}$")]
-Zpid = Annotated[str, StringConstraints(pattern=r"^\d{1,12}$")]
+Zipcode = Annotated[str, StringConstraints(pattern=r"^[0-9]{5}$")]
+Zpid = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,12}$")]
 RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:\-]{1,128}$")]
 
 

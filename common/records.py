@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 SCHEMA_VERSION = 1
 RECORD_HASH_HEX_CHARS = 32
 MAX_ZPID_DIGITS = 12  # Zillow zpids are ~10 digits; 12 keeps them below 2**40 for packed keys
-ZIPCODE_PATTERN = re.compile(r"^\d{5}$")
-ZPID_PATTERN = re.compile(rf"^\d{{1,{MAX_ZPID_DIGITS}}}$")
+ZIPCODE_PATTERN = re.compile(r"[0-9]{5}(-[0-9]{4})?")  # ASCII digits only: "\d" takes any script
+ZPID_PATTERN = re.compile(rf"[0-9]{{1,{MAX_ZPID_DIGITS}}}")
 
 
 class ListingStatus(StrEnum):
@@ -210,7 +210,7 @@ class PropertyRecord(BaseModel):
         value = value.strip()
         if value.endswith("_zpid"):  # detail URLs carry "12345_zpid"
             value = value[: -len("_zpid")]
-        if not ZPID_PATTERN.match(value):
+        if not ZPID_PATTERN.fullmatch(value):
             raise ValueError(f"zpid {value[:20]!r} is not 1-{MAX_ZPID_DIGITS} digits")
         return str(int(value))  # drop leading zeros so "007" and 7 agree
 
@@ -219,8 +219,8 @@ class PropertyRecord(BaseModel):
     def _zipcode_format(cls, value: Any) -> str:
         if isinstance(value, int) and not isinstance(value, bool):
             value = f"{value:05d}"
-        if not isinstance(value, str) or not ZIPCODE_PATTERN.match(value.strip()[:5]):
-            raise ValueError("zipcode must be 5 digits")
+        if not isinstance(value, str) or not ZIPCODE_PATTERN.fullmatch(value.strip()):
+            raise ValueError("zipcode must be 5 digits (or ZIP+4)")
         return value.strip()[:5]  # "77494-1234" -> "77494"
 
     @field_validator("price", "zestimate", mode="before")
@@ -288,7 +288,7 @@ class PropertyRecord(BaseModel):
         return hash_consensus_fields(self.consensus_fields())
 
 
-# The raw keys whose values decide a record's consensus fields.
+# The raw keys whose values decide a record's consensus fields (kept for reference).
 _DIGEST_KEYS = (
     "zpid",
     "address",
@@ -309,8 +309,10 @@ class RecordDigester:
     """Record dicts -> (zpid, record_hash, consensus fields), validated, with a memo.
 
     Honest miners return the same listings over and over; full pydantic
-    validation runs once per distinct combination of consensus values and is
-    remembered (bounded). Invalid records give the reason instead.
+    validation runs once per distinct record and is remembered (bounded). The
+    memo key is every model field's value *with its type* (so ``True`` and
+    ``1`` differ); keys the model ignores cannot change the outcome. Invalid
+    records give the reason instead.
     """
 
     def __init__(self, max_entries: int = 1_000_000) -> None:
@@ -321,7 +323,7 @@ class RecordDigester:
         if not isinstance(raw, dict):
             return "malformed_entry"
         try:
-            key = tuple(map(raw.get, _DIGEST_KEYS))
+            key = tuple((type(v), v) for v in map(raw.get, _MODEL_KEYS))
             cached = self._memo.get(key)
         except TypeError:  # unhashable values: validate without the memo
             key, cached = None, None
@@ -340,3 +342,6 @@ class RecordDigester:
         if key is not None and len(self._memo) < self._max_entries:
             self._memo[key] = out
         return out
+
+
+_MODEL_KEYS = tuple(PropertyRecord.model_fields)

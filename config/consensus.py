@@ -68,7 +68,10 @@ class ConsensusConfig:
     spot_checks_per_batch: int = 1  # random confirmed records, per batch
     capture_min_failures: int = 2  # failed spot checks that mark a group as captured
     spot_check_flag_min_failures: int = 2  # failed checks that flag the miners behind them
-    max_copy_group_size: int = 20  # deviation shared by more miners is common, not copied
+    # A deviation shared by more miners than this is common to the batch (a
+    # listing posted mid-cycle, a price the source changed), not a fingerprint.
+    copy_max_sharers: int = 3
+    cartel_max_sharers: int = 20  # invented listings shared by up to a whole batch
 
     def __post_init__(self) -> None:
         for name in ("consensus_threshold", "zipcode_confidence_threshold"):

@@ -25,6 +25,7 @@ from common.records import (
     MAX_ZPID_DIGITS,
     RECORD_HASH_HEX_CHARS,
     PropertyRecord,
+    hash_consensus_fields,
 )
 
 HASH_PREFIX_HEX = 16  # 64 bits of record_hash: collisions ~1e-19 per pair of records
@@ -72,7 +73,12 @@ def _parse_zpid(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value if 0 <= value < 10**MAX_ZPID_DIGITS else None
-    if isinstance(value, str) and 0 < len(value) <= MAX_ZPID_DIGITS and value.isdigit():
+    if (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_ZPID_DIGITS
+        and value.isascii()
+        and value.isdigit()
+    ):
         return int(value)
     return None
 
@@ -109,6 +115,14 @@ def _entry_parts(entry: Any, zipcode: str) -> tuple[int, str, tuple | None] | st
         if str(fields[_ZPID_FIELD]) != str(zpid):
             return "malformed_fields"
         fields = tuple(fields)
+        try:
+            matches = hash_consensus_fields(fields) == entry[1]
+        except (TypeError, ValueError):
+            return "malformed_fields"
+        if not matches:
+            # Fields that do not hash to the claimed record would let a liar
+            # steer partial credit and spot-check comparisons.
+            return "fields_hash_mismatch"
     return zpid, entry[1], fields
 
 
@@ -123,7 +137,7 @@ def answer_from_entries(
     Takes the zipcode the answer is for, the entries as received and a cap on
     their number. Returns the answer and a Counter of drop reasons
     (``oversized_list``, ``malformed_entry``, ``bad_zpid``, ``bad_hash``,
-    ``invalid_record``, ``wrong_zipcode``, ``malformed_fields``,
+    ``invalid_record``, ``wrong_zipcode``, ``malformed_fields``, ``fields_hash_mismatch``,
     ``duplicate_zpid``, ``conflicting_duplicate``). Never raises on content.
     """
     dropped: Counter[str] = Counter()
@@ -177,13 +191,15 @@ def answer_from_digests(
         elif zpid in kept:
             if kept[zpid][0] != record_hash:
                 conflicted.add(zpid)
-            dropped[
-                "conflicting_duplicate" if kept[zpid][0] != record_hash else "duplicate_zpid"
-            ] += 1
+                dropped["conflicting_duplicate"] += 1
+            else:
+                dropped["duplicate_zpid"] += 1
         else:
             kept[zpid] = (record_hash, fields)
     for zpid in conflicted:
         del kept[zpid]
+    if conflicted:  # the first copies go too, counted as in answer_from_entries
+        dropped["conflicting_duplicate"] += len(conflicted)
     return (
         ZipcodeAnswer.from_pairs(
             [(z, h) for z, (h, _) in kept.items()], [f for _, f in kept.values()]

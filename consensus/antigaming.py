@@ -188,8 +188,10 @@ def apply_verdicts(
                 (passes if same_value else failures)[gi] += 1
             elif verdict is Verdict.NOT_FOUND or same_value:
                 failures[gi] += 1
+    # Capture needs repeated failures that outnumber passes: one stale answer
+    # from the validator's own source must not void an honest batch.
     captured = {
-        gi for gi, n in failures.items() if n >= cfg.capture_min_failures or n > passes.get(gi, 0)
+        gi for gi, n in failures.items() if n >= cfg.capture_min_failures and n > passes.get(gi, 0)
     }
     trust = {
         gi: passes[gi] / (passes[gi] + failures.get(gi, 0)) for gi in passes if gi not in captured
@@ -217,7 +219,8 @@ def detect_copies(
     cfg = draft.config
     per_miner_batch = Counter(zip(deviation_miner.tolist(), deviation_batch.tolist(), strict=True))
     shared, shared_unconfirmed = _shared_deviation_counts(
-        cfg.max_copy_group_size,
+        cfg.copy_max_sharers,
+        cfg.cartel_max_sharers,
         _coldkey_ids(miners),
         deviation_miner,
         deviation_batch,
@@ -225,10 +228,11 @@ def detect_copies(
         deviation_unconfirmed,
     )
     flags: list[Flag] = []
-    floor = min(cfg.copy_min_shared, cfg.cartel_min_shared)
-    for (a, b, batch), count in sorted(shared.items()):
-        if count < floor:
-            continue
+    candidates = {p for p, n in shared.items() if n >= cfg.copy_min_shared} | {
+        p for p, n in shared_unconfirmed.items() if n >= cfg.cartel_min_shared
+    }
+    for a, b, batch in sorted(candidates):
+        count = shared.get((a, b, batch), 0)
         unconfirmed_count = shared_unconfirmed.get((a, b, batch), 0)
         union = per_miner_batch[(a, batch)] + per_miner_batch[(b, batch)] - count
         jaccard = count / union if union else 0.0
@@ -258,7 +262,8 @@ def detect_copies(
 
 
 def _shared_deviation_counts(
-    max_group: int,
+    copy_max: int,
+    cartel_max: int,
     coldkey_of: np.ndarray,
     miner: np.ndarray,
     batch: np.ndarray,
@@ -267,9 +272,11 @@ def _shared_deviation_counts(
 ) -> tuple[Counter, Counter]:
     """Count, per (miner a, miner b, batch), the identical deviations a and b share.
 
-    Deviations shared by more than ``max_group`` miners are common knowledge
-    (a listing everyone missed), not a fingerprint, and are skipped. Pairs
-    under one coldkey are skipped too: assignment keeps them apart already.
+    Returns (all shared deviations, shared unconfirmed records). A deviation
+    shared by more than ``copy_max`` miners is common to the batch (a listing
+    posted mid-cycle), not a copying fingerprint; an invented listing is a
+    cartel's mark however many share it (up to ``cartel_max``). Pairs under
+    one coldkey are skipped: assignment keeps them apart already.
     """
     order = np.argsort(key, kind="stable")
     key, miner, batch, unconfirmed = key[order], miner[order], batch[order], unconfirmed[order]
@@ -278,8 +285,8 @@ def _shared_deviation_counts(
     bounds = np.flatnonzero(key[1:] != key[:-1]) + 1
     starts = np.concatenate(([0], bounds))
     sizes = np.diff(np.concatenate((starts, [key.size])))
-    a_parts, b_parts, batch_parts, unconfirmed_parts = [], [], [], []
-    for size in range(2, max_group + 1):
+    a_parts, b_parts, batch_parts, unconfirmed_parts, small_parts = [], [], [], [], []
+    for size in range(2, max(copy_max, cartel_max) + 1):
         first = starts[sizes == size]
         if first.size == 0:
             continue
@@ -287,14 +294,17 @@ def _shared_deviation_counts(
         a_parts.append(miner[first[:, None] + i].ravel())
         b_parts.append(miner[first[:, None] + j].ravel())
         batch_parts.append(np.repeat(batch[first], i.size))
-        unconfirmed_parts.append(np.repeat(unconfirmed[first], i.size))
+        unconfirmed_parts.append(np.repeat(unconfirmed[first] & (size <= cartel_max), i.size))
+        small_parts.append(np.full(first.size * i.size, size <= copy_max))
     if not a_parts:
         return Counter(), Counter()
     a, b = np.concatenate(a_parts), np.concatenate(b_parts)
     pair_batch, pair_unconfirmed = np.concatenate(batch_parts), np.concatenate(unconfirmed_parts)
+    pair_small = np.concatenate(small_parts)
     keep = (a != b) & (coldkey_of[a] != coldkey_of[b])
     lo, hi = np.minimum(a, b)[keep], np.maximum(a, b)[keep]
     pair_batch, pair_unconfirmed = pair_batch[keep], pair_unconfirmed[keep]
+    pair_small = pair_small[keep]
     n = int(coldkey_of.size)
     n_batches = int(pair_batch.max()) + 1 if pair_batch.size else 1
     code = (lo * n + hi) * n_batches + pair_batch
@@ -307,7 +317,7 @@ def _shared_deviation_counts(
             out[(*divmod(pair, n), pair_batch_id)] = c
         return out
 
-    return count(code), count(code[pair_unconfirmed])
+    return count(code[pair_small]), count(code[pair_unconfirmed])
 
 
 def _coldkey_ids(miners: Sequence[MinerInfo]) -> np.ndarray:

@@ -42,7 +42,7 @@ __all__ = [
     "ZipcodeAssignmentManager",
 ]
 
-_ZIPCODE = re.compile(r"^\d{5}$")
+_ZIPCODE = re.compile(r"[0-9]{5}")  # ASCII only; fullmatch, so no trailing newline
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -126,7 +126,7 @@ def _unique_miners(miners: Iterable[MinerInfo]) -> list[MinerInfo]:
 def _unique_zipcodes(zipcodes: Iterable[str]) -> list[str]:
     unique = set()
     for zipcode in zipcodes:
-        if not isinstance(zipcode, str) or not _ZIPCODE.match(zipcode):
+        if not isinstance(zipcode, str) or not _ZIPCODE.fullmatch(zipcode):
             raise ValueError(f"zipcode {zipcode!r} is not 5 digits")
         unique.add(zipcode)
     return sorted(unique)

@@ -59,10 +59,17 @@ class ScoringState:
     @classmethod
     def from_dict(cls, data: Mapping) -> ScoringState:
         """Rebuild a state; raises ValueError for an unknown version or bad content."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"scoring state must be an object, not {type(data).__name__}")
         if data.get("version") != STATE_VERSION:
             raise ValueError(
                 f"scoring state version {data.get('version')!r} is not {STATE_VERSION}"
             )
+        cycles = data.get("applied_cycles")
+        if not isinstance(cycles, list) or not all(isinstance(c, str) for c in cycles):
+            raise ValueError("scoring state applied_cycles must be a list of strings")
+        if not isinstance(data.get("miners"), Mapping):
+            raise ValueError("scoring state miners must be an object")
         try:
             miners = {
                 str(hk): MinerScore(
@@ -77,7 +84,7 @@ class ScoringState:
                 for hk, m in dict(data["miners"]).items()
             }
             return cls(STATE_VERSION, tuple(str(c) for c in data["applied_cycles"]), miners)
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"malformed scoring state: {exc}") from exc
 
     def credibility(self) -> dict[str, float]:

@@ -121,7 +121,7 @@ class Inflate:
 
 
 class Copycat:
-    """Copies another miner's answers, errors included, instead of scraping."""
+    """Copies one other miner's answers (a peer it picks at random), errors included."""
 
     name = "copycat"
     copies_peers = True
@@ -133,7 +133,8 @@ class Copycat:
                 answered[hotkey] = answered.get(hotkey, 0) + 1
         if not answered:
             return None
-        source = max(sorted(answered), key=lambda hk: answered[hk])
+        most = max(answered.values())
+        source = ctx.rng.choice(sorted(hk for hk, n in answered.items() if n == most))
         out = {}
         for z in ctx.zipcodes:
             records = ctx.peer_responses(z).get(source)

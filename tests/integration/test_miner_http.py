@@ -1,0 +1,255 @@
+"""A real miner process on loopback, answering signed requests from every kind of caller.
+
+Each refused request gets its own status code and a JSON error, and the miner
+keeps serving registered validators afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+
+import aiohttp
+import pytest
+from bittensor import http_auth
+
+from common.protocol import DataAssignmentRequest
+from tests.integration.neurons import (
+    make_wallet,
+    post_signed,
+    spawn_miner,
+    wait_for_endpoint,
+    write_chain,
+)
+
+pytestmark = pytest.mark.integration
+
+ZIPCODES = ["10001", "10002", "10003", "10004"]
+
+
+def assign_body(request_id: str, zipcodes=ZIPCODES, epoch: str = "epoch-1") -> bytes:
+    return (
+        DataAssignmentRequest(
+            request_id=request_id,
+            phase="assign",
+            zipcode_assignments={"ZILLOW_SOLD": zipcodes},
+            batch_id=0,
+            overlap_group=0,
+            epoch_id=epoch,
+        )
+        .model_dump_json(exclude_none=True)
+        .encode()
+    )
+
+
+def collect_body(request_id: str) -> bytes:
+    return (
+        DataAssignmentRequest(request_id=request_id, phase="collect")
+        .model_dump_json(exclude_none=True)
+        .encode()
+    )
+
+
+@pytest.fixture(scope="module")
+def subnet(tmp_path_factory):
+    root = tmp_path_factory.mktemp("miner-http")
+    wallets = root / "wallets"
+    people = {
+        name: make_wallet(wallets, name)
+        for name in ("validator", "validator2", "poor", "nopermit", "stranger", "miner")
+    }
+    chain = root / "chain.json"
+    write_chain(
+        chain,
+        [
+            (people["validator"], 1000.0, True),
+            (people["validator2"], 1000.0, True),
+            (people["poor"], 1.0, True),
+            (people["nopermit"], 1000.0, False),
+            (people["miner"], 1.0, False),
+        ],
+    )
+    process = spawn_miner(
+        root,
+        wallets,
+        chain,
+        "miner",
+        "--min.validator.stake",
+        "10",
+        "--max.body.bytes",
+        "65536",
+        "--rate.limit",
+        "200",
+    )
+    try:
+        endpoint = wait_for_endpoint(chain, people["miner"].hotkey, process)
+        yield {"endpoint": endpoint, "people": people, "process": process, "root": root}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def _session_call(subnet, signer_name, body, **kwargs):
+    people = subnet["people"]
+    async with aiohttp.ClientSession() as session:
+        return await post_signed(
+            session,
+            subnet["endpoint"],
+            people[signer_name].keypair,
+            kwargs.pop("receiver", people["miner"].hotkey),
+            body,
+            **kwargs,
+        )
+
+
+def test_registered_validator_is_served_and_collects_a_manifest(subnet):
+    status, answer, headers = run(_session_call(subnet, "validator", assign_body("ok-1")))
+    assert status == 200, answer
+    assert answer["accepted"] is True
+    assert answer["status"] in ("accepted", "in_progress", "completed")
+    assert "x-request-id" in {k.lower() for k in headers}
+    deadline = time.monotonic() + 20
+    while True:
+        status, answer, _ = run(_session_call(subnet, "validator", collect_body("ok-1")))
+        assert status == 200
+        if answer["status"] == "completed" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert answer["status"] == "completed"
+    manifest = answer["manifest"]
+    assert manifest["miner_hotkey"] == subnet["people"]["miner"].hotkey
+    assert sorted(z["zipcode"] for z in manifest["zipcodes"]) == ZIPCODES
+    assert all(z["record_count"] == len(z["records"]) for z in manifest["zipcodes"])
+    assert answer["progress"] == {
+        "zipcodes_done": 4,
+        "zipcodes_total": 4,
+        "records": sum(z["record_count"] for z in manifest["zipcodes"]),
+    }
+
+
+def test_the_same_assignment_from_two_validators_is_scraped_once(subnet):
+    for who in ("validator", "validator2"):
+        status, answer, _ = run(
+            _session_call(subnet, who, assign_body("shared-1", epoch="epoch-9"))
+        )
+        assert status == 200 and answer["accepted"]
+    time.sleep(1.0)
+    answers = [
+        run(_session_call(subnet, who, collect_body("shared-1")))[1]
+        for who in ("validator", "validator2")
+    ]
+    assert answers[0]["manifest"] == answers[1]["manifest"]
+    log = (subnet["root"] / "miner.log").read_text()
+    assert log.count("assignment shared-1 from validator") == 1
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("unsigned", 401),
+        ("wrong_receiver", 401),
+        ("stale", 401),
+        ("tampered", 401),
+        ("unregistered", 403),
+        ("no_permit", 403),
+        ("under_staked", 403),
+        ("oversized", 413),
+        ("bad_json", 400),
+        ("bad_zipcode", 422),
+        ("unknown_source", 422),
+        ("unknown_field", 422),
+    ],
+)
+def test_bad_requests_get_their_status_and_the_miner_keeps_serving(subnet, case, expected):
+    people = subnet["people"]
+    body = assign_body(f"bad-{case}")
+    kwargs: dict = {}
+    signer = "validator"
+    if case == "unsigned":
+        kwargs["headers"] = {}
+    elif case == "wrong_receiver":
+        kwargs["receiver"] = people["validator2"].hotkey
+    elif case == "stale":
+        kwargs["nonce_ns"] = time.time_ns() - 11_000_000_000
+    elif case == "tampered":
+        headers = http_auth.sign(
+            people["validator"].keypair,
+            method="POST",
+            path="/DataAssignmentRequest",
+            body=body,
+            receiver_ss58=people["miner"].hotkey,
+        )
+        kwargs["headers"] = headers
+        body = body.replace(b"bad-tampered", b"bad-tampereD")
+    elif case == "unregistered":
+        signer = "stranger"
+    elif case == "no_permit":
+        signer = "nopermit"
+    elif case == "under_staked":
+        signer = "poor"
+    elif case == "oversized":
+        body = assign_body("big") + b" " * 70_000
+    elif case == "bad_json":
+        body = b'{"request_id": "x", "phase": '
+    elif case == "bad_zipcode":
+        body = body.replace(b"10001", b"1000A")
+    elif case == "unknown_source":
+        body = body.replace(b"ZILLOW_SOLD", b"REDFIN")
+    elif case == "unknown_field":
+        body = body[:-1] + b', "surprise": 1}'
+    status, answer, _ = run(_session_call(subnet, signer, body, **kwargs))
+    assert status == expected, answer
+    assert set(answer["error"]) == {"code", "message", "request_id"}
+    assert "Traceback" not in json.dumps(answer)
+    # ...and the miner still serves a good request.
+    status, answer, _ = run(_session_call(subnet, "validator", collect_body("ok-1")))
+    assert status == 200
+
+
+def test_replayed_request_is_refused(subnet):
+    people = subnet["people"]
+    body = assign_body("replay-1")
+    headers = http_auth.sign(
+        people["validator"].keypair,
+        method="POST",
+        path="/DataAssignmentRequest",
+        body=body,
+        receiver_ss58=people["miner"].hotkey,
+    )
+    first = run(_session_call(subnet, "validator", body, headers=headers))
+    second = run(_session_call(subnet, "validator", body, headers=headers))
+    assert first[0] == 200
+    assert second[0] == 401
+    assert second[1]["error"]["code"] == "ReplayedRequest"
+
+
+def test_rate_limit_answers_429_with_retry_after(subnet):
+    async def burst():
+        people = subnet["people"]
+        async with aiohttp.ClientSession() as session:
+            results = []
+            for i in range(230):
+                results.append(
+                    await post_signed(
+                        session,
+                        subnet["endpoint"],
+                        people["validator2"].keypair,
+                        people["miner"].hotkey,
+                        collect_body(f"rl-{i}"),
+                    )
+                )
+            return results
+
+    results = run(burst())
+    statuses = [status for status, _, _ in results]
+    assert 429 in statuses
+    limited = next(r for r in results if r[0] == 429)
+    assert int(limited[2]["Retry-After"]) >= 1
+    # The other validator has its own budget.
+    assert run(_session_call(subnet, "validator", collect_body("ok-1")))[0] == 200

@@ -1,0 +1,676 @@
+"""Unit tests of the consensus engine: group consensus, confidence and per-miner results.
+
+Small hand-built cycles (one or two batches, two groups of 5-6 miners, a few
+zipcodes of 8 listings) driven through the public flow
+``evaluate -> spot_check_requests -> finalize``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable, Mapping
+
+import pytest
+
+from common.records import CONSENSUS_FIELDS, KEY_FIELDS
+from config.consensus import AssignmentConfig, ConsensusConfig
+from consensus.answers import ZipcodeAnswer
+from consensus.assignment import (
+    AssignmentPlan,
+    MinerGroup,
+    MinerInfo,
+    ZipcodeAssignmentManager,
+)
+from consensus.engine import ConsensusEngine
+from consensus.evaluation import partial_credit
+from consensus.types import CycleResult, GroupSubmission, Honeypot, Verdict
+
+pytestmark = pytest.mark.unit
+
+PRICE = CONSENSUS_FIELDS.index("price")
+STATUS = CONSENSUS_FIELDS.index("listing_status")
+BEDROOMS = CONSENSUS_FIELDS.index("bedrooms")
+SLOW = 5000.0  # completion time (s) above fast_completion_s: no bonus
+EXPECTED = ConsensusConfig().expected_properties_per_zipcode  # volume of a no-evidence zipcode
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def listing(zipcode: str, i: int) -> tuple:
+    """The true consensus fields of listing ``i`` of ``zipcode`` (CONSENSUS_FIELDS order)."""
+    zpid = int(zipcode) * 100 + i
+    return (
+        str(zpid),
+        f"{i} MAIN ST",
+        zipcode,
+        200_000 + 1_000 * i,
+        "FOR_SALE",
+        "SINGLE_FAMILY",
+        3,
+        2.0,
+        1_500,
+        5_000,
+        1_990,
+        None,
+    )
+
+
+def changed(fields: tuple, index: int, value) -> tuple:
+    out = list(fields)
+    out[index] = value
+    return tuple(out)
+
+
+def record_hash(fields: tuple) -> str:
+    """32 lowercase hex chars that change with any field, like common.records' record_hash."""
+    return hashlib.blake2b(repr(fields).encode(), digest_size=16).hexdigest()
+
+
+def answer(records: list[tuple]) -> ZipcodeAnswer:
+    return ZipcodeAnswer.from_pairs([(int(f[0]), record_hash(f)) for f in records], records)
+
+
+def make_plan(
+    zipcodes_per_batch: int = 3, miners_per_group: int = 5, n_batches: int = 1
+) -> AssignmentPlan:
+    """One or more batches of two groups over miners with distinct coldkeys."""
+    zipcodes = [f"{10001 + i:05d}" for i in range(zipcodes_per_batch * n_batches)]
+    miners = [
+        MinerInfo(uid, f"hk{uid:02d}", f"ck{uid:02d}")
+        for uid in range(2 * miners_per_group * n_batches)
+    ]
+    cfg = AssignmentConfig(
+        zipcodes_per_batch=zipcodes_per_batch,
+        miners_per_group=miners_per_group,
+        overlap_factor=2,
+        min_different_coldkeys=2,
+    )
+    plan = ZipcodeAssignmentManager(cfg).create_plan(zipcodes, miners, b"unit-plan")
+    assert not plan.relaxations
+    assert len(plan.groups) == 2 * n_batches
+    return plan
+
+
+def make_truth(plan: AssignmentPlan, n_records: int = 8) -> dict[str, list[tuple]]:
+    return {z: [listing(z, i) for i in range(n_records)] for g in plan.groups for z in g.zipcodes}
+
+
+AnswerFn = Callable[[MinerInfo, MinerGroup], Mapping[str, ZipcodeAnswer] | None]
+
+
+def honest(truth: dict[str, list[tuple]]) -> AnswerFn:
+    return lambda miner, group: {z: answer(truth[z]) for z in group.zipcodes}
+
+
+def submissions(
+    plan: AssignmentPlan,
+    answer_for: AnswerFn,
+    completed: Callable[[MinerInfo], float | None] = lambda m: SLOW,
+) -> list[GroupSubmission]:
+    out = []
+    for group in plan.groups:
+        for miner in group.miners:
+            answers = answer_for(miner, group)
+            if answers is not None:
+                out.append(
+                    GroupSubmission(
+                        miner, group.batch_id, group.overlap_group, answers, completed(miner)
+                    )
+                )
+    return out
+
+
+def run(
+    plan: AssignmentPlan,
+    subs: list[GroupSubmission],
+    *,
+    config: ConsensusConfig | None = None,
+    credibility: Mapping[str, float] | None = None,
+    verdict: Callable | None = None,
+    honeypots: Mapping[str, Honeypot] | None = None,
+    seed: bytes = b"cycle-seed",
+) -> CycleResult:
+    engine = ConsensusEngine(config or ConsensusConfig())
+    draft = engine.evaluate(plan, subs, credibility or {})
+    requests = engine.spot_check_requests(draft, seed)
+    verdicts = [(r, verdict(r)) for r in requests] if verdict else []
+    return engine.finalize(draft, verdicts, honeypots or {})
+
+
+def noisy_answers(truth: dict[str, list[tuple]], rng: random.Random) -> AnswerFn:
+    """Honest miners with independent noise: ~10% misses, ~5% wrong prices."""
+
+    def answer_for(miner: MinerInfo, group: MinerGroup) -> dict[str, ZipcodeAnswer]:
+        out = {}
+        for z in group.zipcodes:
+            records = []
+            for f in truth[z]:
+                u = rng.random()
+                if u < 0.10:
+                    continue
+                if u < 0.15:
+                    f = changed(f, PRICE, f[PRICE] + rng.randrange(1, 10**6))
+                records.append(f)
+            out[z] = answer(records)
+        return out
+
+    return answer_for
+
+
+# --------------------------------------------------------------------------- agreement
+
+
+def test_agreeing_honest_groups_give_confident_zipcodes_and_full_quality():
+    """Guards against honest, agreeing groups failing to produce evidence or full credit."""
+    plan = make_plan(zipcodes_per_batch=3, miners_per_group=5)
+    truth = make_truth(plan)
+    result = run(plan, submissions(plan, honest(truth)))
+
+    assert set(result.zipcodes) == set(truth)
+    for outcome in result.zipcodes.values():
+        assert outcome.confidence >= 0.7
+        assert outcome.agreement == pytest.approx(1.0)
+        assert outcome.valid_groups == 2
+        assert outcome.responders == 10
+        assert outcome.confirmed == len(truth[outcome.zipcode])
+        assert outcome.disputed == 0
+    assert result.flags == []
+    assert result.captured_groups == []
+    assert result.dropped == {}
+    total_volume = sum(len(records) for records in truth.values())
+    for miner in result.miners.values():
+        assert miner.flags == []
+        assert miner.precision == pytest.approx(1.0)
+        assert miner.recall == pytest.approx(1.0)
+        assert miner.quality == pytest.approx(1.0)
+        assert miner.evidence_zipcodes == 3
+        assert miner.evidence_volume == pytest.approx(total_volume)
+        assert miner.neutral_volume == 0
+        assert miner.earned == pytest.approx(total_volume)
+
+
+def test_heavily_disputed_zipcode_is_no_evidence_and_penalises_nobody():
+    """Guards against miners being penalised (or credited) for a zipcode the groups dispute."""
+    plan = make_plan(zipcodes_per_batch=3, miners_per_group=5)
+    truth = make_truth(plan)
+    disputed_zip = plan.groups[0].zipcodes[0]
+    other_listings = [listing(disputed_zip, 50 + i) for i in range(8)]  # other zpids
+    skipper = plan.groups[1].miners[0]
+
+    def answer_for(miner, group):
+        answers = {z: answer(truth[z]) for z in group.zipcodes}
+        if group.overlap_group == 1:  # the second group saw entirely different listings
+            answers[disputed_zip] = answer(other_listings)
+        if miner == skipper:
+            del answers[disputed_zip]
+        return answers
+
+    result = run(plan, submissions(plan, answer_for))
+
+    outcome = result.zipcodes[disputed_zip]
+    assert outcome.confidence < ConsensusConfig().zipcode_confidence_threshold
+    assert outcome.disputed == 16
+    assert outcome.confirmed == 0
+    assert result.flags == []
+    others = [z for z in truth if z != disputed_zip]
+    undisputed_volume = sum(len(truth[z]) for z in others)
+    for miner in result.miners.values():
+        assert miner.flags == []
+        assert miner.evidence_zipcodes == len(others)
+        assert miner.evidence_volume == pytest.approx(undisputed_volume)
+        assert miner.precision == pytest.approx(1.0)
+        if miner.hotkey == skipper.hotkey:
+            assert miner.unanswered_volume == pytest.approx(EXPECTED)
+            assert miner.neutral_volume == 0
+        else:
+            # Answered, but no evidence: neutral, and earnings come only from the others.
+            assert miner.neutral_volume == pytest.approx(EXPECTED)
+            assert miner.unanswered_volume == 0
+            assert miner.earned == pytest.approx(undisputed_volume)
+
+
+@pytest.mark.parametrize(("responders_b", "is_evidence"), [(2, False), (3, True)])
+def test_zipcode_needs_min_responders_for_consensus(responders_b, is_evidence):
+    """Guards against a zipcode answered by too few miners counting as evidence.
+
+    Both groups agree perfectly; only the number of responders (3 + 2 = 5 vs
+    3 + 3 = 6 against ``min_responders_for_consensus`` = 6) decides.
+    """
+    config = ConsensusConfig(min_group_responders=2, min_responders_for_consensus=6)
+    plan = make_plan(zipcodes_per_batch=2, miners_per_group=5)
+    truth = make_truth(plan)
+    thin_zip = plan.groups[0].zipcodes[0]
+    limit = {0: 3, 1: responders_b}
+    answering = {m.hotkey for g in plan.groups for m in g.miners[: limit[g.overlap_group]]}
+
+    def answer_for(miner, group):
+        return {
+            z: answer(truth[z])
+            for z in group.zipcodes
+            if z != thin_zip or miner.hotkey in answering
+        }
+
+    result = run(plan, submissions(plan, answer_for), config=config)
+
+    outcome = result.zipcodes[thin_zip]
+    assert outcome.responders == 3 + responders_b
+    assert outcome.agreement == pytest.approx(1.0)
+    if is_evidence:
+        assert outcome.confidence >= config.zipcode_confidence_threshold
+    else:
+        assert outcome.confidence == 0.0
+        for miner in result.miners.values():
+            assert miner.evidence_zipcodes == 1
+            expected_neutral = EXPECTED if miner.hotkey in answering else 0.0
+            assert miner.neutral_volume == pytest.approx(expected_neutral)
+    assert result.flags == []
+
+
+def test_group_with_too_few_responders_gives_no_consensus():
+    """Guards against a 2-miner group (< min_group_responders) deciding a zipcode alone."""
+    plan = make_plan(zipcodes_per_batch=2, miners_per_group=5)
+    truth = make_truth(plan)
+    thin_zip = plan.groups[0].zipcodes[0]
+    answering = {m.hotkey for g in plan.groups for m in g.miners[:2]}
+
+    def answer_for(miner, group):
+        return {
+            z: answer(truth[z])
+            for z in group.zipcodes
+            if z != thin_zip or miner.hotkey in answering
+        }
+
+    result = run(plan, submissions(plan, answer_for))
+    outcome = result.zipcodes[thin_zip]
+    assert outcome.valid_groups == 0
+    assert outcome.responders == 0
+    assert outcome.confidence == 0.0
+
+
+def test_records_disputed_between_groups_judge_nobody():
+    """Guards against listings one group found and the other missed counting as fabrication."""
+    plan = make_plan(zipcodes_per_batch=3, miners_per_group=5)
+    truth = make_truth(plan)
+    finders = {m.hotkey for m in plan.groups[0].miners[:4]}  # 4/5: group 0 accepts them
+    extra = {z: [listing(z, 60 + i) for i in range(2)] for z in truth}
+
+    def answer_for(miner, group):
+        return {
+            z: answer(truth[z] + (extra[z] if miner.hotkey in finders else []))
+            for z in group.zipcodes
+        }
+
+    result = run(plan, submissions(plan, answer_for, lambda m: 1000.0 + 60 * m.uid))
+    for outcome in result.zipcodes.values():
+        assert (outcome.confirmed, outcome.disputed) == (8, 2)
+        assert outcome.confidence >= 0.7
+    assert result.flags == []
+    for hotkey in finders:
+        assert result.miners[hotkey].precision == pytest.approx(1.0)
+        assert result.miners[hotkey].recall == pytest.approx(1.0)
+
+
+# --------------------------------------------------------------------------- credibility
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_credibility_weights_decide_the_group_value(weighted):
+    """Guards against credibility being ignored in the group tally.
+
+    Three low-credibility miners of group 0 report wrong prices for a zipcode,
+    two high-credibility miners the truth. Unweighted, the wrong majority wins
+    its group (3/5 = threshold) and the groups dispute every record; weighted
+    (0.1 vs 1.0), the minority's value is the group's and both groups confirm.
+    """
+    plan = make_plan(zipcodes_per_batch=3, miners_per_group=5)
+    truth = make_truth(plan)
+    group = plan.groups[0]
+    target = group.zipcodes[0]
+    low = [m.hotkey for m in group.miners[:3]]
+    high = [m.hotkey for m in group.miners[3:]]
+    wrong = [changed(f, PRICE, f[PRICE] + 7) for f in truth[target]]
+
+    def answer_for(miner, g):
+        answers = {z: answer(truth[z]) for z in g.zipcodes}
+        if miner.hotkey in low:
+            answers[target] = answer(wrong)
+        return answers
+
+    credibility = {**dict.fromkeys(low, 0.1), **dict.fromkeys(high, 1.0)} if weighted else {}
+    # Equal completion times: the three identical wrong answers are not judged as copies here.
+    result = run(plan, submissions(plan, answer_for), credibility=credibility)
+
+    outcome = result.zipcodes[target]
+    n = len(truth[target])
+    if weighted:
+        assert outcome.confirmed == n
+        assert outcome.disputed == 0
+        assert outcome.confidence >= 0.7
+        for hotkey in low:  # wrong price = key field: zero credit on that zipcode
+            assert result.miners[hotkey].precision == pytest.approx(2 / 3)
+        for hotkey in high:
+            assert result.miners[hotkey].precision == pytest.approx(1.0)
+    else:
+        assert outcome.confirmed == 0
+        assert outcome.disputed == n
+        assert outcome.confidence < 0.7
+        for hotkey in low + high:
+            assert result.miners[hotkey].evidence_zipcodes == 2
+
+
+def test_missing_credibility_is_neutral():
+    """Guards against a miner absent from the credibility map getting other than 0.5 weight."""
+    plan = make_plan()
+    truth = make_truth(plan)
+    subs = submissions(plan, noisy_answers(truth, random.Random(4)))
+    everyone = {m.hotkey: 0.5 for g in plan.groups for m in g.miners}
+    assert run(plan, subs, credibility=everyone) == run(plan, subs, credibility={})
+
+
+# --------------------------------------------------------------------------- precision, recall
+
+
+def test_partial_credit_for_non_key_field_and_none_for_key_fields():
+    """Guards against a wrong key field earning partial credit, or a wrong non-key field none."""
+    plan = make_plan(zipcodes_per_batch=3, miners_per_group=5)
+    truth = make_truth(plan)
+    group = plan.groups[0]
+    target = group.zipcodes[0]
+    first = truth[target][0]
+    variants = {
+        group.miners[0].hotkey: changed(first, BEDROOMS, 4),
+        group.miners[1].hotkey: changed(first, PRICE, first[PRICE] + 1),
+        group.miners[2].hotkey: changed(first, STATUS, "SOLD"),
+    }
+
+    def answer_for(miner, g):
+        answers = {z: answer(truth[z]) for z in g.zipcodes}
+        if miner.hotkey in variants:
+            answers[target] = answer([variants[miner.hotkey], *truth[target][1:]])
+        return answers
+
+    result = run(plan, submissions(plan, answer_for))
+
+    n = len(truth[target])
+    non_key_credit = 1 - 1 / (len(CONSENSUS_FIELDS) - len(KEY_FIELDS))
+    assert result.zipcodes[target].confirmed == n
+    expected = {
+        group.miners[0].hotkey: (2 + (n - 1 + non_key_credit) / n) / 3,
+        group.miners[1].hotkey: (2 + (n - 1) / n) / 3,
+        group.miners[2].hotkey: (2 + (n - 1) / n) / 3,
+    }
+    for hotkey, precision in expected.items():
+        miner = result.miners[hotkey]
+        assert miner.precision == pytest.approx(precision)
+        assert miner.recall == pytest.approx(1.0)  # a wrong value is still a found listing
+        assert miner.flags == []
+    assert result.miners[group.miners[3].hotkey].precision == pytest.approx(1.0)
+    # precision ** 3 x recall: the key-field error costs more than the bedroom error
+    bedroom, price = (result.miners[h].earned for h in list(variants)[:2])
+    assert price < bedroom < result.miners[group.miners[3].hotkey].earned
+
+
+def test_partial_credit_function():
+    """Guards against partial_credit crediting records without comparable fields."""
+    base = listing("10001", 0)
+    assert partial_credit(base, base) == pytest.approx(1.0)
+    assert partial_credit(changed(base, BEDROOMS, 9), base) == pytest.approx(0.9)
+    assert partial_credit(changed(base, PRICE, 1), base) == 0.0
+    assert partial_credit(changed(base, STATUS, "SOLD"), base) == 0.0
+    assert partial_credit(None, base) == 0.0
+    assert partial_credit(base, None) == 0.0
+    assert partial_credit(base[:-1], base) == 0.0
+
+
+def test_recall_is_share_of_consensus_found():
+    """Guards against recall counting anything other than consensus records found."""
+    plan = make_plan(zipcodes_per_batch=3, miners_per_group=5)
+    truth = make_truth(plan)
+    half = plan.groups[1].miners[2]
+
+    def answer_for(miner, g):
+        keep = (lambda i: i % 2 == 0) if miner == half else (lambda i: True)
+        return {z: answer([f for i, f in enumerate(truth[z]) if keep(i)]) for z in g.zipcodes}
+
+    result = run(plan, submissions(plan, answer_for))
+    miner = result.miners[half.hotkey]
+    total = sum(len(v) for v in truth.values())
+    assert all(o.confirmed == 8 for o in result.zipcodes.values())
+    assert miner.recall == pytest.approx(0.5)
+    assert miner.precision == pytest.approx(1.0)
+    assert miner.quality == pytest.approx(0.5)
+    assert miner.earned == pytest.approx(0.5 * total)
+    assert miner.flags == []
+
+
+# --------------------------------------------------------------------------- speed, completeness
+
+
+@pytest.mark.parametrize(
+    ("completed_after_s", "complete", "bonus"),
+    [
+        (100.0, True, True),
+        (3600.0, True, True),  # boundary: <= fast_completion_s
+        (3600.5, True, False),
+        (None, True, False),  # never completed by the validator's clock
+        (100.0, False, False),  # fast but incomplete
+    ],
+)
+def test_fast_completion_bonus(completed_after_s, complete, bonus):
+    """Guards against the 1.3x bonus for slow, unclocked or incomplete groups."""
+    config = ConsensusConfig()
+    plan = make_plan(zipcodes_per_batch=3, miners_per_group=5)
+    truth = make_truth(plan)
+    target = plan.groups[0].miners[0]
+    skipped = plan.groups[0].zipcodes[-1]
+
+    def answer_for(miner, g):
+        return {
+            z: answer(truth[z]) for z in g.zipcodes if complete or miner != target or z != skipped
+        }
+
+    def with_time(t):
+        return run(plan, submissions(plan, answer_for, lambda m: t if m == target else SLOW))
+
+    fast, slow = with_time(completed_after_s), with_time(SLOW)
+    ratio = fast.miners[target.hotkey].earned / slow.miners[target.hotkey].earned
+    assert ratio == pytest.approx(config.fast_completion_bonus if bonus else 1.0)
+    assert fast.miners[target.hotkey].fast_groups == (1 if bonus else 0)
+    assert fast.flags == []
+
+
+def test_miner_cannot_claim_fast_completion_through_its_answers():
+    """Guards against a miner-supplied value replacing the validator's completion clock."""
+    plan = make_plan()
+    truth = make_truth(plan)
+    target = plan.groups[1].miners[1]
+
+    def answer_for(miner, g):
+        answers = {z: answer(truth[z]) for z in g.zipcodes}
+        if miner == target:
+            answers["completed_after_s"] = 1.0  # type: ignore[assignment]
+        return answers
+
+    result = run(plan, submissions(plan, answer_for, lambda m: SLOW))
+    assert result.miners[target.hotkey].fast_groups == 0
+    assert result.dropped == {"unassigned_zipcode": 1}
+    peer = plan.groups[1].miners[0]
+    assert result.miners[target.hotkey].earned == pytest.approx(result.miners[peer.hotkey].earned)
+
+
+def test_partial_answers_earn_less_than_their_share():
+    """Guards against answering half a group's zipcodes earning half (or more) of a full answer."""
+    plan = make_plan(zipcodes_per_batch=4, miners_per_group=5)
+    truth = make_truth(plan)
+    partial, full = plan.groups[0].miners[:2]
+    answered = plan.groups[0].zipcodes[:2]
+
+    def answer_for(miner, g):
+        zips = answered if miner == partial else g.zipcodes
+        return {z: answer(truth[z]) for z in zips}
+
+    result = run(plan, submissions(plan, answer_for))
+    p, f = result.miners[partial.hotkey], result.miners[full.hotkey]
+    assert (p.assigned_zipcodes, p.answered_zipcodes) == (4, 2)
+    assert p.precision == pytest.approx(1.0)
+    assert p.earned < 0.5 * f.earned
+    # quality x volume on half the zipcodes, x completeness ** 1
+    assert p.earned == pytest.approx(0.25 * f.earned)
+    assert p.flags == []
+
+
+# --------------------------------------------------------------------------- malformed input
+
+
+def test_foreign_duplicate_and_malformed_submissions_are_dropped_and_counted():
+    """Guards against bad submissions raising or influencing the consensus."""
+    plan = make_plan(zipcodes_per_batch=3, miners_per_group=5, n_batches=2)
+    truth = make_truth(plan)
+    baseline_subs = submissions(plan, honest(truth))
+    baseline = run(plan, baseline_subs)
+
+    g0, g1 = plan.groups[0], plan.groups[1]
+    other_batch_zip = next(g for g in plan.groups if g.batch_id != g0.batch_id).zipcodes[0]
+    member = g0.miners[0]
+    garbage = {z: answer([changed(f, PRICE, 1) for f in truth[z]]) for z in g0.zipcodes}
+    stranger = MinerInfo(999, "stranger", "ck-stranger")
+    impostor = MinerInfo(member.uid, member.hotkey, "ck-impostor")
+    extra = [
+        GroupSubmission(stranger, g0.batch_id, g0.overlap_group, garbage, 1.0),
+        GroupSubmission(impostor, g0.batch_id, g0.overlap_group, garbage, 1.0),
+        GroupSubmission(member, g1.batch_id, g1.overlap_group, garbage, 1.0),  # not its group
+        GroupSubmission(member, 99, 0, garbage, 1.0),  # no such batch
+        GroupSubmission(member, g0.batch_id, g0.overlap_group, garbage, 1.0),  # duplicate
+    ]
+    polluted = {
+        "99999": answer(truth[g0.zipcodes[0]]),  # nobody's zipcode
+        other_batch_zip: answer(truth[other_batch_zip]),  # another batch's zipcode
+        g0.zipcodes[0]: [(1, "0" * 32)],  # not a ZipcodeAnswer
+        g0.zipcodes[1]: None,
+        g0.zipcodes[2]: "junk",
+    }
+    subs = []
+    for sub in baseline_subs:
+        if sub.miner == g0.miners[1]:
+            sub = GroupSubmission(sub.miner, sub.batch_id, sub.overlap_group, polluted, SLOW)
+        subs.append(sub)
+    result = run(plan, subs + extra)
+
+    assert result.dropped == {
+        "submission_not_in_plan": 4,
+        "duplicate_submission": 1,
+        "unassigned_zipcode": 2,
+        "malformed_answer": 3,
+    }
+    assert "stranger" not in result.miners
+    # The first submission of a miner counts; the garbage duplicate changed nothing.
+    assert result.miners[member.hotkey] == baseline.miners[member.hotkey]
+    polluter = result.miners[g0.miners[1].hotkey]
+    assert polluter.answered_zipcodes == 0
+    assert polluter.earned == 0.0
+    assert polluter.flags == []
+    for z, outcome in result.zipcodes.items():
+        assert outcome.confirmed == baseline.zipcodes[z].confirmed
+        assert outcome.confidence >= 0.7
+    assert result.flags == []
+
+
+def test_empty_submissions():
+    """Guards against a cycle with no answers raising or rewarding anyone."""
+    plan = make_plan(zipcodes_per_batch=3, miners_per_group=5)
+    engine = ConsensusEngine()
+    draft = engine.evaluate(plan, [], {})
+    assert engine.spot_check_requests(draft, b"seed") == []
+    result = engine.finalize(draft, [], {})
+    assert result.flags == [] and result.captured_groups == [] and result.dropped == {}
+    assert len(result.zipcodes) == 3
+    assert all(o.confidence == 0.0 and o.responders == 0 for o in result.zipcodes.values())
+    assert len(result.miners) == 10
+    for miner in result.miners.values():
+        assert miner.earned == 0.0
+        assert miner.answered_zipcodes == 0
+        assert miner.unanswered_volume == pytest.approx(3 * EXPECTED)
+        assert miner.precision is None
+
+
+def test_empty_plan():
+    """Guards against a plan without zipcodes or groups raising."""
+    plan = ZipcodeAssignmentManager(AssignmentConfig()).create_plan(
+        [], [MinerInfo(0, "hk", "ck")], b"seed"
+    )
+    engine = ConsensusEngine()
+    draft = engine.evaluate(plan, [], {})
+    assert engine.spot_check_requests(draft, b"seed") == []
+    result = engine.finalize(draft, [], {})
+    assert result.zipcodes == {} and result.miners == {} and result.flags == []
+
+
+def test_verdicts_and_honeypots_for_unknown_zipcodes_are_ignored():
+    """Guards against stray verdicts or honeypots (zipcodes outside the plan) raising."""
+    from consensus.types import HoneypotKind, SpotCheckRequest
+
+    plan = make_plan()
+    truth = make_truth(plan)
+    subs = submissions(plan, honest(truth))
+    engine = ConsensusEngine()
+    draft = engine.evaluate(plan, subs, {})
+    stray = SpotCheckRequest("99999", 1, 0, None, 0, "sample")
+    result = engine.finalize(
+        draft,
+        [(stray, Verdict.NOT_FOUND)],
+        {"99999": Honeypot("99999", HoneypotKind.NO_RESIDENTIAL)},
+    )
+    assert result == run(plan, subs)
+
+
+# --------------------------------------------------------------------------- determinism
+
+
+def test_same_inputs_give_identical_results():
+    """Guards against hidden state or randomness in evaluate/spot checks/finalize."""
+    plan = make_plan(zipcodes_per_batch=3, miners_per_group=5, n_batches=2)
+    truth = make_truth(plan)
+    subs = submissions(plan, noisy_answers(truth, random.Random(7)), lambda m: 1000.0 + m.uid)
+    engine = ConsensusEngine()
+
+    def once():
+        draft = engine.evaluate(plan, subs, {})
+        requests = engine.spot_check_requests(draft, b"seed")
+        verdicts = [(r, Verdict.MATCH) for r in requests]
+        return requests, engine.finalize(draft, verdicts, {})
+
+    (req_a, res_a), (req_b, res_b) = once(), once()
+    assert req_a == req_b
+    assert res_a == res_b
+    assert [m.earned for m in res_a.miners.values()] == [m.earned for m in res_b.miners.values()]
+
+
+def test_submission_order_does_not_change_the_outcome():
+    """Guards against results depending on the order submissions arrive in.
+
+    Decisions (evidence, counts, flags, spot checks) must be identical;
+    floats may differ only in the last bits of summation order.
+    """
+    plan = make_plan(zipcodes_per_batch=3, miners_per_group=5, n_batches=2)
+    truth = make_truth(plan)
+    subs = submissions(plan, noisy_answers(truth, random.Random(11)), lambda m: 1000.0 + m.uid)
+    engine = ConsensusEngine()
+    forward = engine.evaluate(plan, subs, {})
+    backward = engine.evaluate(plan, list(reversed(subs)), {})
+    assert engine.spot_check_requests(forward, b"s") == engine.spot_check_requests(backward, b"s")
+    a, b = engine.finalize(forward), engine.finalize(backward)
+    assert a.flags == b.flags
+    for z in a.zipcodes:
+        oa, ob = a.zipcodes[z], b.zipcodes[z]
+        assert (oa.confirmed, oa.disputed, oa.responders) == (
+            ob.confirmed,
+            ob.disputed,
+            ob.responders,
+        )
+        assert oa.confidence == pytest.approx(ob.confidence, rel=1e-12)
+    for hotkey in a.miners:
+        ma, mb = a.miners[hotkey], b.miners[hotkey]
+        assert ma.evidence_zipcodes == mb.evidence_zipcodes
+        assert ma.earned == pytest.approx(mb.earned, rel=1e-12)
