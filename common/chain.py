@@ -22,6 +22,7 @@ import os
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,19 +47,20 @@ class NeuronInfo:
     active: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class MetagraphSnapshot:
     netuid: int
     block: int
     neurons: tuple[NeuronInfo, ...]
 
     def by_hotkey(self, hotkey: str) -> NeuronInfo | None:
-        for neuron in self.neurons:
-            if neuron.hotkey == hotkey:
-                return neuron
-        return None
+        return self._index.get(hotkey)
 
     def hotkey_index(self) -> dict[str, NeuronInfo]:
+        return dict(self._index)
+
+    @cached_property
+    def _index(self) -> dict[str, NeuronInfo]:
         return {n.hotkey: n for n in self.neurons}
 
 

@@ -146,7 +146,7 @@ class MinerService:
             )
             return status, created
 
-        status, created = await self.store.run(lambda db: transaction(db, work))
+        status, created = await self.store.write(work)
         if (
             status == AssignmentStatus.REJECTED.value
             and created is False

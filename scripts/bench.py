@@ -14,6 +14,7 @@ Reports:
   ``consensus_peak_mb``: peak resident memory of a fresh process that builds
   that input and runs it once (input included); ``consensus_scaling``: time at
   twice the records per answer divided by time at the base size.
+- ``dispatch_s`` and ``ack_p99_ms``: see ``scripts/bench_net.py``.
 """
 
 from __future__ import annotations
@@ -195,7 +196,24 @@ def _peak_child() -> None:
     print(json.dumps({"peak_mb": round(peak_kb / 1024, 1)}))
 
 
-BENCHMARKS = {"plan": bench_plan, "consensus": bench_consensus}
+def bench_dispatch() -> dict:
+    from bench_net import bench_dispatch as run
+
+    return run()
+
+
+def bench_ack() -> dict:
+    from bench_net import bench_ack as run
+
+    return run()
+
+
+BENCHMARKS = {
+    "plan": bench_plan,
+    "consensus": bench_consensus,
+    "dispatch": bench_dispatch,
+    "ack": bench_ack,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,244 @@
+"""Network figures for ``scripts/bench.py``: dispatch to 256 miners, acknowledgement latency.
+
+- ``dispatch_s``: one validator sends an assignment to each of 256 miner
+  endpoints on loopback (in-process servers running the real signed endpoint,
+  miner service and SQLite store), median of 3 rounds.
+- ``ack_p99_ms``: a miner in its own process; 50 validators send an
+  assignment at the same moment, 20 rounds; p99 and median of the
+  acknowledgement latency on the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from common.chain import MetagraphSnapshot, NeuronInfo, create_chain_file, read_chain_file
+from common.protocol import ROUTE, DataAssignmentRequest
+from common.signed_http import AccessPolicy, SignedClient, signed_endpoint
+from consensus.assignment import MinerGroup, MinerInfo
+from scraping.assignments import MinerService
+from scraping.source import SyntheticSource
+from scraping.store import MinerStore
+from scraping.synthetic import SyntheticWorld
+from vali_utils.cycle import Assignment, ConsensusCycle
+
+ROOT = Path(__file__).resolve().parent.parent
+DISPATCH_MINERS = 256
+ACK_VALIDATORS = 50
+ACK_REQUESTS_EACH = 20
+
+
+def _keypair(uri: str):
+    from bittensor.sp_core import Keypair
+
+    return Keypair.create_from_uri(uri)
+
+
+def _request(request_id: str, zipcodes: list[str]) -> DataAssignmentRequest:
+    return DataAssignmentRequest(
+        request_id=request_id,
+        phase="assign",
+        zipcode_assignments={"ZILLOW_SOLD": zipcodes},
+        batch_id=0,
+        overlap_group=0,
+        epoch_id="epoch-1",
+    )
+
+
+async def _dispatch_round(tmp: Path, rounds: int = 3) -> list[float]:
+    validator = _keypair("//bench-validator")
+    miners = [_keypair(f"//bench-miner-{i}") for i in range(DISPATCH_MINERS)]
+    neurons = [NeuronInfo(0, validator.ss58_address, "cold-v", 1000.0, True, None)] + [
+        NeuronInfo(i + 1, m.ss58_address, f"cold-{i}", 1.0, False, None)
+        for i, m in enumerate(miners)
+    ]
+    graph = MetagraphSnapshot(1, 0, tuple(neurons))
+    world = SyntheticWorld(1)
+    runners, services, stores, endpoints = [], [], [], []
+    for i, miner in enumerate(miners):
+        store = await MinerStore.open(tmp / f"m{i}.sqlite")
+        # A long scrape delay keeps scraping off the CPU: this measures acknowledgement.
+        service = MinerService(
+            store, SyntheticSource(world, miner.ss58_address, delay_s=600), miner.ss58_address
+        )
+        policy = AccessPolicy(miner.ss58_address, lambda: graph)
+        app = web.Application()
+        app.router.add_post(ROUTE, signed_endpoint(policy, DataAssignmentRequest, service.handle))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        endpoints.append(f"127.0.0.1:{site._server.sockets[0].getsockname()[1]}")
+        runners.append(runner)
+        services.append(service)
+        stores.append(store)
+    times = []
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+            cycle = ConsensusCycle(
+                SignedClient(validator, session), None, None, None, concurrency=64
+            )
+            for r in range(rounds):
+                assignments = [
+                    Assignment(
+                        MinerGroup(0, 0, ("10001",), ()),
+                        MinerInfo(i + 1, m.ss58_address, f"cold-{i}"),
+                        endpoints[i],
+                        _request(f"round{r}-{i}", [f"{10001 + r:05d}"]),
+                    )
+                    for i, m in enumerate(miners)
+                ]
+                started = time.perf_counter()
+                await cycle.dispatch(assignments)
+                times.append(time.perf_counter() - started)
+                acked = sum(a.accepted for a in assignments)
+                if acked != len(assignments):
+                    raise RuntimeError(f"only {acked}/{len(assignments)} acknowledged")
+    finally:
+        for service in services:
+            await service.stop()
+        for runner in runners:
+            await runner.cleanup()
+        for store in stores:
+            await store.close()
+    return times
+
+
+def bench_dispatch() -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        times = asyncio.run(_dispatch_round(Path(tmp)))
+    return {
+        "dispatch_s": round(statistics.median(times), 4),
+        "dispatch_s_runs": [round(t, 4) for t in times],
+        "dispatch_miners": DISPATCH_MINERS,
+    }
+
+
+def _make_wallet(path: Path, name: str):
+    import bittensor as bt
+
+    wallet = bt.Wallet(name=name, hotkey="default", path=str(path))
+    wallet.create_new_coldkey(use_password=False, suppress=True, overwrite=True)
+    wallet.create_new_hotkey(use_password=False, suppress=True, overwrite=True)
+    return wallet
+
+
+async def _ack_load(endpoint: str, miner_hotkey: str, validators: list) -> list[float]:
+    """Rounds in which every validator sends one assignment at the same moment.
+
+    Requests are signed before the clock starts: the figure is the miner's
+    acknowledgement as seen on the wire, not the load generator's own signing
+    (in the field, 50 validators sign on 50 machines).
+    """
+    from bittensor import http_auth
+
+    latencies: list[float] = []
+    connector = aiohttp.TCPConnector(limit=ACK_VALIDATORS)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def send(raw: bytes, headers: dict) -> None:
+            started = time.perf_counter()
+            async with session.post(
+                f"http://{endpoint}{ROUTE}", data=raw, headers=headers
+            ) as response:
+                body = await response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"{response.status}: {body[:200]!r}")
+            latencies.append(time.perf_counter() - started)
+
+        for i in range(ACK_REQUESTS_EACH):
+            signed = []
+            for v, keypair in enumerate(validators):
+                raw = (
+                    _request(f"v{v}-a{i}", [f"{30001 + i:05d}"])
+                    .model_dump_json(exclude_none=True)
+                    .encode()
+                )
+                headers = http_auth.sign(
+                    keypair, method="POST", path=ROUTE, body=raw, receiver_ss58=miner_hotkey
+                )
+                signed.append((raw, {**headers, "Content-Type": "application/json"}))
+            await asyncio.gather(*(send(raw, headers) for raw, headers in signed))
+            await asyncio.sleep(0.05)  # validators send in bursts, not in a closed loop
+    return latencies
+
+
+def bench_ack() -> dict:
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        wallets = tmp / "wallets"
+        miner = _make_wallet(wallets, "miner")
+        validators = [_keypair(f"//bench-ack-validator-{v}") for v in range(ACK_VALIDATORS)]
+        chain = tmp / "chain.json"
+        create_chain_file(
+            chain,
+            1,
+            [
+                NeuronInfo(v, k.ss58_address, f"cold-{v}", 1000.0, True, None)
+                for v, k in enumerate(validators)
+            ]
+            + [NeuronInfo(ACK_VALIDATORS, miner.hotkey.ss58_address, "cold-m", 1.0, False, None)],
+        )
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "neurons.miner",
+                "--env-file",
+                "/dev/null",
+                "--subtensor.network",
+                "localfile",
+                "--chain.file",
+                str(chain),
+                "--wallet.path",
+                str(wallets),
+                "--wallet.name",
+                "miner",
+                "--port",
+                "0",
+                "--workdir",
+                str(tmp),
+                "--scrape.delay",
+                "600",
+                "--rate.limit",
+                "100000",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+            env=env,
+        )
+        try:
+            endpoint = None
+            deadline = time.monotonic() + 60
+            while endpoint is None and time.monotonic() < deadline:
+                endpoint = read_chain_file(chain)["neurons"][-1]["endpoint"]
+                time.sleep(0.1)
+            if endpoint is None:
+                raise RuntimeError("bench miner did not start")
+            # Warm-up: every validator opens its keep-alive connection first.
+            asyncio.run(_ack_load(endpoint, miner.hotkey.ss58_address, validators))
+            latencies = sorted(
+                asyncio.run(_ack_load(endpoint, miner.hotkey.ss58_address, validators))
+            )
+        finally:
+            process.terminate()
+            process.wait(timeout=15)
+    p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
+    return {
+        "ack_p99_ms": round(p99 * 1e3, 2),
+        "ack_median_ms": round(statistics.median(latencies) * 1e3, 2),
+        "ack_requests": len(latencies),
+        "ack_validators": ACK_VALIDATORS,
+    }

@@ -1,0 +1,121 @@
+"""The whole subnet on this machine: real miner and validator processes over signed HTTP."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCALNET = ROOT / "scripts" / "localnet.py"
+
+
+def processes_mentioning(text: str) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if text in line and "ps -eo" not in line]
+
+
+def test_localnet_runs_cycles_and_starves_fabricators(tmp_path):
+    workdir = tmp_path / "net"
+    out, png = tmp_path / "out.json", tmp_path / "out.png"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(LOCALNET),
+            "--miners",
+            "12",
+            "--validators",
+            "2",
+            "--cycles",
+            "2",
+            "--cycle-seconds",
+            "20",
+            "--adversary",
+            "fabricate=0.25",
+            "--workdir",
+            str(workdir),
+            "--json",
+            str(out),
+            "--plot",
+            str(png),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    report = json.loads(out.read_text())
+    assert report["validators_agree"] is True
+    assert len(report["common_epochs"]) >= 1
+    shares = report["weight_share_by_behaviour"]
+    assert shares["fabricate"] < 0.02
+    assert shares["honest"] > 0.98
+    for row in report["miners"]:
+        assert {
+            "uid",
+            "hotkey",
+            "behaviour",
+            "answered",
+            "quality",
+            "credibility",
+            "weight",
+        } <= set(row)
+        if row["behaviour"] == "fabricate":
+            assert "fabrication" in row["flags"]
+        else:
+            assert row["flags"] == []
+            assert row["answered"] == row["assigned"] > 0
+    for validator in report["validators"]:
+        assert validator["weights_set"] == validator["cycles"] == 2
+    description = json.loads((workdir / "localnet.json").read_text())
+    assert {"chain_file", "miners", "validators", "data_api_url", "s3_endpoint_url"} <= set(
+        description
+    )
+    assert all(m["endpoint"] for m in description["miners"])
+    assert png.stat().st_size > 1000
+    assert "validators agree on plans: True" in proc.stdout
+    assert not processes_mentioning(str(workdir))
+
+
+def test_sigterm_stops_every_child(tmp_path):
+    workdir = tmp_path / "net"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(LOCALNET),
+            "--miners",
+            "4",
+            "--validators",
+            "1",
+            "--cycles",
+            "5",
+            "--cycle-seconds",
+            "20",
+            "--workdir",
+            str(workdir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    deadline = time.monotonic() + 120
+    while not (workdir / "localnet.json").exists() and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.2)
+    while len(processes_mentioning(str(workdir))) < 5 and time.monotonic() < deadline:
+        time.sleep(0.2)  # 4 miners + 1 validator
+    assert len(processes_mentioning(str(workdir))) >= 5
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    assert proc.returncode != 0
+    time.sleep(0.5)
+    assert not processes_mentioning(str(workdir))
