@@ -79,14 +79,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=7, help="synthetic world and behaviour seed")
     parser.add_argument("--scrape-delay", type=float, default=0.02, help="seconds per zipcode")
     parser.add_argument("--workdir", type=Path, default=Path("localnet"), help="work directory")
-    parser.add_argument("--json", type=Path, help="write the report here")
-    parser.add_argument("--plot", type=Path, help="write a PNG chart here")
+    parser.add_argument(
+        "--json", type=Path, help="write the report here (default WORKDIR/report.json)"
+    )
+    parser.add_argument(
+        "--plot", type=Path, help="write a PNG chart here (default WORKDIR/report.png)"
+    )
     parser.add_argument("--serve", action="store_true", help="keep running after the cycles")
     args = parser.parse_args(argv)
     if args.miners < 2 or args.validators < 1 or args.cycles < 1:
         parser.error("need at least 2 miners, 1 validator and 1 cycle")
     if sum(f for _, f in args.adversary) > 1:
         parser.error("adversary fractions add up to more than 1")
+    args.json = args.json or args.workdir / "report.json"
+    args.plot = args.plot or args.workdir / "report.png"
     return args
 
 
@@ -418,10 +424,9 @@ def main(argv: list[str] | None = None) -> int:
         report = collect_report(subnet)
         report["runtime_s"] = round(time.monotonic() - started, 1)
         print_table(report)
-        if args.json:
-            args.json.write_text(json.dumps(report, indent=1))
-        if args.plot:
-            plot(report, args.plot)
+        args.json.write_text(json.dumps(report, indent=1))
+        plot(report, args.plot)
+        print(f"report: {args.json}  chart: {args.plot}  logs: {subnet.workdir}/logs")
         if args.serve:
             print(f"serving; see {subnet.workdir}/localnet.json. Ctrl-C to stop.")
             while True:
