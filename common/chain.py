@@ -116,8 +116,12 @@ def read_chain_file(path: Path) -> dict:
         document = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ChainUnavailable(f"cannot read chain file {path}: {exc}") from exc
-    if document.get("version") != CHAIN_FILE_VERSION:
-        raise ChainUnavailable(f"chain file {path} has version {document.get('version')!r}")
+    if not isinstance(document, dict) or document.get("version") != CHAIN_FILE_VERSION:
+        version = document.get("version") if isinstance(document, dict) else None
+        raise ChainUnavailable(
+            f"chain file {path} is not a version-{CHAIN_FILE_VERSION} chain file "
+            f"(version {version!r})"
+        )
     return document
 
 
@@ -130,8 +134,11 @@ class LocalFileChain:
 
     async def metagraph(self) -> MetagraphSnapshot:
         document = await asyncio.to_thread(read_chain_file, self.path)
-        neurons = tuple(NeuronInfo(**n) for n in document["neurons"])
-        return MetagraphSnapshot(document["netuid"], self._block(document), neurons)
+        try:
+            neurons = tuple(NeuronInfo(**n) for n in document["neurons"])
+            return MetagraphSnapshot(int(document["netuid"]), self._block(document), neurons)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ChainUnavailable(f"chain file {self.path} is malformed: {exc!r}") from exc
 
     async def current_block(self) -> int:
         return self._block(await asyncio.to_thread(read_chain_file, self.path))

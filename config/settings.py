@@ -13,6 +13,7 @@ start with one line naming the flag, the variable and what is wrong.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -246,6 +247,9 @@ def _convert(setting: Setting, raw: Any, origin: str) -> Any:
         value = setting.kind(raw)
     except (TypeError, ValueError) as exc:
         raise SettingsError(f"invalid {where}: {exc}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        # NaN passes every comparison check below and would disable them.
+        raise SettingsError(f"invalid {where}: {raw!r} is not a finite number")
     if setting.minimum is not None and value < setting.minimum:
         raise SettingsError(f"invalid {where}: {value} is below {setting.minimum}")
     if setting.choices and value not in setting.choices:
@@ -256,6 +260,7 @@ def _convert(setting: Setting, raw: Any, origin: str) -> Any:
 def build_parser(role: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=f"python -m neurons.{role}",
+        allow_abbrev=False,
         description=description,
         epilog="Every flag can also be set in .env or the environment (variable in brackets). "
         "Precedence: preset < .env/environment < flags.",
