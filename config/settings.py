@@ -102,7 +102,7 @@ SETTINGS: tuple[Setting, ...] = (
         "--scraper",
         "SCRAPER",
         str,
-        "property source: synthetic (more in the real-source issue)",
+        "property source: synthetic, rapidapi_zillow or module.path:Class (docs/miner.md)",
         roles=("miner", "validator"),
     ),
     Setting("synthetic_seed", "--synthetic.seed", "SYNTHETIC_SEED", int, "synthetic world seed"),

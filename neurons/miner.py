@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -26,9 +27,10 @@ from common.protocol import ROUTE, DataAssignmentRequest
 from common.signed_http import AccessPolicy, RateLimiter, signed_endpoint
 from config.settings import Settings, SettingsError, load_settings
 from scraping.assignments import MinerService
-from scraping.source import SyntheticSource
+from scraping.registry import SourceContext
+from scraping.registry import build_source as build_named_source
+from scraping.source import PropertySource, SyntheticSource
 from scraping.store import MinerStore
-from scraping.synthetic import SyntheticWorld
 
 logger = logging.getLogger("neurons.miner")
 
@@ -51,11 +53,18 @@ def load_wallet(settings: Settings):
     return wallet, keypair
 
 
-def build_source(settings: Settings, hotkey: str) -> SyntheticSource:
-    if settings.scraper != "synthetic":
-        raise SettingsError(f"invalid --scraper / SCRAPER: {settings.scraper!r} (only synthetic)")
-    world = SyntheticWorld(settings.synthetic_seed)
-    return SyntheticSource(world, observer=hotkey, delay_s=settings.scrape_delay_s)
+def build_source(settings: Settings, hotkey: str) -> PropertySource:
+    """The source ``--scraper`` names; its own settings come from the environment (.env)."""
+    context = SourceContext(
+        environ=os.environ,  # load_settings loaded .env into it
+        observer=hotkey,
+        synthetic_seed=settings.synthetic_seed,
+        synthetic_delay_s=settings.scrape_delay_s,
+    )
+    try:
+        return build_named_source(settings.scraper, context)
+    except ValueError as exc:
+        raise SettingsError(f"invalid --scraper / SCRAPER: {exc}") from exc
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
@@ -70,6 +79,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     store = await MinerStore.open(settings.state_dir / "miner.sqlite")
     source = build_source(settings, hotkey)
     behaviour = None
+    if settings.behaviour != "honest" and not isinstance(source, SyntheticSource):
+        raise SettingsError("--behaviour (local subnet only) needs --scraper synthetic")
     if settings.behaviour != "honest":
         from scraping.adversaries import load_behaviour
 
@@ -80,7 +91,11 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         hotkey,
         concurrency=settings.scrape_concurrency,
         behaviour=behaviour,
-        behaviour_scrape=lambda z: source.world.honest_view(z, hotkey, 0),
+        behaviour_scrape=(
+            (lambda z: source.world.honest_view(z, hotkey, 0))
+            if isinstance(source, SyntheticSource)
+            else None
+        ),
     )
     await service.start()
 
@@ -122,6 +137,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         await service.stop()
         await runner.cleanup()
         await store.close()
+        close = getattr(source, "close", None)
+        if close is not None:
+            await close()
         await chain.close()
 
 

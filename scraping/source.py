@@ -3,10 +3,20 @@
 A source answers one question, asynchronously: what listings does this
 zipcode hold? ``scrape_zipcode`` returns records as dicts in the record schema
 (``common.records``) plus call statistics; it must give up by ``deadline``
-(a ``time.monotonic()`` value) and keep what it has.
+(a ``time.monotonic()`` value) and keep what it has. It reports a failing
+source in ``ScrapeResult.errors`` instead of raising, so one bad zipcode never
+fails a whole assignment.
+
+Sources that can look up one listing also offer ``fetch_property`` (the
+validator's spot checks): the record, ``None`` when the source says there is
+no such listing, or ``SourceUnavailable`` when it cannot tell, which is no
+evidence either way and never a miner's failure.
 
     source = SyntheticSource(world, observer=hotkey, delay_s=0.05)
     result = await source.scrape_zipcode("77494", "ZILLOW_SOLD", deadline=time.monotonic() + 60)
+    record = await source.fetch_property("77494001", deadline=time.monotonic() + 10)
+
+Third-party sources plug in through ``scraping.registry`` (``SCRAPER=module.path:Class``).
 """
 
 from __future__ import annotations
@@ -14,25 +24,57 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from scraping.synthetic import SyntheticWorld
 
 
+class SourceUnavailable(Exception):
+    """The source cannot answer now (network, limits, key, malformed answer).
+
+    For a validator this is no evidence: the record is neither confirmed nor
+    refuted, and the miner is not blamed. The message is one line.
+    """
+
+
+class KeyRejected(SourceUnavailable):
+    """The source refused the credentials (HTTP 401/403); it stays unusable until restarted."""
+
+
+class BudgetExhausted(SourceUnavailable):
+    """The configured call budget is spent; no call was made."""
+
+
+class BadAnswer(SourceUnavailable):
+    """The source answered with something that is not a usable answer (invalid JSON, shape)."""
+
+
 @dataclass
 class ScrapeResult:
+    """One zipcode's scrape: records in the record schema and what it took to get them."""
+
     records: list[dict] = field(default_factory=list)
-    pages: int = 0
-    calls: int = 0
-    errors: list[str] = field(default_factory=list)
+    pages: int = 0  # result pages read
+    calls: int = 0  # HTTP calls made for this zipcode, retries included
+    errors: list[str] = field(default_factory=list)  # one line each; empty when all went well
+    dropped: dict[str, int] = field(default_factory=dict)  # listings not kept, by reason
 
 
 class PropertySource(Protocol):
+    """What the miner's batch scraper needs from a source."""
+
     name: str
 
     async def scrape_zipcode(
         self, zipcode: str, source: str, *, deadline: float
     ) -> ScrapeResult: ...
+
+
+@runtime_checkable
+class PropertyLookup(Protocol):
+    """A source that can fetch one listing by zpid (used by validators' spot checks)."""
+
+    async def fetch_property(self, zpid: str, *, deadline: float) -> dict | None: ...
 
 
 class SyntheticSource:
@@ -52,3 +94,13 @@ class SyntheticSource:
             return ScrapeResult(errors=["deadline passed"])
         records = self.world.honest_view(zipcode, self.observer, epoch=0)
         return ScrapeResult(records=records, pages=1, calls=1)
+
+    async def fetch_property(self, zpid: str, *, deadline: float) -> dict | None:
+        """The world's true record for ``zpid``, or None when there is no such listing."""
+        zpid = str(zpid).strip()
+        if not zpid.isascii() or not zpid.isdigit():
+            return None
+        return self.world.lookup(int(zpid))
+
+    async def close(self) -> None:
+        """Nothing to release; present so every built-in source can be closed alike."""

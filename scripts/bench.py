@@ -15,6 +15,7 @@ Reports:
   that input and runs it once (input included); ``consensus_scaling``: time at
   twice the records per answer divided by time at the base size.
 - ``dispatch_s`` and ``ack_p99_ms``: see ``scripts/bench_net.py``.
+- ``scrape_records_per_s``: see ``scripts/bench_scrape.py``.
 """
 
 from __future__ import annotations
@@ -208,11 +209,18 @@ def bench_ack() -> dict:
     return run()
 
 
+def bench_scrape() -> dict:
+    from bench_scrape import bench_scrape as run
+
+    return run()
+
+
 BENCHMARKS = {
     "plan": bench_plan,
     "consensus": bench_consensus,
     "dispatch": bench_dispatch,
     "ack": bench_ack,
+    "scrape": bench_scrape,
 }
 
 

@@ -1,0 +1,113 @@
+"""Settings of the property sources a miner or validator scrapes through.
+
+``RapidApiConfig`` holds the Zillow API on RapidAPI (host zillow-com1): the
+key, where to call, and the limits that keep a plan's bill predictable. Code
+receives the object; only ``from_environ`` reads variables, and it names the
+variable in every error.
+
+    config = RapidApiConfig.from_environ(os.environ)   # ValueError, one line
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from urllib.parse import urlsplit
+
+DEFAULT_ZILLOW_BASE_URL = "https://zillow-com1.p.rapidapi.com"
+DEFAULT_ZILLOW_HOST = "zillow-com1.p.rapidapi.com"
+
+
+@dataclass(frozen=True, slots=True)
+class RapidApiConfig:
+    """The RapidAPI Zillow source: credentials, endpoint, limits and cost."""
+
+    api_key: str = ""  # X-RapidAPI-Key; required by from_environ
+    base_url: str = DEFAULT_ZILLOW_BASE_URL  # http(s)://host[:port][/path]; tests use loopback
+    host: str = DEFAULT_ZILLOW_HOST  # X-RapidAPI-Host: RapidAPI routes on it, not on the URL
+    # calls/s, shared by every zipcode in flight: RapidAPI plans cap calls per
+    # second and answer 429 beyond; 2/s is below the usual per-second caps.
+    calls_per_second: float = 2.0
+    burst: int = 1  # calls allowed back to back; 1 spaces calls evenly (per-second windows)
+    # calls per calendar month (UTC) before the source refuses to call: a guard
+    # against a surprise bill, set it to your plan's quota.
+    calls_per_month: int = 50_000
+    max_pages_per_zipcode: int = 5  # pages of ~41 listings; 5 pages cover 200 listings
+    call_timeout_s: float = 20.0  # seconds per HTTP call; the API answers in ~1-3 s
+    max_retries: int = 3  # extra attempts after a 429, a 5xx, a timeout or a dropped connection
+    backoff_base_s: float = 1.0  # first retry waits ~this; doubles per attempt (jittered)
+    backoff_cap_s: float = 30.0  # no single backoff wait is longer
+    cost_per_call_usd: float = 0.003  # for the running estimate only: plan price / plan calls
+
+    def __post_init__(self) -> None:
+        for spec in _VARIABLES:
+            value = getattr(self, spec.field)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{spec.env}: {value!r} is not a finite number")
+            if spec.minimum is not None and value < spec.minimum:
+                raise ValueError(f"{spec.env}: {value} is below {spec.minimum}")
+        if not self.api_key.strip():
+            raise ValueError(
+                "RAPIDAPI_KEY is not set: subscribe to the zillow-com1 API on rapidapi.com "
+                "and put the key in .env"
+            )
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(
+                f"RAPIDAPI_ZILLOW_BASE_URL: {self.base_url!r} is not an http(s)://host URL"
+            )
+        if self.backoff_cap_s < self.backoff_base_s:
+            raise ValueError("RAPIDAPI_BACKOFF_CAP_S: must be >= RAPIDAPI_BACKOFF_BASE_S")
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> RapidApiConfig:
+        """Build from environment-style variables (unset or empty means the default).
+
+        Raises ValueError with one line naming the variable that is wrong.
+        """
+        values: dict[str, object] = {}
+        for spec in _VARIABLES:
+            raw = environ.get(spec.env)
+            if raw is None or raw.strip() == "":
+                continue
+            kind = _KINDS[spec.field]
+            try:
+                values[spec.field] = kind(raw.strip())
+            except ValueError:
+                raise ValueError(
+                    f"{spec.env}: {raw.strip()[:40]!r} is not a valid {kind.__name__}"
+                ) from None
+        return cls(**values)
+
+    def describe(self) -> dict[str, object]:
+        """Every setting except the key (safe to log or print)."""
+        out: dict[str, object] = {spec.env: getattr(self, spec.field) for spec in _VARIABLES}
+        out["RAPIDAPI_KEY"] = f"...{self.api_key[-4:]}" if len(self.api_key) > 8 else "(set)"
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Variable:
+    field: str
+    env: str
+    minimum: float | None = None
+
+
+# Environment variable per field, with the smallest value that makes sense.
+_VARIABLES: tuple[_Variable, ...] = (
+    _Variable("api_key", "RAPIDAPI_KEY"),
+    _Variable("base_url", "RAPIDAPI_ZILLOW_BASE_URL"),
+    _Variable("host", "RAPIDAPI_ZILLOW_HOST"),
+    _Variable("calls_per_second", "RAPIDAPI_CALLS_PER_SECOND", 0.01),
+    _Variable("burst", "RAPIDAPI_BURST", 1),
+    _Variable("calls_per_month", "RAPIDAPI_CALLS_PER_MONTH", 1),
+    _Variable("max_pages_per_zipcode", "RAPIDAPI_MAX_PAGES", 1),
+    _Variable("call_timeout_s", "RAPIDAPI_TIMEOUT_S", 0.05),
+    _Variable("max_retries", "RAPIDAPI_MAX_RETRIES", 0),
+    _Variable("backoff_base_s", "RAPIDAPI_BACKOFF_BASE_S", 0.0),
+    _Variable("backoff_cap_s", "RAPIDAPI_BACKOFF_CAP_S", 0.0),
+    _Variable("cost_per_call_usd", "RAPIDAPI_COST_PER_CALL_USD", 0.0),
+)
+_KINDS: dict[str, type] = {f.name: type(f.default) for f in fields(RapidApiConfig)}
+ENVIRONMENT_VARIABLES: tuple[str, ...] = tuple(spec.env for spec in _VARIABLES)
