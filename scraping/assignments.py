@@ -57,6 +57,8 @@ class MinerService:
         self.digester = RecordDigester()
         self._semaphore = asyncio.Semaphore(concurrency)
         self._tasks: dict[str, asyncio.Task] = {}
+        self._status: dict[str, str] = {}  # assignment key -> status, for stored assignments
+        self._pending_writes: set[asyncio.Future] = set()
 
     async def start(self) -> None:
         """Resume every assignment a previous run left unfinished."""
@@ -77,6 +79,8 @@ class MinerService:
         for task in self._tasks.values():
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        # Requests acknowledged a moment ago are written before the store closes.
+        await asyncio.gather(*self._pending_writes, return_exceptions=True)
 
     async def handle(
         self, caller: NeuronInfo, request: DataAssignmentRequest
@@ -93,6 +97,13 @@ class MinerService:
         if request.expires_at is not None and request.expires_at.timestamp() <= time.time():
             return _answer(request, AssignmentStatus.REJECTED, error="assignment already expired")
         key = request.assignment_key()
+        known = self._status.get(key)
+        if known is not None:
+            # The work is already stored: only "this validator asked too" is new.
+            # That row is written behind the answer (group commit, milliseconds
+            # later), so a burst of validators is not serialised on the disk.
+            self._remember_request(caller.hotkey, request.request_id, key)
+            return _answer(request, AssignmentStatus(known), accepted=True)
         deadline = (
             request.expires_at.timestamp()
             if request.expires_at
@@ -147,6 +158,8 @@ class MinerService:
             return status, created
 
         status, created = await self.store.write(work)
+        if status != AssignmentStatus.REJECTED.value:
+            self._status.setdefault(key, status)
         if (
             status == AssignmentStatus.REJECTED.value
             and created is False
@@ -166,6 +179,23 @@ class MinerService:
             )
             self._launch(key)
         return _answer(request, AssignmentStatus(status), accepted=True)
+
+    def _remember_request(self, validator: str, request_id: str, key: str) -> None:
+        def work(db) -> None:
+            db.execute(
+                "INSERT OR REPLACE INTO requests (validator, request_id, key, received_at)"
+                " VALUES (?, ?, ?, ?)",
+                (validator, request_id, key, time.time()),
+            )
+
+        task = asyncio.ensure_future(self.store.write(work))
+        self._pending_writes.add(task)
+        task.add_done_callback(self._write_done)
+
+    def _write_done(self, task: asyncio.Future) -> None:
+        self._pending_writes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("could not record a request: %s", task.exception())
 
     async def _collect(
         self, caller: NeuronInfo, request: DataAssignmentRequest
@@ -215,6 +245,7 @@ class MinerService:
                     (AssignmentStatus.FAILED.value, reason, key),
                 )
             )
+            self._status[key] = AssignmentStatus.FAILED.value
 
     async def _scrape_assignment(self, key: str) -> None:
         row, todo = await self.store.run(
@@ -241,6 +272,7 @@ class MinerService:
                 (AssignmentStatus.COMPLETED.value, time.time(), key),
             )
         )
+        self._status[key] = AssignmentStatus.COMPLETED.value
         logger.info("assignment %s completed", key)
 
     async def _scrape_zipcode(
@@ -312,6 +344,7 @@ class MinerService:
             logger.info("zipcode %s: dropped %s", zipcode, dict(dropped))
 
     async def _set_status(self, key: str, status: AssignmentStatus) -> None:
+        self._status[key] = status.value
         await self.store.run(
             lambda db: db.execute(
                 "UPDATE assignments SET status=? WHERE key=? AND status IN (?, ?)",

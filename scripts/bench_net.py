@@ -1,8 +1,9 @@
 """Network figures for ``scripts/bench.py``: dispatch to 256 miners, acknowledgement latency.
 
 - ``dispatch_s``: one validator sends an assignment to each of 256 miner
-  endpoints on loopback (in-process servers running the real signed endpoint,
-  miner service and SQLite store), median of 3 rounds.
+  endpoints on loopback (miners hosted 128 to a process in 2 other
+  processes, each running the real signed endpoint, miner service and SQLite
+  store); median of 4 rounds after a connection warm-up round.
 - ``ack_p99_ms``: a miner in its own process; 50 validators send an
   assignment at the same moment, 20 rounds; p99 and median of the
   acknowledgement latency on the wire.
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import statistics
 import subprocess
@@ -55,22 +57,30 @@ def _request(request_id: str, zipcodes: list[str]) -> DataAssignmentRequest:
     )
 
 
-async def _dispatch_round(tmp: Path, rounds: int = 3) -> list[float]:
+SERVER_PROCESSES = 2  # miners are spread over separate processes, as on real machines
+
+
+def _bench_graph() -> tuple[object, list, MetagraphSnapshot]:
     validator = _keypair("//bench-validator")
     miners = [_keypair(f"//bench-miner-{i}") for i in range(DISPATCH_MINERS)]
     neurons = [NeuronInfo(0, validator.ss58_address, "cold-v", 1000.0, True, None)] + [
         NeuronInfo(i + 1, m.ss58_address, f"cold-{i}", 1.0, False, None)
         for i, m in enumerate(miners)
     ]
-    graph = MetagraphSnapshot(1, 0, tuple(neurons))
+    return validator, miners, MetagraphSnapshot(1, 0, tuple(neurons))
+
+
+async def _host_miners(first: int, count: int, tmp: Path, ready: Path) -> None:
+    """Serve miners first..first+count-1 (signed endpoint, service, SQLite) until killed."""
+    _, miners, graph = _bench_graph()
     world = SyntheticWorld(1)
-    runners, services, stores, endpoints = [], [], [], []
-    for i, miner in enumerate(miners):
+    endpoints = {}
+    for i in range(first, first + count):
+        miner = miners[i]
         store = await MinerStore.open(tmp / f"m{i}.sqlite")
         # A long scrape delay keeps scraping off the CPU: this measures acknowledgement.
-        service = MinerService(
-            store, SyntheticSource(world, miner.ss58_address, delay_s=600), miner.ss58_address
-        )
+        source = SyntheticSource(world, miner.ss58_address, delay_s=600)
+        service = MinerService(store, source, miner.ss58_address)
         policy = AccessPolicy(miner.ss58_address, lambda: graph)
         app = web.Application()
         app.router.add_post(ROUTE, signed_endpoint(policy, DataAssignmentRequest, service.handle))
@@ -78,49 +88,78 @@ async def _dispatch_round(tmp: Path, rounds: int = 3) -> list[float]:
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        endpoints.append(f"127.0.0.1:{site._server.sockets[0].getsockname()[1]}")
-        runners.append(runner)
-        services.append(service)
-        stores.append(store)
+        endpoints[i] = f"127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    ready.write_text(json.dumps(endpoints))
+    await asyncio.Event().wait()
+
+
+async def _dispatch_rounds(endpoints: dict[int, str], rounds: int = 5) -> list[float]:
+    validator, miners, _ = _bench_graph()
     times = []
-    try:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
-            cycle = ConsensusCycle(
-                SignedClient(validator, session), None, None, None, concurrency=64
-            )
-            for r in range(rounds):
-                assignments = [
-                    Assignment(
-                        MinerGroup(0, 0, ("10001",), ()),
-                        MinerInfo(i + 1, m.ss58_address, f"cold-{i}"),
-                        endpoints[i],
-                        _request(f"round{r}-{i}", [f"{10001 + r:05d}"]),
-                    )
-                    for i, m in enumerate(miners)
-                ]
-                started = time.perf_counter()
-                await cycle.dispatch(assignments)
-                times.append(time.perf_counter() - started)
-                acked = sum(a.accepted for a in assignments)
-                if acked != len(assignments):
-                    raise RuntimeError(f"only {acked}/{len(assignments)} acknowledged")
-    finally:
-        for service in services:
-            await service.stop()
-        for runner in runners:
-            await runner.cleanup()
-        for store in stores:
-            await store.close()
-    return times
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+        cycle = ConsensusCycle(SignedClient(validator, session), None, None, None, concurrency=64)
+        for r in range(rounds):
+            assignments = [
+                Assignment(
+                    MinerGroup(0, 0, ("10001",), ()),
+                    MinerInfo(i + 1, m.ss58_address, f"cold-{i}"),
+                    endpoints[i],
+                    _request(f"round{r}-{i}", [f"{10001 + r:05d}"]),
+                )
+                for i, m in enumerate(miners)
+            ]
+            started = time.perf_counter()
+            await cycle.dispatch(assignments)
+            times.append(time.perf_counter() - started)
+            acked = sum(a.accepted for a in assignments)
+            if acked != len(assignments):
+                raise RuntimeError(f"only {acked}/{len(assignments)} acknowledged")
+    return times[1:]  # the first round also opens the 256 connections
 
 
 def bench_dispatch() -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        times = asyncio.run(_dispatch_round(Path(tmp)))
+    per_process = DISPATCH_MINERS // SERVER_PROCESSES
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        hosts, ready_files = [], []
+        for p in range(SERVER_PROCESSES):
+            ready = tmp / f"ready-{p}.json"
+            ready_files.append(ready)
+            hosts.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--host-miners",
+                        str(p * per_process),
+                        str(per_process),
+                        str(tmp),
+                        str(ready),
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                )
+            )
+        try:
+            deadline = time.monotonic() + 120
+            while not all(f.exists() for f in ready_files):
+                if time.monotonic() > deadline or any(h.poll() is not None for h in hosts):
+                    raise RuntimeError("bench miner hosts did not start")
+                time.sleep(0.2)
+            endpoints = {
+                int(k): v for f in ready_files for k, v in json.loads(f.read_text()).items()
+            }
+            times = asyncio.run(_dispatch_rounds(endpoints))
+        finally:
+            for host in hosts:
+                host.terminate()
+                host.wait(timeout=15)
     return {
         "dispatch_s": round(statistics.median(times), 4),
         "dispatch_s_runs": [round(t, 4) for t in times],
         "dispatch_miners": DISPATCH_MINERS,
+        "dispatch_server_processes": SERVER_PROCESSES,
     }
 
 
@@ -242,3 +281,10 @@ def bench_ack() -> dict:
         "ack_requests": len(latencies),
         "ack_validators": ACK_VALIDATORS,
     }
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 6 and sys.argv[1] == "--host-miners":
+        asyncio.run(
+            _host_miners(int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]), Path(sys.argv[5]))
+        )
