@@ -30,11 +30,11 @@ from config.settings import Settings, SettingsError, load_settings
 from consensus.assignment import ZipcodeAssignmentManager
 from consensus.engine import ConsensusEngine
 from consensus.scoring import ScoringState, apply_cycle, compute_weights
-from neurons.miner import load_wallet
+from neurons.miner import build_source, load_wallet
 from scraping.synthetic import SyntheticWorld
 from vali_utils.blocks import LocalBlockSource
 from vali_utils.cycle import ConsensusCycle, CycleOutcome
-from vali_utils.spot_check import SyntheticVerifier
+from vali_utils.spot_check import SourceVerifier, SyntheticVerifier
 from vali_utils.state import load_state, save_state
 
 logger = logging.getLogger("neurons.validator")
@@ -129,6 +129,13 @@ async def validate(settings: Settings, stop: asyncio.Event) -> None:
     sync.on_change(lambda old, new: logger.info("metagraph changed: %d neurons", len(new.neurons)))
 
     world = SyntheticWorld(settings.synthetic_seed)
+    if settings.scraper == "synthetic":
+        verifier = SyntheticVerifier(world)
+    else:
+        source = build_source(settings, hotkey)
+        if not hasattr(source, "fetch_property"):
+            raise SettingsError(f"--scraper {settings.scraper} cannot fetch single properties")
+        verifier = SourceVerifier(source, settings.request_timeout_s * 6)
     blocks = LocalBlockSource(settings.netuid, world, settings.zipcodes_per_cycle)
     state_path = settings.state_dir / "scoring_state.json"
     reports = settings.state_dir / "cycles"
@@ -143,7 +150,7 @@ async def validate(settings: Settings, stop: asyncio.Event) -> None:
             SignedClient(keypair, session, settings.request_timeout_s),
             ConsensusEngine(ConsensusConfig()),
             ZipcodeAssignmentManager(AssignmentConfig()),
-            SyntheticVerifier(world),
+            verifier,
             concurrency=settings.dispatch_concurrency,
             poll_s=max(0.5, min(10.0, settings.cycle_seconds / 20)),
             request_timeout_s=settings.request_timeout_s,

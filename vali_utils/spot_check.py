@@ -6,11 +6,13 @@ source itself is ``NO_EVIDENCE``: it never counts against a miner.
 
 from __future__ import annotations
 
+import time
 from typing import Protocol
 
 from common.records import KEY_FIELD_INDEXES, RecordDigester
 from consensus.answers import hash_to_int
 from consensus.types import SpotCheckRequest, Verdict
+from scraping.source import SourceUnavailable
 from scraping.synthetic import SyntheticWorld
 
 
@@ -33,6 +35,24 @@ def verdict_from_truth(
         return Verdict.MISMATCH
     same = all(request.fields[i] == digest[2][i] for i in KEY_FIELD_INDEXES)
     return Verdict.MATCH if same else Verdict.MISMATCH
+
+
+class SourceVerifier:
+    """Spot checks through a real property source (the validator's own key)."""
+
+    def __init__(self, source: object, timeout_s: float = 30.0) -> None:
+        self.source = source
+        self.timeout_s = timeout_s
+        self.digester = RecordDigester()
+
+    async def verify(self, request: SpotCheckRequest) -> Verdict:
+        try:
+            truth = await self.source.fetch_property(  # type: ignore[attr-defined]
+                str(request.zpid), deadline=time.monotonic() + self.timeout_s
+            )
+        except SourceUnavailable:
+            return Verdict.NO_EVIDENCE  # our source failing says nothing about the miner
+        return verdict_from_truth(truth, request, self.digester)
 
 
 class SyntheticVerifier:
