@@ -288,23 +288,6 @@ class PropertyRecord(BaseModel):
         return hash_consensus_fields(self.consensus_fields())
 
 
-# The raw keys whose values decide a record's consensus fields (kept for reference).
-_DIGEST_KEYS = (
-    "zpid",
-    "address",
-    "zipcode",
-    "price",
-    "listing_status",
-    "property_type",
-    "bedrooms",
-    "bathrooms",
-    "living_area_sqft",
-    "lot_size_sqft",
-    "year_built",
-    "sold_date",
-)
-
-
 class RecordDigester:
     """Record dicts -> (zpid, record_hash, consensus fields), validated, with a memo.
 

@@ -14,18 +14,16 @@ import asyncio
 import gc
 import logging
 import os
-import signal
-import sys
 from pathlib import Path
 
 from aiohttp import web
 
 from common.chain import ChainUnavailable, open_chain
-from common.logs import setup_logging
 from common.metagraph import MetagraphSync
 from common.protocol import ROUTE, DataAssignmentRequest
 from common.signed_http import AccessPolicy, RateLimiter, signed_endpoint
-from config.settings import Settings, SettingsError, load_settings
+from config.settings import Settings, SettingsError
+from neurons.runner import run_neuron
 from scraping.assignments import MinerService
 from scraping.registry import SourceContext
 from scraping.registry import build_source as build_named_source
@@ -144,29 +142,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        settings, _ = load_settings("miner", argv, description=__doc__.split("\n\n")[0])
-    except SettingsError as exc:
-        print(f"miner: {exc}", file=sys.stderr)
-        return 2
-    setup_logging("miner", settings.debug)
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop)
-
-    try:
-        asyncio.run(run())
-    except SettingsError as exc:
-        print(f"miner: {exc}", file=sys.stderr)
-        return 2
-    except ChainUnavailable as exc:
-        print(f"miner: chain unavailable: {exc}", file=sys.stderr)
-        return 3
-    return 0
+    return run_neuron("miner", serve, argv, __doc__.split("\n\n")[0])
 
 
 if __name__ == "__main__":

@@ -15,22 +15,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import signal
-import sys
 import time
 
 import aiohttp
 
 from common.chain import Chain, ChainUnavailable, open_chain
-from common.logs import setup_logging
 from common.metagraph import MetagraphSync
 from common.signed_http import SignedClient
 from config.consensus import AssignmentConfig, ConsensusConfig, ScoringConfig
-from config.settings import Settings, SettingsError, load_settings
+from config.settings import Settings, SettingsError
 from consensus.assignment import ZipcodeAssignmentManager
 from consensus.engine import ConsensusEngine
 from consensus.scoring import ScoringState, apply_cycle, compute_weights
 from neurons.miner import build_source, load_wallet
+from neurons.runner import run_neuron
 from scraping.synthetic import SyntheticWorld
 from vali_utils.blocks import LocalBlockSource
 from vali_utils.cycle import ConsensusCycle, CycleOutcome
@@ -215,29 +213,7 @@ async def _sleep_until(wall: float, stop: asyncio.Event) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        settings, _ = load_settings("validator", argv, description=__doc__.split("\n\n")[0])
-    except SettingsError as exc:
-        print(f"validator: {exc}", file=sys.stderr)
-        return 2
-    setup_logging("validator", settings.debug)
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await validate(settings, stop)
-
-    try:
-        asyncio.run(run())
-    except SettingsError as exc:
-        print(f"validator: {exc}", file=sys.stderr)
-        return 2
-    except ChainUnavailable as exc:
-        print(f"validator: chain unavailable: {exc}", file=sys.stderr)
-        return 3
-    return 0
+    return run_neuron("validator", validate, argv, __doc__.split("\n\n")[0])
 
 
 if __name__ == "__main__":

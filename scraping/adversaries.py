@@ -213,3 +213,22 @@ def load_behaviour(spec: str) -> Any:
     ):
         raise ValueError(f"behaviour {spec!r} needs a 'name' attribute and a respond(ctx) method")
     return instance
+
+
+def parse_adversary(text: str) -> tuple[str, float]:
+    """``NAME=FRACTION`` from the command line; ValueError with a one-line reason.
+
+    The behaviour must load (a built-in name or a plugin spec) and the
+    fraction must be in [0, 1].
+    """
+    name, sep, fraction = text.rpartition("=")
+    if not sep or not name:
+        raise ValueError(f"--adversary wants NAME=FRACTION, got {text!r}")
+    try:
+        value = float(fraction)
+    except ValueError:
+        raise ValueError(f"fraction {fraction!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise ValueError(f"fraction {value} is not in [0, 1]")
+    load_behaviour(name)
+    return name, value

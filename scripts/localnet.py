@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from common.chain import NeuronInfo, create_chain_file, read_chain_file  # noqa: E402
 from scraping.adversaries import load_behaviour  # noqa: E402
+from scraping.adversaries import parse_adversary as parse_adversary_spec  # noqa: E402
 
 VALIDATOR_STAKE = 1000.0
 MINER_STAKE = 1.0
@@ -42,18 +43,10 @@ STARTUP_TIMEOUT_S = 60.0
 
 
 def parse_adversary(text: str) -> tuple[str, float]:
-    name, sep, fraction = text.rpartition("=")
     try:
-        value = float(fraction)
-    except ValueError:
-        value = -1.0
-    if not sep or not name or not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"--adversary wants NAME=FRACTION in [0, 1], got {text!r}")
-    try:
-        load_behaviour(name)
+        return parse_adversary_spec(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    return name, value
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

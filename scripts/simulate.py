@@ -55,6 +55,7 @@ from consensus.types import (
     Verdict,
 )
 from scraping.adversaries import MinerContext, load_behaviour
+from scraping.adversaries import parse_adversary as parse_adversary_spec
 from scraping.synthetic import SyntheticWorld
 from vali_utils.spot_check import verdict_from_truth
 
@@ -71,16 +72,10 @@ class SimMiner:
 
 
 def parse_adversary(text: str) -> tuple[str, float]:
-    name, sep, fraction = text.rpartition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"--adversary wants NAME=FRACTION, got {text!r}")
     try:
-        value = float(fraction)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"fraction {fraction!r} is not a number") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"fraction {value} is not in [0, 1]")
-    return name, value
+        return parse_adversary_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_population(
