@@ -1,0 +1,102 @@
+"""Builders shared by the consensus unit tests: small plans, true listings, answers."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+
+from config.consensus import AssignmentConfig
+from consensus.answers import ZipcodeAnswer
+from consensus.assignment import (
+    AssignmentPlan,
+    MinerGroup,
+    MinerInfo,
+    ZipcodeAssignmentManager,
+)
+from consensus.types import GroupSubmission
+
+SLOW = 5000.0  # completion time (s) above fast_completion_s: no bonus
+
+
+def listing(zipcode: str, i: int) -> tuple:
+    """The true consensus fields of listing ``i`` of ``zipcode`` (CONSENSUS_FIELDS order)."""
+    zpid = int(zipcode) * 100 + i
+    return (
+        str(zpid),
+        f"{i} MAIN ST",
+        zipcode,
+        200_000 + 1_000 * i,
+        "FOR_SALE",
+        "SINGLE_FAMILY",
+        3,
+        2.0,
+        1_500,
+        5_000,
+        1_990,
+        None,
+    )
+
+
+def changed(fields: tuple, index: int, value) -> tuple:
+    out = list(fields)
+    out[index] = value
+    return tuple(out)
+
+
+def record_hash(fields: tuple) -> str:
+    """32 lowercase hex chars that change with any field, like common.records' record_hash."""
+    return hashlib.blake2b(repr(fields).encode(), digest_size=16).hexdigest()
+
+
+def answer(records: list[tuple]) -> ZipcodeAnswer:
+    return ZipcodeAnswer.from_pairs([(int(f[0]), record_hash(f)) for f in records], records)
+
+
+def make_plan(
+    zipcodes_per_batch: int = 3, miners_per_group: int = 5, n_batches: int = 1
+) -> AssignmentPlan:
+    """One or more batches of two groups over miners with distinct coldkeys."""
+    zipcodes = [f"{10001 + i:05d}" for i in range(zipcodes_per_batch * n_batches)]
+    miners = [
+        MinerInfo(uid, f"hk{uid:02d}", f"ck{uid:02d}")
+        for uid in range(2 * miners_per_group * n_batches)
+    ]
+    cfg = AssignmentConfig(
+        zipcodes_per_batch=zipcodes_per_batch,
+        miners_per_group=miners_per_group,
+        overlap_factor=2,
+        min_different_coldkeys=2,
+    )
+    plan = ZipcodeAssignmentManager(cfg).create_plan(zipcodes, miners, b"unit-plan")
+    assert not plan.relaxations
+    assert len(plan.groups) == 2 * n_batches
+    return plan
+
+
+def make_truth(plan: AssignmentPlan, n_records: int = 8) -> dict[str, list[tuple]]:
+    return {z: [listing(z, i) for i in range(n_records)] for g in plan.groups for z in g.zipcodes}
+
+
+AnswerFn = Callable[[MinerInfo, MinerGroup], Mapping[str, ZipcodeAnswer] | None]
+
+
+def honest(truth: dict[str, list[tuple]]) -> AnswerFn:
+    return lambda miner, group: {z: answer(truth[z]) for z in group.zipcodes}
+
+
+def submissions(
+    plan: AssignmentPlan,
+    answer_for: AnswerFn,
+    completed: Callable[[MinerInfo], float | None] = lambda m: SLOW,
+) -> list[GroupSubmission]:
+    out = []
+    for group in plan.groups:
+        for miner in group.miners:
+            answers = answer_for(miner, group)
+            if answers is not None:
+                out.append(
+                    GroupSubmission(
+                        miner, group.batch_id, group.overlap_group, answers, completed(miner)
+                    )
+                )
+    return out
