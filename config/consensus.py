@@ -72,6 +72,15 @@ class ConsensusConfig:
     # listing posted mid-cycle, a price the source changed), not a fingerprint.
     copy_max_sharers: int = 3
     cartel_max_sharers: int = 20  # invented listings shared by up to a whole batch
+    # Tie-breaks: records the two groups of a batch disagree on, re-checked in the
+    # same cycle by miners of neither group (one per coldkey), who answer with
+    # the property's record hash or "does not exist".
+    tiebreak_miners: int = 5  # fresh miners asked per disputed batch
+    tiebreak_max_per_cycle: int = 200  # disputed zpids asked about per cycle
+    tiebreak_max_per_miner: int = 50  # zpids one tie-breaker is asked about per cycle
+    tiebreak_threshold: float = 0.6  # credibility-weighted share of answers that resolves
+    tiebreak_min_answers: int = 3  # answers needed before a dispute can be resolved
+    tiebreak_record_volume: float = 1.0  # reward volume of one tie-break answer (a listing)
 
     def __post_init__(self) -> None:
         for name in ("consensus_threshold", "zipcode_confidence_threshold"):

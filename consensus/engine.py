@@ -6,7 +6,8 @@ the simulator and the benchmark drive these same functions.
     engine = ConsensusEngine(ConsensusConfig())
     draft = engine.evaluate(plan, submissions, credibility)       # group consensus
     requests = engine.spot_check_requests(draft, seed)             # verify these...
-    result = engine.finalize(draft, verdicts, honeypots)           # ...then score
+    tiebreaks = engine.tiebreak_requests(draft, seed, pool)        # ...ask these miners...
+    result = engine.finalize(draft, verdicts, honeypots, (tiebreaks, answers))  # ...then score
 
 How a zipcode is decided:
 
@@ -25,6 +26,11 @@ How a zipcode is decided:
    records fail as *captured*; it is dropped for the whole batch and the batch
    is compared again. A batch left with one group is only trusted as far as
    that group's own records passed their spot checks.
+5. Tie-breaks (``consensus/tiebreak.py``): disputed records re-checked in the
+   same cycle by five miners of neither group. A resolved dispute counts as a
+   check of the groups (as in 4) and settles the record: present joins the
+   consensus, absent becomes an unconfirmed record of whoever reported it;
+   agreement counts settled disputes as agreed. Unresolved ones stay disputed.
 
 Performance: all records of a cycle live in flat numpy arrays; the one sort of
 (group, zipcode, zpid, hash) keys does the counting, so cost is one
@@ -36,14 +42,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from config.consensus import ConsensusConfig
 from consensus.answers import ZipcodeAnswer
-from consensus.assignment import AssignmentPlan
+from consensus.assignment import AssignmentPlan, MinerInfo
 from consensus.types import CycleResult, GroupSubmission, Honeypot, SpotCheckRequest, Verdict
+
+if TYPE_CHECKING:
+    from consensus.tiebreak import TiebreakAnswer, TiebreakRequest
 
 ZPID_BITS = 40  # zpids are at most 12 digits (< 2**40); the rest of an int64 key holds the cell
 _EPS = 1e-9
@@ -112,6 +122,7 @@ class ConsensusDraft:
     groups: GroupConsensus
     comparison: Comparison
     dropped: Counter
+    credibility: Mapping[str, float] = field(default_factory=dict)  # as passed to evaluate
 
     @property
     def n_zipcodes(self) -> int:
@@ -156,23 +167,54 @@ class ConsensusEngine:
 
         return select_spot_checks(draft, seed)
 
+    def tiebreak_requests(
+        self, draft: ConsensusDraft, seed: bytes, pool: Sequence[MinerInfo] | None = None
+    ) -> list[TiebreakRequest]:
+        """Disputed zpids and the fresh miners to re-check them (seeded, deterministic)."""
+        from consensus.tiebreak import plan_tiebreaks
+
+        return plan_tiebreaks(draft, seed, pool)
+
     def finalize(
         self,
         draft: ConsensusDraft,
         verdicts: Sequence[tuple[SpotCheckRequest, Verdict]] = (),
         honeypots: Mapping[str, Honeypot] | None = None,
+        tiebreaks: tuple[Sequence[TiebreakRequest], Sequence[TiebreakAnswer]] | None = None,
     ) -> CycleResult:
-        """Apply spot-check verdicts and honeypot references, then score every miner.
+        """Apply spot-check verdicts, tie-breaks and honeypot references, then score every miner.
 
-        Returns the cycle result: per-zipcode outcomes, per-miner results with
-        flags and their evidence, the groups found captured.
+        ``tiebreaks`` is (the cycle's ``tiebreak_requests``, the answers
+        collected). A resolved dispute counts as a check of the groups that
+        accepted it (repeated failures capture a group, as spot checks do) and
+        settles the record in the final consensus; tie-breakers are scored on
+        their answers. Returns the cycle result: per-zipcode outcomes,
+        per-miner results with flags and their evidence, the groups found
+        captured, and ``tiebreak`` counts.
         """
         from consensus.antigaming import apply_verdicts
         from consensus.evaluation import evaluate_miners
+        from consensus.tiebreak import (
+            apply_resolution,
+            resolution_checks,
+            resolve_disputes,
+            score_tiebreakers,
+        )
 
-        captured, trust, missing = apply_verdicts(draft, verdicts)
+        outcome = resolve_disputes(draft, *tiebreaks) if tiebreaks else None
+        extra = resolution_checks(draft, outcome) if outcome else []
+        captured, trust, missing = apply_verdicts(draft, verdicts, extra)
         comparison = compare_groups(draft, captured, trust, honeypots or {})
-        return evaluate_miners(draft, comparison, captured, missing, honeypots or {})
+        settled = apply_resolution(draft, comparison, outcome) if outcome else 0
+        result = evaluate_miners(draft, comparison, captured, missing, honeypots or {})
+        if outcome is not None:
+            score_tiebreakers(draft, outcome, result.miners)
+            result.tiebreak.update(
+                disputes=len(outcome.resolved) + len(outcome.unresolved),
+                resolved=len(outcome.resolved),
+                settled=settled,
+            )
+        return result
 
 
 def _flatten(
@@ -265,6 +307,7 @@ def _flatten(
         groups=None,  # type: ignore[arg-type]  # filled by evaluate
         comparison=None,  # type: ignore[arg-type]
         dropped=dropped,
+        credibility=dict(credibility),
     )
 
 
@@ -489,13 +532,7 @@ def compare_groups(
         agreement = np.where(single, trust_by_zipcode, agreement)
     agreement = np.where(valid_groups == 0, 0.0, agreement)
 
-    span = max(1, cfg.full_confidence_responders - cfg.min_responders_for_consensus)
-    responder_factor = np.where(
-        responders >= cfg.min_responders_for_consensus,
-        0.75 + 0.25 * np.clip((responders - cfg.min_responders_for_consensus) / span, 0, 1),
-        0.0,
-    )
-    confidence = agreement * (0.5 + 0.5 * margin) * responder_factor
+    confidence = _confidence(cfg, agreement, margin, responders)
 
     comparison = Comparison(
         valid_cell=valid_cell,
@@ -516,6 +553,19 @@ def compare_groups(
     if honeypots:
         _apply_honeypots(draft, comparison, honeypots)
     return comparison
+
+
+def _confidence(
+    cfg: ConsensusConfig, agreement: np.ndarray, margin: np.ndarray, responders: np.ndarray
+) -> np.ndarray:
+    """agreement x (0.5 + 0.5 x margin) x responder factor, per zipcode."""
+    span = max(1, cfg.full_confidence_responders - cfg.min_responders_for_consensus)
+    responder_factor = np.where(
+        responders >= cfg.min_responders_for_consensus,
+        0.75 + 0.25 * np.clip((responders - cfg.min_responders_for_consensus) / span, 0, 1),
+        0.0,
+    )
+    return agreement * (0.5 + 0.5 * margin) * responder_factor
 
 
 def _uncertain_keys(

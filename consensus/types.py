@@ -138,6 +138,8 @@ class CycleResult:
     flags: list[Flag]
     captured_groups: list[tuple[int, int]]  # (batch_id, overlap_group)
     dropped: dict[str, int]  # reason -> count of ignored submissions or answers
+    # disputes asked about, resolved, settled in the consensus (empty without tie-breaks)
+    tiebreak: dict[str, int] = field(default_factory=dict)
 
     def batch_confidence(self) -> dict[int, float]:
         """Mean zipcode confidence per batch (honeypots excluded)."""

@@ -13,7 +13,15 @@ A behaviour is any class with a ``name`` attribute and a method
 - ``rng``: a ``random.Random`` seeded for this miner and epoch;
 - ``epoch``: the epoch number;
 - ``stale(record) -> dict | None``: the record as an old snapshot shows it
-  (built-ins only need it; a plugin may ignore it).
+  (built-ins only need it; a plugin may ignore it);
+- ``fetch(zpid) -> dict | None``: this miner's source looked up by property id
+  (None: no such listing), for property-id (tie-break) assignments.
+
+Property-id assignments (tie-breaks) call ``properties(ctx, zpids)`` when a
+behaviour has it: zpid -> record dict, or None for "does not exist"; a zpid
+left out is unanswered; returning None is no answer at all. Without it,
+``properties_from_respond`` answers from what ``respond`` gives for
+``ctx.zipcodes``: the behaviour vouches for its own records and for nothing else.
 
 Optional class attributes: ``copies_peers = True`` makes the simulator let a
 behaviour answer after the other miners of its batch (so it has something to
@@ -45,6 +53,26 @@ class MinerContext:
     rng: random.Random
     epoch: int
     stale: Callable[[dict], dict | None]
+    fetch: Callable[[int], dict | None] | None = None
+
+
+def properties_from_respond(
+    behaviour: Any, ctx: MinerContext, zpids: list[int]
+) -> dict[int, dict | None] | None:
+    """A property-id answer from a behaviour's zipcode answer (or its ``properties``)."""
+    if hasattr(behaviour, "properties"):
+        return behaviour.properties(ctx, zpids)
+    answer = behaviour.respond(ctx)
+    if answer is None:
+        return None
+    found: dict[int, dict] = {}
+    for records in answer.values():
+        for record in records:
+            try:
+                found[int(record["zpid"])] = record
+            except (KeyError, TypeError, ValueError):
+                continue
+    return {zpid: found.get(zpid) for zpid in zpids}
 
 
 class Behaviour(Protocol):
@@ -79,6 +107,11 @@ class Honest:
 
     def respond(self, ctx: MinerContext) -> dict[str, list[dict]] | None:
         return {z: ctx.scrape(z) for z in ctx.zipcodes}
+
+    def properties(self, ctx: MinerContext, zpids: list[int]) -> dict[int, dict | None] | None:
+        if ctx.fetch is None:
+            return None
+        return {zpid: ctx.fetch(zpid) for zpid in zpids}
 
 
 class Offline:

@@ -24,6 +24,11 @@ whose mean zipcode confidence is above 0.7), ``responders_per_batch_mean``
 ``population_share_by_behavior``, ``weight_share_by_behavior``,
 ``flagged_by_behavior`` (share of each behaviour's miners flagged in any
 cycle), ``honest_false_flag_rate``, ``runtime_s`` and per-cycle details.
+Tie-breaks (off with ``--no-tiebreak``): ``disputes`` (disputed records
+re-checked by five fresh miners), ``disputes_resolved``, ``disputes_settled``
+(resolved records still disputed after spot checks, settled in the consensus)
+and ``batch_confidence_rate_before_tiebreak`` (the same cycles finalized
+without them).
 """
 
 from __future__ import annotations
@@ -42,10 +47,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common.records import RecordDigester
 from config.consensus import AssignmentConfig, ConsensusConfig, ScoringConfig
-from consensus.answers import ZipcodeAnswer, answer_from_digests
+from consensus.answers import ZipcodeAnswer, answer_from_digests, hash_to_int
 from consensus.assignment import MinerInfo, ZipcodeAssignmentManager
 from consensus.engine import ConsensusEngine
 from consensus.scoring import ScoringState, apply_cycle, compute_weights
+from consensus.tiebreak import TiebreakAnswer, TiebreakRequest
 from consensus.types import (
     CycleResult,
     GroupSubmission,
@@ -54,7 +60,7 @@ from consensus.types import (
     SpotCheckRequest,
     Verdict,
 )
-from scraping.adversaries import MinerContext, load_behaviour
+from scraping.adversaries import MinerContext, load_behaviour, properties_from_respond
 from scraping.adversaries import parse_adversary as parse_adversary_spec
 from scraping.synthetic import SyntheticWorld
 from vali_utils.spot_check import verdict_from_truth
@@ -146,16 +152,34 @@ class Simulation:
         draft = self.engine.evaluate(plan, submissions, self.state.credibility())
         requests = self.engine.spot_check_requests(draft, seed)
         verdicts = [(r, self.verify(r)) for r in requests]
-        result = self.engine.finalize(draft, verdicts, honeypots)
+        threshold = self.consensus_config.zipcode_confidence_threshold
+        tiebreak: dict = {"disputes": 0, "resolved": 0, "settled": 0}
+        if self.args.no_tiebreak:
+            result = self.engine.finalize(draft, verdicts, honeypots)
+            rate_before = None
+        else:
+            before = self.engine.finalize(draft, verdicts, honeypots)
+            rate_before = _share(c > threshold for c in before.batch_confidence().values())
+            tb_requests = self.engine.tiebreak_requests(draft, seed, eligible)
+            tb_answers = self.tiebreak_answers(tb_requests, epoch)
+            result = self.engine.finalize(
+                draft, verdicts, honeypots, tiebreaks=(tb_requests, tb_answers)
+            )
+            tiebreak = dict(result.tiebreak) | {
+                "batches": len(tb_requests),
+                "answers": len(tb_answers),
+            }
         self.state = apply_cycle(self.state, f"epoch-{epoch}", result, ScoringConfig())
         answered = {s.miner.hotkey for s in submissions}
         assigned = {m.hotkey for g in plan.groups for m in g.miners}
         batch_confidence = result.batch_confidence()
-        threshold = self.consensus_config.zipcode_confidence_threshold
+        rate = _share(c > threshold for c in batch_confidence.values())
         stats = {
             "epoch": epoch,
             "batches": len(batch_confidence),
-            "batch_confidence_rate": _share(c > threshold for c in batch_confidence.values()),
+            "batch_confidence_rate": rate,
+            "batch_confidence_rate_before_tiebreak": rate if rate_before is None else rate_before,
+            "tiebreak": tiebreak,
             "responders_per_batch": [responders[b] for b in sorted(responders)],
             "group_responders": [
                 sum(
@@ -183,6 +207,38 @@ class Simulation:
             "plan_hash": plan.plan_hash,
         }
         return result, stats, assigned - answered
+
+    def tiebreak_answers(self, requests: list[TiebreakRequest], epoch: int) -> list[TiebreakAnswer]:
+        """Each tie-breaker looks the disputed properties up through its behaviour."""
+        answers = []
+        for request in requests:
+            zipcodes = sorted({z for z, _ in request.properties})
+            zpids = [zpid for _, zpid in request.properties]
+            for miner in request.miners:
+                sim = self.by_hotkey[miner.hotkey]
+                ctx = MinerContext(
+                    miner=miner,
+                    zipcodes=zipcodes,
+                    scrape=lambda z, hk=miner.hotkey: self.world.honest_view(z, hk, epoch),
+                    peer_responses=lambda z: {},
+                    rng=random.Random(f"tiebreak:{self.args.seed}:{epoch}:{miner.hotkey}"),
+                    epoch=epoch,
+                    stale=self.world.stale,
+                    fetch=self.world.lookup,
+                )
+                found = properties_from_respond(sim.behaviour, ctx, zpids)
+                if found is None:
+                    continue
+                records: dict[int, int | None] = {}
+                for zpid, record in found.items():
+                    if record is None:
+                        records[int(zpid)] = None
+                        continue
+                    digest = self.digester.digest(record)
+                    if not isinstance(digest, str):
+                        records[int(zpid)] = hash_to_int(digest[1])
+                answers.append(TiebreakAnswer(miner, request.batch_id, records))
+        return answers
 
     def honeypots(self, zipcodes: list[str], epoch: int) -> dict[str, Honeypot]:
         """Empty zipcodes are no-residential honeypots; a seeded 1% are reference ones."""
@@ -275,6 +331,7 @@ class Simulation:
         }
         batch_rates = [(c["batches"], c["batch_confidence_rate"]) for c in cycles]
         total_batches = sum(n for n, _ in batch_rates)
+        rates_before = [(c["batches"], c["batch_confidence_rate_before_tiebreak"]) for c in cycles]
         per_batch = [r for c in cycles for r in c["responders_per_batch"]]
         per_group = [r for c in cycles for r in c["group_responders"]]
         honest = [m for m in self.miners if m.kind == HONEST]
@@ -282,6 +339,11 @@ class Simulation:
             "args": {k: v for k, v in vars(self.args).items() if k != "json"},
             "batches": total_batches,
             "batch_confidence_rate": sum(n * r for n, r in batch_rates) / max(1, total_batches),
+            "batch_confidence_rate_before_tiebreak": sum(n * r for n, r in rates_before)
+            / max(1, total_batches),
+            "disputes": sum(c["tiebreak"]["disputes"] for c in cycles),
+            "disputes_resolved": sum(c["tiebreak"]["resolved"] for c in cycles),
+            "disputes_settled": sum(c["tiebreak"]["settled"] for c in cycles),
             "responders_per_batch_mean": sum(per_batch) / max(1, len(per_batch)),
             "responders_per_group_mean": sum(per_group) / max(1, len(per_group)),
             "population_share_by_behavior": {
@@ -354,6 +416,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--overlap", type=int, default=_DEFAULTS.overlap_factor, help="groups per batch"
     )
+    parser.add_argument(
+        "--no-tiebreak",
+        action="store_true",
+        help="skip the same-cycle re-check of disputed records by fresh miners",
+    )
     parser.add_argument("--json", type=Path, help="write the report here")
     args = parser.parse_args(argv)
     if args.miners < 1 or args.zipcodes < 1 or args.cycles < 1:
@@ -377,6 +444,8 @@ def main(argv: list[str] | None = None) -> int:
         f"responders/batch {report['responders_per_batch_mean']:.1f}  "
         f"responders/group {report['responders_per_group_mean']:.1f}  "
         f"honest false flags {report['honest_false_flag_rate']:.3f}  "
+        f"disputes {report['disputes']} resolved {report['disputes_resolved']}  "
+        f"confidence>0.7 before tie-breaks {report['batch_confidence_rate_before_tiebreak']:.3f}  "
         f"runtime {report['runtime_s']} s"
     )
     print(f"{'behaviour':<12}{'population':>11}{'weight':>9}{'flagged':>9}")

@@ -109,3 +109,18 @@ def test_bad_adversary_spec_fails_with_one_clear_line(tmp_path):
     assert proc.returncode == 2
     assert "unknown behaviour 'nosuchthing'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_tiebreakers_resolve_a_cartel_captured_group(tmp_path):
+    with_tiebreak = simulate(tmp_path, "--adversary", "cartel=0.3")
+    without = simulate(tmp_path, "--adversary", "cartel=0.3", "--no-tiebreak")
+    assert with_tiebreak["disputes"] > 0
+    assert with_tiebreak["disputes_resolved"] >= 0.9 * with_tiebreak["disputes"]
+    assert without["disputes"] == without["disputes_resolved"] == 0
+    assert (
+        with_tiebreak["batch_confidence_rate_before_tiebreak"]
+        < with_tiebreak["batch_confidence_rate"]
+    )
+    assert with_tiebreak["batch_confidence_rate"] > without["batch_confidence_rate"]
+    assert with_tiebreak["weight_share_by_behavior"]["cartel"] < 0.05
+    assert with_tiebreak["honest_false_flag_rate"] < 0.01
