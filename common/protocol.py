@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from common.manifest import Manifest
+from common.records import RECORD_HASH_HEX_CHARS
 
 ROUTE = "/DataAssignmentRequest"
 MAX_ZIPCODES_PER_SOURCE = 200
@@ -52,6 +53,32 @@ class Progress(BaseModel):
     records: int = Field(ge=0)
 
 
+RecordHash = Annotated[str, StringConstraints(pattern=rf"^[0-9a-f]{{{RECORD_HASH_HEX_CHARS}}}$")]
+
+
+class PropertyAnswer(BaseModel):
+    """A miner's lookup of one property id (``property_ids`` mode).
+
+    ``found=False`` says the source has no such listing; a zpid the miner
+    could not look up (source down, deadline) is left out of the answer, so
+    "does not exist" and "not answered" never look alike.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: Source
+    zpid: Zpid
+    found: bool
+    zipcode: Zipcode | None = None
+    record_hash: RecordHash | None = None
+
+    @model_validator(mode="after")
+    def _found_has_record(self) -> PropertyAnswer:
+        if self.found != (self.record_hash is not None and self.zipcode is not None):
+            raise ValueError("found needs zipcode and record_hash; not found carries neither")
+        return self
+
+
 class DataAssignmentRequest(BaseModel):
     """One assignment (phase ``assign``) or a poll for its results (phase ``collect``)."""
 
@@ -76,6 +103,9 @@ class DataAssignmentRequest(BaseModel):
     status: AssignmentStatus | None = None
     progress: Progress | None = None
     manifest: Manifest | None = None
+    property_answers: list[PropertyAnswer] | None = Field(
+        default=None, max_length=MAX_PROPERTY_IDS_PER_SOURCE * len(Source)
+    )
     error: str | None = Field(default=None, max_length=500)
 
     @model_validator(mode="after")

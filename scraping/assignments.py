@@ -18,16 +18,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import time
 from collections import Counter
 from collections.abc import Callable
 
 from common.chain import NeuronInfo
 from common.manifest import Manifest, ZipcodeManifest
-from common.protocol import AssignmentStatus, DataAssignmentRequest, Progress
+from common.protocol import AssignmentStatus, DataAssignmentRequest, Progress, PropertyAnswer
 from common.records import RecordDigester
 from scraping.adversaries import MinerContext
+from scraping.lookups import (
+    behaviour_context,
+    lookup_rows,
+    lookup_with_behaviour,
+    lookup_with_source,
+    property_answers,
+)
 from scraping.source import PropertySource
 from scraping.store import MinerStore, transaction
 
@@ -92,8 +98,11 @@ class MinerService:
     async def _assign(
         self, caller: NeuronInfo, request: DataAssignmentRequest
     ) -> DataAssignmentRequest:
-        if request.assignment_mode != "zipcodes":
-            return _answer(request, AssignmentStatus.REJECTED, error="only zipcodes mode is served")
+        lookups = request.assignment_mode == "property_ids"
+        if lookups and self.behaviour is None and not hasattr(self.source, "fetch_property"):
+            return _answer(
+                request, AssignmentStatus.REJECTED, error="this source cannot look up properties"
+            )
         if request.expires_at is not None and request.expires_at.timestamp() <= time.time():
             return _answer(request, AssignmentStatus.REJECTED, error="assignment already expired")
         key = request.assignment_key()
@@ -109,12 +118,16 @@ class MinerService:
             if request.expires_at
             else time.time() + DEFAULT_DEADLINE_S
         )
-        pairs = sorted(
-            {(s.value, z) for s, zips in request.zipcode_assignments.items() for z in zips}
-        )
+        # Zipcode work is (source, zipcode) pairs; lookup work (source, zpid) pairs.
+        # In property_ids mode zipcode_assignments only says where the listings are.
+        items = request.property_ids if lookups else request.zipcode_assignments
+        pairs = sorted({(s.value, item) for s, values in items.items() for item in values})
+        table = "properties (key, source, zpid)" if lookups else "zipcodes (key, source, zipcode)"
         stored = request.model_dump_json(
             include={
                 "request_id",
+                "assignment_mode",
+                "property_ids",
                 "zipcode_assignments",
                 "batch_id",
                 "overlap_group",
@@ -146,8 +159,8 @@ class MinerService:
                     ),
                 )
                 db.executemany(
-                    "INSERT OR IGNORE INTO zipcodes (key, source, zipcode) VALUES (?, ?, ?)",
-                    [(key, s, z) for s, z in pairs],
+                    f"INSERT OR IGNORE INTO {table} VALUES (?, ?, ?)",
+                    [(key, s, item) for s, item in pairs],
                 )
             status = row[0] if row else AssignmentStatus.ACCEPTED.value
             db.execute(
@@ -171,10 +184,11 @@ class MinerService:
             return _answer(request, AssignmentStatus.REJECTED, error="miner busy")
         if created:
             logger.info(
-                "assignment %s from validator uid %s: %d zipcodes (key %s)",
+                "assignment %s from validator uid %s: %d %s (key %s)",
                 request.request_id,
                 caller.uid,
                 len(pairs),
+                "property lookups" if lookups else "zipcodes",
                 key,
             )
             self._launch(key)
@@ -205,7 +219,18 @@ class MinerService:
         )
         if found is None:
             return _answer(request, AssignmentStatus.REJECTED, error="unknown request_id")
-        status, total, zipcode_rows, record_rows, epoch_id = found
+        if found[0] == "property_ids":
+            _, status, total, rows = found
+            progress = Progress(
+                zipcodes_done=len(rows), zipcodes_total=total, records=sum(r[2] for r in rows)
+            )
+            return _answer(
+                request,
+                AssignmentStatus(status),
+                progress=progress,
+                property_answers=property_answers(rows),
+            )
+        _, status, total, zipcode_rows, record_rows, epoch_id = found
         records: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for source, zipcode, zpid, record_hash in record_rows:
             records.setdefault((source, zipcode), []).append((zpid, record_hash))
@@ -248,21 +273,30 @@ class MinerService:
             self._status[key] = AssignmentStatus.FAILED.value
 
     async def _scrape_assignment(self, key: str) -> None:
-        row, todo = await self.store.run(
-            lambda db: (
-                db.execute(
-                    "SELECT deadline_at, request_json FROM assignments WHERE key=?", (key,)
-                ).fetchone(),
-                db.execute(
-                    "SELECT source, zipcode FROM zipcodes WHERE key=? AND done=0 ORDER BY zipcode",
-                    (key,),
-                ).fetchall(),
-            )
+        row = await self.store.run(
+            lambda db: db.execute(
+                "SELECT deadline_at, request_json FROM assignments WHERE key=?", (key,)
+            ).fetchone()
+        )
+        request = json.loads(row[1])
+        lookups = request.get("assignment_mode") == "property_ids"
+        todo = await self.store.run(
+            lambda db: db.execute(
+                (
+                    "SELECT source, zpid FROM properties WHERE key=? AND done=0 ORDER BY zpid"
+                    if lookups
+                    else "SELECT source, zipcode FROM zipcodes WHERE key=? AND done=0"
+                    " ORDER BY zipcode"
+                ),
+                (key,),
+            ).fetchall()
         )
         await self._set_status(key, AssignmentStatus.IN_PROGRESS)
         deadline_at = row[0] or time.time() + DEFAULT_DEADLINE_S
         deadline = time.monotonic() + max(0.0, deadline_at - time.time())
-        if self.behaviour is not None:
+        if lookups:
+            await self._look_up(key, request, todo, deadline)
+        elif self.behaviour is not None:
             await self._respond_with_behaviour(key, json.loads(row[1]), todo)
         else:
             await asyncio.gather(*(self._scrape_zipcode(key, s, z, deadline) for s, z in todo))
@@ -287,18 +321,49 @@ class MinerService:
             return
         await self._store_zipcode(key, source_name, zipcode, result.records)
 
+    async def _look_up(self, key: str, request: dict, todo: list, deadline: float) -> None:
+        """Tie-break lookups: each zpid through the source (or the local subnet's behaviour)."""
+        if self.behaviour is not None:
+            zipcodes = sorted(
+                {z for zips in request.get("zipcode_assignments", {}).values() for z in zips}
+            )
+            ctx = self._behaviour_context(key, request, zipcodes)
+            results = await asyncio.to_thread(lookup_with_behaviour, self.behaviour, ctx, todo)
+        else:
+            results = await lookup_with_source(self.source, todo, deadline, self._semaphore)
+        rows, rejected = lookup_rows(key, results, self.digester)
+
+        def write(db) -> None:
+            db.executemany(
+                "UPDATE properties SET done=1, found=?, zipcode=?, record_hash=?, record_json=?"
+                " WHERE key=? AND source=? AND zpid=?",
+                [(found, z, h, j, k, s, zpid) for k, s, zpid, found, z, h, j in rows],
+            )
+
+        await self.store.write(write)
+        logger.info(
+            "lookups %s: %d answered (%d found), %d not answered, %d invalid records",
+            key,
+            len(rows),
+            sum(r[3] for r in rows),
+            len(todo) - len(rows) - rejected,
+            rejected,
+        )
+
+    def _behaviour_context(self, key: str, request: dict, zipcodes: list[str]) -> MinerContext:
+        return behaviour_context(
+            self.hotkey,
+            key,
+            zipcodes,
+            _epoch_number(request.get("epoch_id")),
+            self.behaviour_scrape,
+            getattr(self.source, "world", None),
+        )
+
     async def _respond_with_behaviour(self, key: str, request: dict, todo: list) -> None:
         """Local subnet: a simulator behaviour decides the answer (no peers to copy here)."""
         zipcodes = sorted({z for _, z in todo})
-        ctx = MinerContext(
-            miner=None,  # type: ignore[arg-type]
-            zipcodes=zipcodes,
-            scrape=self.behaviour_scrape or (lambda z: []),
-            peer_responses=lambda z: {},
-            rng=random.Random(f"{self.hotkey}:{key}"),
-            epoch=_epoch_number(request.get("epoch_id")),
-            stale=getattr(getattr(self.source, "world", None), "stale", lambda r: None),
-        )
+        ctx = self._behaviour_context(key, request, zipcodes)
         answer = await asyncio.to_thread(self.behaviour.respond, ctx)  # type: ignore[union-attr]
         if not answer:
             return
@@ -367,6 +432,14 @@ def _collect_rows(db, validator: str, request_id: str):
     if row is None:
         return None
     key, status, total, request_json = row
+    request = json.loads(request_json)
+    if request.get("assignment_mode") == "property_ids":
+        rows = db.execute(
+            "SELECT source, zpid, found, zipcode, record_hash FROM properties"
+            " WHERE key=? AND done=1 ORDER BY source, zpid",
+            (key,),
+        ).fetchall()
+        return "property_ids", status, total, rows
     zipcode_rows = db.execute(
         "SELECT source, zipcode FROM zipcodes WHERE key=? AND done=1 ORDER BY source, zipcode",
         (key,),
@@ -376,8 +449,7 @@ def _collect_rows(db, validator: str, request_id: str):
         " ORDER BY source, zipcode, zpid",
         (key,),
     ).fetchall()
-    epoch_id = json.loads(request_json).get("epoch_id")
-    return status, total, zipcode_rows, record_rows, epoch_id
+    return "zipcodes", status, total, zipcode_rows, record_rows, request.get("epoch_id")
 
 
 def _answer(
@@ -388,9 +460,11 @@ def _answer(
     error: str | None = None,
     progress: Progress | None = None,
     manifest: Manifest | None = None,
+    property_answers: list[PropertyAnswer] | None = None,
 ) -> DataAssignmentRequest:
     return request.model_copy(
         update={
+            "property_answers": property_answers,
             "accepted": accepted
             if accepted is not None
             else status not in (AssignmentStatus.REJECTED, AssignmentStatus.FAILED),

@@ -59,6 +59,19 @@ CREATE TABLE IF NOT EXISTS records (
     record_json TEXT NOT NULL,
     PRIMARY KEY (key, source, zipcode, zpid)
 );
+-- Property-id assignments (tie-breaks): one row per asked zpid. found is NULL
+-- until looked up; a lookup that failed leaves done=0 (not answered).
+CREATE TABLE IF NOT EXISTS properties (
+    key TEXT NOT NULL,
+    source TEXT NOT NULL,
+    zpid TEXT NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0,
+    found INTEGER,
+    zipcode TEXT,
+    record_hash TEXT,
+    record_json TEXT,
+    PRIMARY KEY (key, source, zpid)
+);
 CREATE INDEX IF NOT EXISTS assignments_status ON assignments(status);
 """
 

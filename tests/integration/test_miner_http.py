@@ -253,3 +253,48 @@ def test_rate_limit_answers_429_with_retry_after(subnet):
     assert int(limited[2]["Retry-After"]) >= 1
     # The other validator has its own budget.
     assert run(_session_call(subnet, "validator", collect_body("ok-1")))[0] == 200
+
+
+def test_property_lookups_say_found_and_not_found_apart(subnet):
+    from common.records import RecordDigester
+    from scraping.synthetic import SyntheticWorld
+
+    world = SyntheticWorld(7)  # the miner's default --synthetic.seed
+    listing = world.listings("10001")[0]
+    missing = "999999999"  # the synthetic world has no zpid this large
+    assert world.lookup(int(missing)) is None
+    body = (
+        DataAssignmentRequest(
+            request_id="lookup-1",
+            phase="assign",
+            assignment_mode="property_ids",
+            property_ids={"ZILLOW_SOLD": [str(listing["zpid"]), missing]},
+            zipcode_assignments={"ZILLOW_SOLD": ["10001"]},
+            batch_id=3,
+            epoch_id="epoch-1",
+        )
+        .model_dump_json(exclude_none=True)
+        .encode()
+    )
+    status, answer, _ = run(_session_call(subnet, "validator", body))
+    assert status == 200 and answer["accepted"] is True, answer
+    deadline = time.monotonic() + 20
+    while True:
+        status, answer, _ = run(_session_call(subnet, "validator", collect_body("lookup-1")))
+        assert status == 200
+        if answer["status"] == "completed" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert answer["status"] == "completed"
+    assert "manifest" not in answer
+    by_zpid = {a["zpid"]: a for a in answer["property_answers"]}
+    _, record_hash, _ = RecordDigester().digest(listing)
+    assert by_zpid[str(listing["zpid"])] == {
+        "source": "ZILLOW_SOLD",
+        "zpid": str(listing["zpid"]),
+        "found": True,
+        "zipcode": "10001",
+        "record_hash": record_hash,
+    }
+    assert by_zpid[missing] == {"source": "ZILLOW_SOLD", "zpid": missing, "found": False}
+    assert answer["progress"] == {"zipcodes_done": 2, "zipcodes_total": 2, "records": 1}
