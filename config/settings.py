@@ -68,6 +68,7 @@ class Settings:
     cycle_seconds: float = 4 * 3600.0
     collect_fraction: float = 0.75
     zipcodes_per_cycle: int = 1000
+    miners_per_group: int = 10
     dispatch_concurrency: int = 64
     request_timeout_s: float = 5.0
     metagraph_refresh_s: float = 60.0
@@ -182,6 +183,15 @@ SETTINGS: tuple[Setting, ...] = (
         "ZIPCODES_PER_CYCLE",
         int,
         "zipcodes in an epoch's block (until the Data API provides blocks)",
+        roles=("validator",),
+        minimum=1,
+    ),
+    Setting(
+        "miners_per_group",
+        "--miners.per.group",
+        "MINERS_PER_GROUP",
+        int,
+        "miners scraping each batch independently, per group (2 groups per batch)",
         roles=("validator",),
         minimum=1,
     ),
