@@ -6,8 +6,10 @@
 Each epoch (``--cycle.seconds``, aligned to multiples of it on the wall clock
 so every validator works on the same epoch) it takes the epoch's block, builds
 the plan, dispatches assignments, collects manifests until
-``--collect.fraction`` of the epoch has passed, runs consensus and scoring,
-saves the state and sets weights through the chain adapter.
+``--collect.fraction`` of the epoch has passed, settles the groups'
+disagreements with tie-break lookups by fresh miners (until half of the rest
+of the epoch has passed), runs consensus and scoring, saves the state and sets
+weights through the chain adapter.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ def epoch_window(now: float, cycle_seconds: float, collect_fraction: float) -> t
     """(epoch number, wall time its collect phase ends) for the epoch containing ``now``."""
     epoch = int(now // cycle_seconds)
     return epoch, epoch * cycle_seconds + collect_fraction * cycle_seconds
+
+
+def tiebreak_deadline(epoch: int, cycle_seconds: float, collect_fraction: float) -> float:
+    """Wall time the tie-break lookups end: half of what the epoch has left after collect."""
+    return (epoch + collect_fraction + (1.0 - collect_fraction) / 2) * cycle_seconds
 
 
 def next_epoch_to_run(
@@ -105,6 +112,11 @@ def cycle_report(
         "batch_confidence": {str(b): round(c, 4) for b, c in sorted(confidences.items())},
         "captured_groups": result.captured_groups,
         "spot_checks": len(outcome.spot_checks),
+        "tiebreak": dict(result.tiebreak)
+        | {
+            "lookups": len(outcome.tiebreaks),
+            "answered": sum(a.property_answers is not None for a in outcome.tiebreaks),
+        },
         "flags": [
             {"hotkey": f.hotkey, "kind": f.kind.value, "evidence": f.evidence} for f in result.flags
         ],
@@ -147,7 +159,7 @@ async def validate(settings: Settings, stop: asyncio.Event) -> None:
         cycle = ConsensusCycle(
             SignedClient(keypair, session, settings.request_timeout_s),
             ConsensusEngine(ConsensusConfig()),
-            ZipcodeAssignmentManager(AssignmentConfig()),
+            ZipcodeAssignmentManager(AssignmentConfig(miners_per_group=settings.miners_per_group)),
             verifier,
             concurrency=settings.dispatch_concurrency,
             poll_s=max(0.5, min(10.0, settings.cycle_seconds / 20)),
@@ -174,7 +186,13 @@ async def validate(settings: Settings, stop: asyncio.Event) -> None:
                 except ChainUnavailable as exc:
                     logger.warning("metagraph refresh failed, using the last one: %s", exc)
                     graph = sync.snapshot
-                outcome = await cycle.run(blocks.block(epoch), graph, state.credibility(), deadline)
+                outcome = await cycle.run(
+                    blocks.block(epoch),
+                    graph,
+                    state.credibility(),
+                    deadline,
+                    tiebreak_deadline(epoch, settings.cycle_seconds, settings.collect_fraction),
+                )
                 state = apply_cycle(state, cycle_id, outcome.result, scoring)
                 save_state(state_path, state)
                 uids = {n.hotkey: n.uid for n in graph.neurons}

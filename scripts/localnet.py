@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A whole subnet on this machine: local chain file, N miners, M validators, real signed HTTP.
 
-    python scripts/localnet.py --miners 12 --validators 2 --cycles 2 --cycle-seconds 20 \\
+    python scripts/localnet.py --miners 20 --validators 2 --cycles 2 --cycle-seconds 20 \\
         --adversary fabricate=0.25 --workdir W --json out.json --plot out.png
 
 Creates ``W/chain.json`` (the local chain: neurons and the weights ledger),
@@ -9,7 +9,9 @@ Creates ``W/chain.json`` (the local chain: neurons and the weights ledger),
 passwords) and ``W/localnet.json`` (who is where, for tools and people),
 starts every neuron as its own process on 127.0.0.1 (logs in ``W/logs/``),
 runs the validators for ``--cycles`` epochs of ``--cycle-seconds``, then
-prints a table per miner and writes the JSON report and a PNG chart.
+prints a table per miner and writes the JSON report and a PNG chart. Groups
+default to a quarter of the miners (5 to 10), so each batch leaves fresh
+miners for the tie-break lookups (``tiebreak`` in each validator's report).
 ``--serve`` keeps everything running afterwards until Ctrl-C. Ctrl-C or
 SIGTERM at any point stops every child process.
 
@@ -54,13 +56,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Run a whole subnet locally and report per-miner outcomes.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--miners", type=int, default=12, help="miner processes")
+    parser.add_argument("--miners", type=int, default=20, help="miner processes")
     parser.add_argument("--validators", type=int, default=2, help="validator processes")
     parser.add_argument(
         "--cycles", type=int, default=2, help="consensus cycles each validator runs"
     )
     parser.add_argument("--cycle-seconds", type=float, default=20.0, help="epoch length")
     parser.add_argument("--zipcodes", type=int, default=60, help="zipcodes per epoch")
+    parser.add_argument(
+        "--miners-per-group",
+        type=int,
+        help="group size (default: a quarter of the miners, 5 to 10, so that a batch's two "
+        "groups leave fresh miners for tie-breaks)",
+    )
     parser.add_argument(
         "--adversary",
         type=parse_adversary,
@@ -84,6 +92,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("need at least 2 miners, 1 validator and 1 cycle")
     if sum(f for _, f in args.adversary) > 1:
         parser.error("adversary fractions add up to more than 1")
+    if args.miners_per_group is None:
+        args.miners_per_group = max(5, min(10, args.miners // 4))
+    if args.miners_per_group < 1:
+        parser.error("--miners-per-group must be at least 1")
     args.json = args.json or args.workdir / "report.json"
     args.plot = args.plot or args.workdir / "report.png"
     return args
@@ -232,6 +244,8 @@ class Subnet:
                 str(self.args.cycles),
                 "--zipcodes.per.cycle",
                 str(self.args.zipcodes),
+                "--miners.per.group",
+                str(self.args.miners_per_group),
                 "--metagraph.refresh",
                 "2",
             ]
@@ -288,6 +302,10 @@ def collect_report(subnet: Subnet) -> dict:
                 "plan_hash": {str(k): v for k, v in sorted(hashes.items())},
                 "weights_set": sum(r["weights_set"] for r in reports),
                 "cycles": len(reports),
+                "tiebreak": {
+                    k: sum(r.get("tiebreak", {}).get(k, 0) for r in reports)
+                    for k in ("disputes", "resolved", "settled", "lookups", "answered")
+                },
             }
         )
         if reports:
@@ -352,6 +370,12 @@ def print_table(report: dict) -> None:
         print(
             f"{row['uid']:>4} {row['behaviour']:<11}{answered:>9}{quality:>9}{cred:>9}"
             f"{row['weight']:>9.4f}  {','.join(row['flags'])}"
+        )
+    for v in report["validators"]:
+        tb = v["tiebreak"]
+        print(
+            f"validator uid {v['uid']}: tie-breaks {tb['resolved']}/{tb['disputes']} disputes "
+            f"resolved ({tb['answered']}/{tb['lookups']} lookups answered)"
         )
     print(
         f"validators agree on plans: {report['validators_agree']} "

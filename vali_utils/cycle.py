@@ -1,4 +1,10 @@
-"""One consensus cycle on the wire: plan, dispatch, collect, consensus.
+"""One consensus cycle on the wire: plan, dispatch, collect, tie-breaks, consensus.
+
+When the two groups of a batch disagree on records, the disputed zpids go to
+a few fresh miners in ``property_ids`` mode (``consensus/tiebreak.py`` picks
+whom and what, identically on every validator); their lookups are collected
+until the tie-break deadline, while the spot checks run, and settle the
+disputes before scoring.
 
 Every request is an ``Assignment`` object that carries the miner (uid,
 hotkey) it was sent to; answers are written back into that object, so a
@@ -19,11 +25,18 @@ from datetime import UTC, datetime
 
 from common.chain import MetagraphSnapshot
 from common.manifest import Manifest
-from common.protocol import ROUTE, AssignmentStatus, DataAssignmentRequest, Source
+from common.protocol import (
+    ROUTE,
+    AssignmentStatus,
+    DataAssignmentRequest,
+    PropertyAnswer,
+    Source,
+)
 from common.signed_http import SignedClient
-from consensus.answers import answers_from_manifest
+from consensus.answers import answers_from_manifest, hash_to_int
 from consensus.assignment import AssignmentPlan, MinerGroup, MinerInfo, ZipcodeAssignmentManager
 from consensus.engine import ConsensusEngine
+from consensus.tiebreak import TiebreakAnswer, TiebreakRequest
 from consensus.types import CycleResult, GroupSubmission, SpotCheckRequest, Verdict
 from vali_utils.blocks import EpochBlock
 from vali_utils.spot_check import Verifier
@@ -35,7 +48,7 @@ SOURCE = Source.ZILLOW_SOLD
 
 @dataclass
 class Assignment:
-    group: MinerGroup
+    group: MinerGroup | None  # None for a tie-break lookup
     miner: MinerInfo
     endpoint: str
     request: DataAssignmentRequest
@@ -45,6 +58,8 @@ class Assignment:
     completed_after_s: float | None = None  # validator's clock, dispatch -> seen completed
     manifest: Manifest | None = None
     error: str | None = None
+    tiebreak: TiebreakRequest | None = None
+    property_answers: list[PropertyAnswer] | None = None
 
 
 @dataclass
@@ -55,6 +70,7 @@ class CycleOutcome:
     spot_checks: list[tuple[SpotCheckRequest, Verdict]]
     timings: dict[str, float] = field(default_factory=dict)
     dropped: Counter = field(default_factory=Counter)
+    tiebreaks: list[Assignment] = field(default_factory=list)
 
 
 def eligible_miners(graph: MetagraphSnapshot) -> tuple[list[MinerInfo], dict[str, str]]:
@@ -103,8 +119,11 @@ class ConsensusCycle:
         graph: MetagraphSnapshot,
         credibility: dict[str, float],
         deadline_wall: float,
+        tiebreak_deadline_wall: float | None = None,
     ) -> CycleOutcome:
-        plan, endpoints = self.plan(block, graph)
+        """Run the cycle; tie-breaks only when ``tiebreak_deadline_wall`` leaves time for them."""
+        miners, endpoints = eligible_miners(graph)
+        plan = self.manager.create_plan(list(block.zipcodes), miners, block.seed)
         logger.info(
             "epoch %d: plan %s: %d groups, %d miners, relaxations %s",
             block.epoch,
@@ -159,10 +178,74 @@ class ConsensusCycle:
             {z: block.expected_properties_per_zipcode for z in block.zipcodes},
         )
         requests = self.engine.spot_check_requests(draft, block.seed)
-        verdicts = await self._verify(requests)
-        result = self.engine.finalize(draft, verdicts, honeypots={})
+        tb_requests = self.engine.tiebreak_requests(draft, block.seed, miners)
+        tb_assignments = self._tiebreak_assignments(
+            tb_requests, endpoints, block.epoch, tiebreak_deadline_wall
+        )
         timings["consensus_s"] = time.monotonic() - started
-        return CycleOutcome(plan, result, assignments, verdicts, timings, dropped)
+        started = time.monotonic()
+        verdicts, _ = await asyncio.gather(
+            self._verify(requests),
+            self._tiebreak_round(tb_assignments, tiebreak_deadline_wall, block.epoch),
+        )
+        timings["verify_s"] = time.monotonic() - started
+        started = time.monotonic()
+        tiebreaks = (tb_requests, tiebreak_answers(tb_assignments)) if tb_assignments else None
+        result = self.engine.finalize(draft, verdicts, honeypots={}, tiebreaks=tiebreaks)
+        timings["consensus_s"] += time.monotonic() - started
+        if tiebreaks:
+            logger.info(
+                "epoch %d: tie-breaks: %d disputes in %d batches, %d resolved, %d answers",
+                block.epoch,
+                result.tiebreak.get("disputes", 0),
+                len(tb_requests),
+                result.tiebreak.get("resolved", 0),
+                len(tiebreaks[1]),
+            )
+        return CycleOutcome(
+            plan, result, assignments, verdicts, timings, dropped, tiebreaks=tb_assignments
+        )
+
+    def _tiebreak_assignments(
+        self,
+        requests: list[TiebreakRequest],
+        endpoints: dict[str, str],
+        epoch: int,
+        deadline_wall: float | None,
+    ) -> list[Assignment]:
+        """Property-id lookups for the disputed zpids, one per (batch, tie-breaker)."""
+        if not requests or deadline_wall is None or deadline_wall <= time.time():
+            if requests:
+                logger.info("epoch %d: no time left for %d tie-breaks", epoch, len(requests))
+            return []
+        expires = datetime.fromtimestamp(deadline_wall, UTC)
+        out = []
+        for tb in requests:
+            request = DataAssignmentRequest(
+                request_id=f"e{epoch}-b{tb.batch_id}-tb",
+                phase="assign",
+                assignment_mode="property_ids",
+                property_ids={SOURCE: [str(zpid) for _, zpid in tb.properties]},
+                # Where the listings are said to be: context for the lookup.
+                zipcode_assignments={SOURCE: sorted({z for z, _ in tb.properties})},
+                batch_id=tb.batch_id,
+                epoch_id=f"epoch-{epoch}",
+                expires_at=expires,
+            )
+            out.extend(
+                Assignment(None, miner, endpoints[miner.hotkey], request, tiebreak=tb)
+                for miner in tb.miners
+                if miner.hotkey in endpoints
+            )
+        return out
+
+    async def _tiebreak_round(
+        self, assignments: list[Assignment], deadline_wall: float | None, epoch: int
+    ) -> None:
+        if not assignments or deadline_wall is None:
+            return
+        await self.dispatch(assignments)
+        await self.collect(assignments, deadline_wall, epoch, what="tie-break lookups")
 
     async def _bounded(self, jobs) -> None:
         semaphore = asyncio.Semaphore(self.concurrency)
@@ -200,16 +283,18 @@ class ConsensusCycle:
         await self._bounded(send(a) for a in assignments)
 
     async def collect(
-        self, assignments: list[Assignment], deadline_wall: float, epoch: int
+        self,
+        assignments: list[Assignment],
+        deadline_wall: float,
+        epoch: int,
+        what: str = "assignments",
     ) -> None:
         pending = [a for a in assignments if a.accepted]
         while pending and time.time() < deadline_wall:
             await self._bounded(self._poll(a) for a in pending)
             pending = [a for a in pending if a.status != AssignmentStatus.COMPLETED.value]
             done = sum(a.status == AssignmentStatus.COMPLETED.value for a in assignments)
-            logger.info(
-                "epoch %d: collect %d/%d assignments completed", epoch, done, len(assignments)
-            )
+            logger.info("epoch %d: collect %d/%d %s completed", epoch, done, len(assignments), what)
             if pending:
                 await asyncio.sleep(min(self.poll_s, max(0.0, deadline_wall - time.time())))
         if pending and time.time() >= deadline_wall:
@@ -234,6 +319,8 @@ class ConsensusCycle:
         assignment.status = answer.status.value if answer.status else None
         if answer.manifest is not None:
             assignment.manifest = answer.manifest
+        if answer.property_answers is not None:
+            assignment.property_answers = answer.property_answers
         if (
             assignment.status == AssignmentStatus.COMPLETED.value
             and assignment.completed_after_s is None
@@ -244,7 +331,7 @@ class ConsensusCycle:
     def submissions(self, assignments: list[Assignment]) -> tuple[list[GroupSubmission], Counter]:
         submissions, dropped = [], Counter()
         for a in assignments:
-            if a.manifest is None:
+            if a.manifest is None or a.group is None:
                 continue
             if a.manifest.miner_hotkey != a.miner.hotkey:
                 dropped["manifest_of_another_hotkey"] += 1
@@ -273,6 +360,29 @@ class ConsensusCycle:
                 return request, Verdict.NO_EVIDENCE
 
         return list(await asyncio.gather(*(one(r) for r in requests)))
+
+
+def tiebreak_answers(assignments: list[Assignment]) -> list[TiebreakAnswer]:
+    """Each tie-breaker's lookups as the consensus core reads them.
+
+    Only the zpids it was asked about count. A listing found in another
+    zipcode than the disputed one is "not there" for that dispute; a zpid the
+    miner left out was not answered.
+    """
+    answers = []
+    for a in assignments:
+        if a.tiebreak is None or a.property_answers is None:
+            continue
+        disputed = {int(zpid): zipcode for zipcode, zpid in a.tiebreak.properties}
+        records: dict[int, int | None] = {}
+        for answer in a.property_answers:
+            zpid = int(answer.zpid)
+            if answer.source != SOURCE or zpid not in disputed:
+                continue
+            here = answer.found and answer.zipcode == disputed[zpid]
+            records[zpid] = hash_to_int(answer.record_hash) if here else None
+        answers.append(TiebreakAnswer(a.miner, a.tiebreak.batch_id, records))
+    return answers
 
 
 def _describe(status: int, answer: object) -> str:

@@ -119,3 +119,38 @@ def test_sigterm_stops_every_child(tmp_path):
     assert proc.returncode != 0
     time.sleep(0.5)
     assert not processes_mentioning(str(workdir))
+
+
+def test_localnet_cartel_disputes_are_resolved_by_tiebreakers(tmp_path):
+    """Issue 9: a cartel's invented listings are disputed and settled by fresh miners."""
+    out = tmp_path / "out.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(LOCALNET),
+            "--adversary",
+            "cartel=0.3",
+            "--workdir",
+            str(tmp_path / "net"),
+            "--json",
+            str(out),
+            "--plot",
+            str(tmp_path / "out.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    report = json.loads(out.read_text())
+    assert report["validators_agree"] is True
+    tiebreaks = [v["tiebreak"] for v in report["validators"]]
+    for tb in tiebreaks:
+        assert tb["resolved"] >= 1, tiebreaks
+        assert tb["answered"] >= 1
+    # Every validator asked the same miners about the same disputes.
+    assert len({(tb["disputes"], tb["lookups"]) for tb in tiebreaks}) == 1
+    shares = report["weight_share_by_behaviour"]
+    assert shares["cartel"] < shares["honest"] / 5
+    assert "tie-breaks" in proc.stdout
