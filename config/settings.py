@@ -21,7 +21,10 @@ from typing import Any
 
 from dotenv import load_dotenv
 
-ROLES = ("miner", "validator")
+ROLES = ("miner", "validator")  # the neurons: ``python -m neurons.<role>``
+# Services run by the subnet owner, started with ``python -m <role>``.
+SERVICE_ROLES = ("data_api",)
+ALL_ROLES = ROLES + SERVICE_ROLES
 
 
 class SettingsError(ValueError):
@@ -73,6 +76,28 @@ class Settings:
     request_timeout_s: float = 5.0
     metagraph_refresh_s: float = 60.0
     max_cycles: int = 0
+    metrics_port: int = 0
+    watchdog_s: float = 0.0
+    # Data API (the subnet owner's service, docs/data_api.md)
+    api_host: str = "127.0.0.1"
+    api_port: int = 8092
+    api_db: Path | None = None  # default: <workdir>/data_api/data_api.sqlite
+    api_secret: str | None = None
+    api_min_validator_stake: float = 0.0
+    api_requests_per_minute: int = 600
+    block_zipcodes: int = 1000
+    zipcodes_per_batch: int = 20
+    rotation_epochs: int = 6
+    max_state_share: float = 0.10
+    honeypots_per_block: int = 10
+    s3_endpoint_url: str | None = None
+    s3_bucket: str | None = None
+    s3_region: str = "us-east-1"
+    s3_prefix: str = "data"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_upload_max_bytes: int = 64 * 1024 * 1024
+    s3_url_expiry_s: float = 900.0
 
     @property
     def state_dir(self) -> Path:
@@ -81,23 +106,46 @@ class Settings:
 
 # One row per setting: flag, environment variable, type, meaning.
 SETTINGS: tuple[Setting, ...] = (
-    Setting("netuid", "--netuid", "NETUID", int, "subnet id on the chain", minimum=0),
+    Setting(
+        "netuid",
+        "--netuid",
+        "NETUID",
+        int,
+        "subnet id on the chain",
+        roles=ALL_ROLES,
+        minimum=0,
+    ),
     Setting(
         "network",
         "--subtensor.network",
         "SUBTENSOR_NETWORK",
         str,
         "chain: 'localfile' (the local subnet's chain.json), local, test, finney or ws://...",
+        roles=ALL_ROLES,
     ),
-    Setting("chain_file", "--chain.file", "CHAIN_FILE", Path, "local chain registry (localfile)"),
-    Setting("wallet_name", "--wallet.name", "WALLET_NAME", str, "coldkey wallet name"),
-    Setting("wallet_hotkey", "--wallet.hotkey", "WALLET_HOTKEY", str, "hotkey name"),
-    Setting("wallet_path", "--wallet.path", "WALLET_PATH", Path, "wallets directory"),
+    Setting(
+        "chain_file",
+        "--chain.file",
+        "CHAIN_FILE",
+        Path,
+        "local chain registry (localfile)",
+        roles=ALL_ROLES,
+    ),
+    Setting("wallet_name", "--wallet.name", "WALLET_NAME", str, "coldkey wallet name", ALL_ROLES),
+    Setting("wallet_hotkey", "--wallet.hotkey", "WALLET_HOTKEY", str, "hotkey name", ALL_ROLES),
+    Setting("wallet_path", "--wallet.path", "WALLET_PATH", Path, "wallets directory", ALL_ROLES),
     Setting("host", "--host", "HOST", str, "address the HTTP server binds"),
     Setting("port", "--port", "PORT", int, "port the HTTP server binds", minimum=0),
     Setting("external_ip", "--external.ip", "EXTERNAL_IP", str, "address published on chain"),
-    Setting("workdir", "--workdir", "WORKDIR", Path, "where state, databases and logs live"),
-    Setting("debug", "--logging.debug", "LOGGING_DEBUG", bool, "log at DEBUG level"),
+    Setting(
+        "workdir",
+        "--workdir",
+        "WORKDIR",
+        Path,
+        "where state, databases and logs live",
+        roles=ALL_ROLES,
+    ),
+    Setting("debug", "--logging.debug", "LOGGING_DEBUG", bool, "log at DEBUG level", ALL_ROLES),
     Setting(
         "scraper",
         "--scraper",
@@ -157,6 +205,7 @@ SETTINGS: tuple[Setting, ...] = (
         "MAX_BODY_BYTES",
         int,
         "largest request body accepted (413 beyond)",
+        roles=ALL_ROLES,
         minimum=1024,
     ),
     Setting(
@@ -164,8 +213,8 @@ SETTINGS: tuple[Setting, ...] = (
         "--cycle.seconds",
         "CYCLE_SECONDS",
         float,
-        "length of a consensus epoch; every validator aligns on multiples of it",
-        roles=("validator",),
+        "length of a consensus epoch; every validator (and the Data API) aligns on multiples of it",
+        roles=("validator", "data_api"),
         minimum=1,
     ),
     Setting(
@@ -173,8 +222,9 @@ SETTINGS: tuple[Setting, ...] = (
         "--collect.fraction",
         "COLLECT_FRACTION",
         float,
-        "share of the epoch miners get to finish before consensus runs",
-        roles=("validator",),
+        "share of the epoch miners get to finish before consensus runs (the Data API's "
+        "block deadline; honeypots are revealed after it)",
+        roles=("validator", "data_api"),
         minimum=0.05,
     ),
     Setting(
@@ -192,7 +242,7 @@ SETTINGS: tuple[Setting, ...] = (
         "MINERS_PER_GROUP",
         int,
         "miners scraping each batch independently, per group (2 groups per batch)",
-        roles=("validator",),
+        roles=("validator", "data_api"),
         minimum=1,
     ),
     Setting(
@@ -219,6 +269,7 @@ SETTINGS: tuple[Setting, ...] = (
         "METAGRAPH_REFRESH_S",
         float,
         "seconds between metagraph refreshes",
+        roles=ALL_ROLES,
         minimum=0.5,
     ),
     Setting(
@@ -229,6 +280,182 @@ SETTINGS: tuple[Setting, ...] = (
         "stop after this many consensus cycles (0 = run forever)",
         roles=("validator",),
         minimum=0,
+    ),
+    Setting(
+        "metrics_port",
+        "--metrics.port",
+        "METRICS_PORT",
+        int,
+        "port of the Prometheus /metrics endpoint, on --host (0 = off)",
+        minimum=0,
+    ),
+    Setting(
+        "watchdog_s",
+        "--watchdog.seconds",
+        "WATCHDOG_SECONDS",
+        float,
+        "exit (for pm2 to restart) when no cycle, S3 pass or weight-set succeeded for this "
+        "long (0 = 3 epochs)",
+        roles=("validator",),
+        minimum=0,
+    ),
+    # --- Data API (the subnet owner's service; docs/data_api.md) -----------------------
+    Setting(
+        "api_host",
+        "--api.host",
+        "DATA_API_HOST",
+        str,
+        "address the Data API binds",
+        roles=("data_api",),
+    ),
+    Setting(
+        "api_port",
+        "--api.port",
+        "DATA_API_PORT",
+        int,
+        "port the Data API binds (0 = any free port)",
+        roles=("data_api",),
+        minimum=0,
+    ),
+    Setting(
+        "api_db",
+        "--api.db",
+        "DATA_API_DB",
+        Path,
+        "the Data API's SQLite database (default <workdir>/data_api/data_api.sqlite)",
+        roles=("data_api",),
+    ),
+    Setting(
+        "api_secret",
+        "--api.secret",
+        "DATA_API_SECRET",
+        str,
+        "secret the epoch blocks are derived from (32+ characters; required outside the "
+        "local preset, which generates one in the workdir); prefer .env to the flag",
+        roles=("data_api",),
+    ),
+    Setting(
+        "api_min_validator_stake",
+        "--api.min.validator.stake",
+        "DATA_API_MIN_VALIDATOR_STAKE",
+        float,
+        "stake a validator (with a permit) needs to read blocks, honeypots and S3 data",
+        roles=("data_api",),
+        minimum=0,
+    ),
+    Setting(
+        "api_requests_per_minute",
+        "--api.rate.limit",
+        "DATA_API_REQUESTS_PER_MINUTE",
+        int,
+        "requests per minute one hotkey may send the Data API (429 beyond)",
+        roles=("data_api",),
+        minimum=1,
+    ),
+    Setting(
+        "block_zipcodes",
+        "--block.zipcodes",
+        "DATA_API_BLOCK_ZIPCODES",
+        int,
+        "zipcodes in an epoch's block, honeypots included",
+        roles=("data_api",),
+        minimum=1,
+    ),
+    Setting(
+        "zipcodes_per_batch",
+        "--block.batch.size",
+        "DATA_API_ZIPCODES_PER_BATCH",
+        int,
+        "zipcodes per batch of a block",
+        roles=("data_api",),
+        minimum=1,
+    ),
+    Setting(
+        "rotation_epochs",
+        "--block.rotation.epochs",
+        "DATA_API_ROTATION_EPOCHS",
+        int,
+        "a zipcode is not served again until this many epochs have passed "
+        "(unless the universe runs out)",
+        roles=("data_api",),
+        minimum=0,
+    ),
+    Setting(
+        "max_state_share",
+        "--block.max.state.share",
+        "DATA_API_MAX_STATE_SHARE",
+        float,
+        "largest share of a block's zipcodes one state may hold",
+        roles=("data_api",),
+        minimum=0.001,
+    ),
+    Setting(
+        "honeypots_per_block",
+        "--block.honeypots",
+        "DATA_API_HONEYPOTS_PER_BLOCK",
+        int,
+        "honeypot zipcodes mixed into each block (reference and no-residential)",
+        roles=("data_api",),
+        minimum=0,
+    ),
+    Setting(
+        "s3_endpoint_url",
+        "--s3.endpoint",
+        "S3_ENDPOINT_URL",
+        str,
+        "S3-compatible endpoint (MinIO, R2, moto); empty for AWS",
+        roles=("data_api",),
+    ),
+    Setting(
+        "s3_bucket",
+        "--s3.bucket",
+        "S3_BUCKET",
+        str,
+        "bucket miners upload to (S3 endpoints answer 503 while unset)",
+        roles=("data_api",),
+    ),
+    Setting("s3_region", "--s3.region", "S3_REGION", str, "bucket region", roles=("data_api",)),
+    Setting(
+        "s3_prefix",
+        "--s3.prefix",
+        "S3_PREFIX",
+        str,
+        "key prefix above hotkey=... in the bucket",
+        roles=("data_api",),
+    ),
+    Setting(
+        "s3_access_key_id",
+        "--s3.access.key.id",
+        "S3_ACCESS_KEY_ID",
+        str,
+        "S3 access key (unset: boto3's usual AWS_* variables, profile or instance role)",
+        roles=("data_api",),
+    ),
+    Setting(
+        "s3_secret_access_key",
+        "--s3.secret.access.key",
+        "S3_SECRET_ACCESS_KEY",
+        str,
+        "S3 secret key, with S3_ACCESS_KEY_ID; prefer .env to the flag",
+        roles=("data_api",),
+    ),
+    Setting(
+        "s3_upload_max_bytes",
+        "--s3.upload.max.bytes",
+        "S3_UPLOAD_MAX_BYTES",
+        int,
+        "largest object a miner may upload through one presigned URL",
+        roles=("data_api",),
+        minimum=1,
+    ),
+    Setting(
+        "s3_url_expiry_s",
+        "--s3.url.expiry",
+        "S3_URL_EXPIRY_S",
+        float,
+        "seconds a presigned URL stays valid",
+        roles=("data_api",),
+        minimum=1,
     ),
 )
 
@@ -269,7 +496,7 @@ def _convert(setting: Setting, raw: Any, origin: str) -> Any:
 
 def build_parser(role: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=f"python -m neurons.{role}",
+        prog=f"python -m {role}" if role in SERVICE_ROLES else f"python -m neurons.{role}",
         allow_abbrev=False,
         description=description,
         epilog="Every flag can also be set in .env or the environment (variable in brackets). "
@@ -313,7 +540,7 @@ def load_settings(
     Returns the settings and the parsed namespace (for role-specific extras).
     Raises SettingsError with a one-line message on an invalid value.
     """
-    if role not in ROLES:
+    if role not in ALL_ROLES:
         raise SettingsError(f"unknown role {role!r}")
     parser = build_parser(role, description)
     args = parser.parse_args(argv)
@@ -356,3 +583,38 @@ def _check(settings: Settings) -> None:
         )
     if settings.port > 65535:
         raise SettingsError(f"invalid --port / PORT: {settings.port} is above 65535")
+    if settings.role == "data_api":
+        _check_data_api(settings)
+
+
+MIN_SECRET_CHARS = 32  # 32 random characters: far beyond guessing a block ahead of time
+
+
+def _check_data_api(settings: Settings) -> None:
+    if settings.api_port > 65535:
+        raise SettingsError(
+            f"invalid --api.port / DATA_API_PORT: {settings.api_port} is above 65535"
+        )
+    if settings.api_secret is None and settings.preset != "local":
+        raise SettingsError(
+            "--api.secret / DATA_API_SECRET is required outside the local preset "
+            "(blocks are derived from it)"
+        )
+    if settings.api_secret is not None and len(settings.api_secret) < MIN_SECRET_CHARS:
+        raise SettingsError(
+            f"invalid --api.secret / DATA_API_SECRET: needs at least {MIN_SECRET_CHARS} characters"
+        )
+    if not settings.max_state_share <= 1:
+        raise SettingsError(
+            "invalid --block.max.state.share / DATA_API_MAX_STATE_SHARE: must be at most 1"
+        )
+    if settings.zipcodes_per_batch > settings.block_zipcodes:
+        raise SettingsError(
+            "invalid --block.batch.size / DATA_API_ZIPCODES_PER_BATCH: "
+            f"{settings.zipcodes_per_batch} is above --block.zipcodes {settings.block_zipcodes}"
+        )
+    if settings.honeypots_per_block >= settings.block_zipcodes:
+        raise SettingsError(
+            "invalid --block.honeypots / DATA_API_HONEYPOTS_PER_BLOCK: must be below "
+            f"--block.zipcodes {settings.block_zipcodes}"
+        )

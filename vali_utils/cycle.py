@@ -23,6 +23,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from pydantic import TypeAdapter
+
 from common.chain import MetagraphSnapshot
 from common.manifest import Manifest
 from common.protocol import (
@@ -40,9 +42,11 @@ from consensus.tiebreak import TiebreakAnswer, TiebreakRequest
 from consensus.types import CycleResult, GroupSubmission, SpotCheckRequest, Verdict
 from vali_utils.blocks import EpochBlock
 from vali_utils.spot_check import Verifier
+from vali_utils.store import Progress, ValidatorStore
 
 logger = logging.getLogger(__name__)
 
+_ANSWERS = TypeAdapter(list[PropertyAnswer])
 SOURCE = Source.ZILLOW_SOLD
 
 
@@ -52,7 +56,7 @@ class Assignment:
     miner: MinerInfo
     endpoint: str
     request: DataAssignmentRequest
-    dispatched_at: float | None = None  # time.monotonic() when acknowledged
+    dispatched_wall: float | None = None  # time.time() when acknowledged
     accepted: bool = False
     status: str | None = None
     completed_after_s: float | None = None  # validator's clock, dispatch -> seen completed
@@ -60,6 +64,46 @@ class Assignment:
     error: str | None = None
     tiebreak: TiebreakRequest | None = None
     property_answers: list[PropertyAnswer] | None = None
+    resumed: bool = False  # restored from the store after a restart
+    dirty: bool = False  # changed since it was last written to the store
+
+    @property
+    def collected(self) -> bool:
+        """Completed, and its answer is in hand."""
+        answer = self.manifest if self.tiebreak is None else self.property_answers
+        return self.status == AssignmentStatus.COMPLETED.value and answer is not None
+
+    @property
+    def kind(self) -> str:
+        return "zipcodes" if self.tiebreak is None else "tiebreak"
+
+    def progress(self) -> Progress:
+        answer = None
+        if self.manifest is not None:
+            answer = self.manifest.model_dump_json()
+        elif self.property_answers is not None:
+            answer = _ANSWERS.dump_json(self.property_answers).decode()
+        return Progress(
+            self.accepted,
+            self.status,
+            self.dispatched_wall,
+            self.completed_after_s,
+            answer,
+            self.error,
+        )
+
+    def restore(self, progress: Progress) -> None:
+        self.resumed = True
+        self.accepted = progress.accepted
+        self.status = progress.status
+        self.dispatched_wall = progress.dispatched_wall
+        self.completed_after_s = progress.completed_after_s
+        self.error = progress.error
+        if progress.answer_json:
+            if self.tiebreak is None:
+                self.manifest = Manifest.model_validate_json(progress.answer_json)
+            else:
+                self.property_answers = _ANSWERS.validate_json(progress.answer_json)
 
 
 @dataclass
@@ -98,6 +142,7 @@ class ConsensusCycle:
         concurrency: int = 64,
         poll_s: float = 5.0,
         request_timeout_s: float = 5.0,
+        store: ValidatorStore | None = None,
     ) -> None:
         self.client = client
         self.engine = engine
@@ -106,6 +151,7 @@ class ConsensusCycle:
         self.concurrency = concurrency
         self.poll_s = poll_s
         self.request_timeout_s = request_timeout_s
+        self.store = store
 
     def plan(
         self, block: EpochBlock, graph: MetagraphSnapshot
@@ -123,6 +169,12 @@ class ConsensusCycle:
     ) -> CycleOutcome:
         """Run the cycle; tie-breaks only when ``tiebreak_deadline_wall`` leaves time for them."""
         miners, endpoints = eligible_miners(graph)
+        resumed = False
+        if self.store is not None:
+            # After a restart the cycle keeps the miners it started with: same plan.
+            miners, endpoints, resumed = await self.store.begin_cycle(
+                block.epoch, miners, endpoints
+            )
         plan = self.manager.create_plan(list(block.zipcodes), miners, block.seed)
         logger.info(
             "epoch %d: plan %s: %d groups, %d miners, relaxations %s",
@@ -152,9 +204,18 @@ class ConsensusCycle:
             for group in plan.groups
             for miner in group.miners
         ]
+        if resumed:
+            await self._restore(block.epoch, assignments)
+            logger.info(
+                "epoch %d: resumed after a restart: %d of %d assignments acknowledged before",
+                block.epoch,
+                sum(a.accepted for a in assignments),
+                len(assignments),
+            )
         timings: dict[str, float] = {}
         started = time.monotonic()
         await self.dispatch(assignments)
+        await self._save(block.epoch, assignments, "dispatched", plan.plan_hash)
         timings["dispatch_s"] = time.monotonic() - started
         acked = sum(a.accepted for a in assignments)
         logger.info(
@@ -167,6 +228,7 @@ class ConsensusCycle:
 
         started = time.monotonic()
         await self.collect(assignments, deadline_wall, block.epoch)
+        await self._save(block.epoch, assignments, "collected", force=True)
         timings["collect_s"] = time.monotonic() - started
 
         started = time.monotonic()
@@ -182,12 +244,15 @@ class ConsensusCycle:
         tb_assignments = self._tiebreak_assignments(
             tb_requests, endpoints, block.epoch, tiebreak_deadline_wall
         )
+        if resumed:
+            await self._restore(block.epoch, tb_assignments)
         timings["consensus_s"] = time.monotonic() - started
         started = time.monotonic()
         verdicts, _ = await asyncio.gather(
-            self._verify(requests),
+            self._verify(requests, block.epoch),
             self._tiebreak_round(tb_assignments, tiebreak_deadline_wall, block.epoch),
         )
+        await self._save(block.epoch, tb_assignments, "tiebreaks", force=True)
         timings["verify_s"] = time.monotonic() - started
         started = time.monotonic()
         tiebreaks = (tb_requests, tiebreak_answers(tb_assignments)) if tb_assignments else None
@@ -245,7 +310,38 @@ class ConsensusCycle:
         if not assignments or deadline_wall is None:
             return
         await self.dispatch(assignments)
+        await self._save(epoch, assignments)
         await self.collect(assignments, deadline_wall, epoch, what="tie-break lookups")
+
+    async def _restore(self, epoch: int, assignments: list[Assignment]) -> None:
+        if self.store is None:
+            return
+        stored = await self.store.progress(epoch)
+        for a in assignments:
+            progress = stored.get((a.request.request_id, a.miner.hotkey))
+            if progress is not None:
+                a.restore(progress)
+
+    async def _save(
+        self,
+        epoch: int,
+        assignments: list[Assignment],
+        phase: str | None = None,
+        plan_hash: str | None = None,
+        force: bool = False,
+    ) -> None:
+        """Write the assignments that changed (all of them with ``force``), then the phase."""
+        if self.store is None:
+            return
+        for kind in ("zipcodes", "tiebreak"):
+            changed = [a for a in assignments if a.kind == kind and (a.dirty or force)]
+            await self.store.save_progress(
+                epoch, kind, ((a.request.request_id, a.miner.hotkey, a.progress()) for a in changed)
+            )
+            for a in changed:
+                a.dirty = False
+        if phase is not None:
+            await self.store.set_phase(epoch, phase, plan_hash)
 
     async def _bounded(self, jobs) -> None:
         semaphore = asyncio.Semaphore(self.concurrency)
@@ -257,7 +353,24 @@ class ConsensusCycle:
         await asyncio.gather(*(one(job) for job in jobs))
 
     async def dispatch(self, assignments: list[Assignment]) -> None:
+        """Send every assignment not acknowledged yet.
+
+        One restored from the store without an acknowledgement may still have
+        reached the miner before the restart: it is asked for by collect first,
+        and sent only when the miner does not know it.
+        """
+
         async def send(assignment: Assignment) -> None:
+            if assignment.accepted:
+                return
+            if assignment.resumed:
+                await self._poll(assignment)
+                if assignment.status not in (None, AssignmentStatus.REJECTED.value):
+                    assignment.accepted = True
+                    assignment.dispatched_wall = assignment.dispatched_wall or time.time()
+                    assignment.dirty = True
+                    return
+                assignment.status = None
             status, answer = await self.client.post(
                 assignment.endpoint,
                 assignment.miner.hotkey,
@@ -266,9 +379,10 @@ class ConsensusCycle:
                 DataAssignmentRequest,
                 self.request_timeout_s,
             )
+            assignment.dirty = True
             if status == 200 and isinstance(answer, DataAssignmentRequest) and answer.accepted:
                 assignment.accepted = True
-                assignment.dispatched_at = time.monotonic()
+                assignment.dispatched_wall = time.time()
                 assignment.status = answer.status.value if answer.status else None
             else:
                 assignment.error = _describe(status, answer)
@@ -289,10 +403,13 @@ class ConsensusCycle:
         epoch: int,
         what: str = "assignments",
     ) -> None:
-        pending = [a for a in assignments if a.accepted]
+        # Done means completed *and* collected: an acknowledgement can already say
+        # "completed" (another validator asked first), with nothing collected yet.
+        pending = [a for a in assignments if a.accepted and not a.collected]
         while pending and time.time() < deadline_wall:
             await self._bounded(self._poll(a) for a in pending)
-            pending = [a for a in pending if a.status != AssignmentStatus.COMPLETED.value]
+            await self._save(epoch, assignments)  # what was collected survives a restart
+            pending = [a for a in pending if not a.collected]
             done = sum(a.status == AssignmentStatus.COMPLETED.value for a in assignments)
             logger.info("epoch %d: collect %d/%d %s completed", epoch, done, len(assignments), what)
             if pending:
@@ -316,6 +433,7 @@ class ConsensusCycle:
         if status != 200 or not isinstance(answer, DataAssignmentRequest):
             assignment.error = f"collect {status}"
             return
+        status_before = assignment.status
         assignment.status = answer.status.value if answer.status else None
         if answer.manifest is not None:
             assignment.manifest = answer.manifest
@@ -324,9 +442,12 @@ class ConsensusCycle:
         if (
             assignment.status == AssignmentStatus.COMPLETED.value
             and assignment.completed_after_s is None
-            and assignment.dispatched_at is not None
+            and assignment.dispatched_wall is not None
         ):
-            assignment.completed_after_s = time.monotonic() - assignment.dispatched_at
+            assignment.completed_after_s = max(0.0, time.time() - assignment.dispatched_wall)
+        # Partial manifests are written at the end of the phase; a status change now.
+        if assignment.status != status_before:
+            assignment.dirty = True
 
     def submissions(self, assignments: list[Assignment]) -> tuple[list[GroupSubmission], Counter]:
         submissions, dropped = [], Counter()
@@ -348,9 +469,15 @@ class ConsensusCycle:
         return submissions, dropped
 
     async def _verify(
-        self, requests: list[SpotCheckRequest]
+        self, requests: list[SpotCheckRequest], epoch: int
     ) -> list[tuple[SpotCheckRequest, Verdict]]:
+        """Spot-check verdicts; those found before a restart are reused, not asked again."""
+        known = await self.store.verdicts(epoch) if self.store is not None else {}
+
         async def one(request: SpotCheckRequest) -> tuple[SpotCheckRequest, Verdict]:
+            stored = known.get((request.zipcode, request.zpid, request.record_hash))
+            if stored is not None:
+                return request, Verdict(stored)
             try:
                 return request, await asyncio.wait_for(
                     self.verifier.verify(request), self.request_timeout_s
@@ -359,7 +486,17 @@ class ConsensusCycle:
                 logger.exception("spot check of zpid %s failed: no evidence", request.zpid)
                 return request, Verdict.NO_EVIDENCE
 
-        return list(await asyncio.gather(*(one(r) for r in requests)))
+        verdicts = list(await asyncio.gather(*(one(r) for r in requests)))
+        if self.store is not None:
+            await self.store.save_verdicts(
+                epoch,
+                (
+                    (r.zipcode, r.zpid, r.record_hash, v.value)
+                    for r, v in verdicts
+                    if (r.zipcode, r.zpid, r.record_hash) not in known
+                ),
+            )
+        return verdicts
 
 
 def tiebreak_answers(assignments: list[Assignment]) -> list[TiebreakAnswer]:

@@ -8,7 +8,7 @@ import pytest
 
 from common.chain import MetagraphSnapshot, NeuronInfo
 from consensus.assignment import ZipcodeAssignmentManager
-from neurons.validator import epoch_window, next_epoch_to_run
+from vali_utils.evaluator import Schedule
 from scraping.synthetic import SyntheticWorld
 from vali_utils.blocks import LocalBlockSource
 from vali_utils.cycle import ConsensusCycle, eligible_miners
@@ -47,7 +47,10 @@ def test_only_serving_non_validators_are_eligible():
 
 
 def test_epochs_align_to_the_wall_clock():
-    assert epoch_window(1000.0, 20.0, 0.75) == (50, 1015.0)
+    schedule = Schedule(20.0, 0.75)
+    assert schedule.epoch_of(1000.0) == 50
+    assert schedule.collect_deadline(50) == 1015.0
+    assert schedule.tiebreak_deadline(50) == 1017.5
     # Early in an epoch: join it; late: wait for the next boundary.
-    assert next_epoch_to_run(1001.0, 20.0, 0.75) == (50, 1000.0)
-    assert next_epoch_to_run(1012.0, 20.0, 0.75) == (51, 1020.0)
+    assert schedule.next_cycle(1001.0) == (50, 1000.0)
+    assert schedule.next_cycle(1012.0) == (51, 1020.0)

@@ -1,0 +1,358 @@
+"""EnhancedMinerEvaluator: the validator's loop.
+
+A consensus cycle at each epoch boundary (epochs are multiples of
+``cycle_seconds`` on the wall clock, so every validator starts the same
+epoch), S3 evaluation passes in between, and S3 evaluation alone (the
+fallback) for an epoch whose block cannot be had (Data API unreachable) or
+whose metagraph has too few eligible miners. Both are logged and visible in
+the metrics (``validator_mode``).
+
+Everything a cycle learns is written to the ``ValidatorStore`` as it goes; on
+start the evaluator first finishes the cycle a previous run left unfinished
+(see ``vali_utils/store.py``), then follows the schedule.
+
+    evaluator = EnhancedMinerEvaluator(chain, sync, cycle, blocks, store, schedule, ...)
+    await evaluator.run(stop)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from common.chain import Chain, ChainUnavailable
+from common.metagraph import MetagraphSync
+from common.watchdog import Watchdog
+from config.consensus import ScoringConfig
+from consensus.scoring import ScoringState, apply_cycle, compute_weights
+from vali_utils.blocks import EpochBlock
+from vali_utils.cycle import ConsensusCycle, CycleOutcome, eligible_miners
+from vali_utils.metrics import ValidatorMetrics
+from vali_utils.store import ValidatorStore
+
+logger = logging.getLogger(__name__)
+
+WEIGHT_RETRIES = 3
+
+
+class BlocksUnavailable(RuntimeError):
+    """The epoch's block cannot be had now (Data API unreachable or refusing)."""
+
+
+class BlockProvider(Protocol):
+    async def block(self, epoch: int) -> EpochBlock: ...
+
+
+# An S3 evaluation pass: (scoring state, epoch, wall-clock deadline) -> the new
+# state, or None when it had nothing to evaluate.
+S3Pass = Callable[[ScoringState, int, float], Awaitable[ScoringState | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    cycle_seconds: float
+    collect_fraction: float = 0.75
+
+    def epoch_of(self, now: float) -> int:
+        return int(now // self.cycle_seconds)
+
+    def start(self, epoch: int) -> float:
+        return epoch * self.cycle_seconds
+
+    def collect_deadline(self, epoch: int) -> float:
+        return (epoch + self.collect_fraction) * self.cycle_seconds
+
+    def tiebreak_deadline(self, epoch: int) -> float:
+        """Tie-break lookups end half-way through what the epoch has left after collect."""
+        return (epoch + self.collect_fraction + (1.0 - self.collect_fraction) / 2) * (
+            self.cycle_seconds
+        )
+
+    def next_cycle(self, now: float) -> tuple[int, float]:
+        """(epoch, wall start) of the next cycle to run.
+
+        The current epoch is joined when at least half its collect window is
+        left; otherwise the next one.
+        """
+        epoch = self.epoch_of(now)
+        window = self.collect_fraction * self.cycle_seconds
+        if self.collect_deadline(epoch) - now >= window / 2:
+            return epoch, self.start(epoch)
+        return epoch + 1, self.start(epoch + 1)
+
+
+class EnhancedMinerEvaluator:
+    def __init__(
+        self,
+        chain: Chain,
+        sync: MetagraphSync,
+        cycle: ConsensusCycle,
+        blocks: BlockProvider,
+        store: ValidatorStore,
+        schedule: Schedule,
+        *,
+        reports_dir: Path | None = None,
+        metrics: ValidatorMetrics | None = None,
+        s3_pass: S3Pass | None = None,
+        s3_pass_interval_s: float = 60.0,
+        min_eligible_miners: int = 2,
+        max_cycles: int = 0,
+        scoring: ScoringConfig | None = None,
+        watchdog: Watchdog | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.chain = chain
+        self.sync = sync
+        self.cycle = cycle
+        self.blocks = blocks
+        self.store = store
+        self.schedule = schedule
+        self.reports_dir = reports_dir
+        self.metrics = metrics or ValidatorMetrics()
+        self.s3_pass = s3_pass
+        self.s3_pass_interval_s = s3_pass_interval_s
+        self.min_eligible_miners = min_eligible_miners
+        self.max_cycles = max_cycles
+        self.scoring = scoring or ScoringConfig()
+        self.watchdog = watchdog
+        self.clock = clock
+        self.state = ScoringState()
+        self.cycles_run = 0
+        self.events: list[tuple[str, int, float]] = []  # (what, epoch, wall): for tests and logs
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.state = await self.store.scoring_state()
+        await self._finish_unfinished()
+        while not stop.is_set() and not self._enough_cycles():
+            epoch, start = self.schedule.next_cycle(self.clock())
+            if await self._between_cycles(epoch, start, stop):
+                break
+            if f"epoch-{epoch}" in self.state.applied_cycles:
+                logger.info("epoch %d already scored; waiting for the next", epoch)
+                if await self._between_cycles(epoch + 1, self.schedule.start(epoch + 1), stop):
+                    break
+                continue
+            await self.run_epoch(epoch)
+
+    def _enough_cycles(self) -> bool:
+        return bool(self.max_cycles) and self.cycles_run >= self.max_cycles
+
+    async def _finish_unfinished(self) -> None:
+        unfinished = await self.store.unfinished_cycle()
+        if unfinished is None:
+            return
+        epoch, phase = unfinished
+        if epoch > self.schedule.epoch_of(self.clock()):
+            return  # planned for an epoch that has not started (a clock jump): redo normally
+        logger.info("resuming epoch %d, left in phase %r by the previous run", epoch, phase)
+        if phase == "scored":
+            graph = await self._graph()
+            await self._set_weights(epoch, {n.hotkey: n.uid for n in graph.neurons})
+            self.cycles_run += 1
+            return
+        await self.run_epoch(epoch)
+
+    async def _between_cycles(self, next_epoch: int, start: float, stop: asyncio.Event) -> bool:
+        """S3 evaluation passes until ``start``; True when asked to stop meanwhile."""
+        self.metrics.phase("idle")
+        while self.clock() < start and not stop.is_set():
+            if self.s3_pass is not None:
+                await self._s3_pass(
+                    next_epoch - 1, min(start, self.clock() + self.s3_pass_interval_s)
+                )
+                if await _wait(stop, min(self.s3_pass_interval_s, start - self.clock())):
+                    return True
+            elif await _wait(stop, start - self.clock()):
+                return True
+        return stop.is_set()
+
+    async def _s3_pass(self, epoch: int, deadline: float) -> None:
+        if self.s3_pass is None:
+            return
+        self.metrics.phase("s3_eval")
+        self.events.append(("s3_eval", epoch, self.clock()))
+        try:
+            state = await asyncio.wait_for(
+                self.s3_pass(self.state, epoch, deadline), max(0.1, deadline - self.clock())
+            )
+        except TimeoutError:
+            logger.warning("S3 evaluation pass of epoch %d ran out of time", epoch)
+            state = None
+        finally:
+            self.metrics.phase("idle")
+        if state is not None:
+            self.state = state
+            await self.store.save_scoring(state)
+            self.metrics.last_cycle.set(self.clock())
+            if self.watchdog:
+                self.watchdog.beat()
+
+    async def run_epoch(self, epoch: int) -> CycleOutcome | None:
+        """One epoch: a consensus cycle, or the fallback when it cannot run."""
+        self.metrics.epoch.set(epoch)
+        graph = await self._graph()
+        miners, _ = eligible_miners(graph)
+        resumed = await self.store.phase(epoch) is not None
+        if len(miners) < self.min_eligible_miners and not resumed:
+            await self._fallback(
+                epoch, f"{len(miners)} eligible miners, fewer than {self.min_eligible_miners}"
+            )
+            return None
+        try:
+            block = await self.blocks.block(epoch)
+        except BlocksUnavailable as exc:
+            await self._fallback(epoch, f"no block: {exc}")
+            return None
+        self.metrics.set_mode("consensus")
+        self.metrics.phase("collect")
+        self.events.append(("consensus", epoch, self.clock()))
+        outcome = await self.cycle.run(
+            block,
+            graph,
+            self.state.credibility(),
+            self.schedule.collect_deadline(epoch),
+            self.schedule.tiebreak_deadline(epoch),
+        )
+        self.metrics.phase("consensus")
+        cycle_id = f"epoch-{epoch}"
+        self.state = apply_cycle(self.state, cycle_id, outcome.result, self.scoring)
+        uids = {n.hotkey: n.uid for n in graph.neurons}
+        report = cycle_report(epoch, outcome, self.state, compute_weights(self.state, uids))
+        await self.store.commit_cycle(epoch, self.state, report)
+        self._observe(outcome)
+        weights_set = await self._set_weights(epoch, uids)
+        report["weights_set"] = weights_set
+        if self.reports_dir is not None:
+            self.reports_dir.mkdir(parents=True, exist_ok=True)
+            (self.reports_dir / f"{cycle_id}.json").write_text(json.dumps(report, indent=1))
+        logger.info(
+            "epoch %d done: %d submissions, %d flagged miners, weights %s (%d uids)",
+            epoch,
+            report["completed"],
+            len({f.hotkey for f in outcome.result.flags}),
+            "set" if weights_set else "NOT set",
+            len(report["miners"]),
+        )
+        self.metrics.last_cycle.set(self.clock())
+        if self.watchdog:
+            self.watchdog.beat()
+        self.cycles_run += 1
+        self.metrics.phase("idle")
+        return outcome
+
+    async def _fallback(self, epoch: int, reason: str) -> None:
+        """This epoch gets S3 evaluation only, until its collect window would have ended."""
+        logger.warning("epoch %d: no consensus cycle (%s); S3 evaluation only", epoch, reason)
+        self.metrics.set_mode("fallback")
+        self.events.append(("fallback", epoch, self.clock()))
+        await self._s3_pass(epoch, self.schedule.collect_deadline(epoch))
+
+    async def _graph(self):
+        try:
+            return await self.sync.refresh()
+        except ChainUnavailable as exc:
+            logger.warning("metagraph refresh failed, using the last one: %s", exc)
+            return self.sync.snapshot
+
+    async def _set_weights(self, epoch: int, uids: dict[str, int]) -> bool:
+        self.metrics.phase("weights")
+        weights = compute_weights(self.state, uids)
+        ok = bool(weights) and await set_weights_with_retry(self.chain, weights)
+        await self.store.record_weights(epoch, weights, ok)
+        self.metrics.weights_set.labels("ok" if ok else "failed").inc()
+        if ok:
+            self.metrics.last_weights.set(self.clock())
+            if self.watchdog:
+                self.watchdog.beat()
+        return ok
+
+    def _observe(self, outcome: CycleOutcome) -> None:
+        result = outcome.result
+        self.metrics.assignments.set(len(outcome.assignments))
+        self.metrics.responders.set(
+            len({a.miner.hotkey for a in outcome.assignments if a.manifest is not None})
+        )
+        confidences = list(result.batch_confidence().values())
+        self.metrics.confidence.set(sum(confidences) / len(confidences) if confidences else 0.0)
+        for flag in result.flags:
+            self.metrics.flags.labels(flag.kind.value).inc()
+        self.metrics.disputes.inc(result.tiebreak.get("disputes", 0))
+        self.metrics.resolved.inc(result.tiebreak.get("resolved", 0))
+
+
+async def set_weights_with_retry(chain: Chain, weights: dict[int, float]) -> bool:
+    for attempt in range(1, WEIGHT_RETRIES + 1):
+        try:
+            await chain.set_weights(weights)
+            return True
+        except ChainUnavailable as exc:
+            logger.warning("set_weights attempt %d/%d failed: %s", attempt, WEIGHT_RETRIES, exc)
+            await asyncio.sleep(min(10.0, 0.5 * 2**attempt))
+    return False
+
+
+def cycle_report(
+    epoch: int, outcome: CycleOutcome, state: ScoringState, weights: dict[int, float]
+) -> dict:
+    """The cycle in JSON: plan, responses, confidence, tie-breaks, flags and every miner."""
+    result = outcome.result
+    miners = []
+    for hotkey, r in sorted(result.miners.items(), key=lambda kv: kv[1].uid):
+        score = state.miners.get(hotkey)
+        miners.append(
+            {
+                "uid": r.uid,
+                "hotkey": hotkey,
+                "assigned_zipcodes": r.assigned_zipcodes,
+                "answered_zipcodes": r.answered_zipcodes,
+                "quality": None if r.quality is None else round(r.quality, 4),
+                "precision": None if r.precision is None else round(r.precision, 4),
+                "credibility": round(score.credibility, 4) if score else None,
+                "score": round(score.score, 6) if score else 0.0,
+                "weight": round(weights.get(r.uid, 0.0), 6),
+                "flags": sorted({f.kind.value for f in r.flags}),
+            }
+        )
+    return {
+        "epoch": epoch,
+        "plan_hash": outcome.plan.plan_hash,
+        "groups": len(outcome.plan.groups),
+        "relaxations": sorted({r.rule for r in outcome.plan.relaxations}),
+        "assignments": len(outcome.assignments),
+        "acknowledged": sum(a.accepted for a in outcome.assignments),
+        "completed": sum(a.completed_after_s is not None for a in outcome.assignments),
+        "batch_confidence": {
+            str(b): round(c, 4) for b, c in sorted(result.batch_confidence().items())
+        },
+        "captured_groups": result.captured_groups,
+        "spot_checks": len(outcome.spot_checks),
+        "tiebreak": dict(result.tiebreak)
+        | {
+            "lookups": len(outcome.tiebreaks),
+            "answered": sum(a.property_answers is not None for a in outcome.tiebreaks),
+        },
+        "flags": [
+            {"hotkey": f.hotkey, "kind": f.kind.value, "evidence": f.evidence} for f in result.flags
+        ],
+        "timings": {k: round(v, 3) for k, v in outcome.timings.items()},
+        "dropped": dict(outcome.dropped),
+        "weights_set": False,
+        "miners": miners,
+    }
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to ``seconds``; True when asked to stop meanwhile."""
+    if seconds <= 0:
+        return stop.is_set()
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+        return True
+    except TimeoutError:
+        return False

@@ -1,0 +1,402 @@
+"""The validator's state store: cycles, their progress, verdicts, scores and weights in SQLite.
+
+A validator killed at any point (``kill -9``) and started again resumes the
+cycle it was in from here:
+
+- the eligible miners of the cycle are kept, so the plan after a restart is
+  the plan before it, whatever the metagraph says now;
+- every assignment's progress (acknowledged, status, when it was sent, the
+  manifest or lookups collected) is written as it changes, so nothing
+  collected is lost and nothing acknowledged is sent again;
+- spot-check verdicts are kept, so a check is not repeated with another answer;
+- the scoring state and the cycle's "scored" mark are written in one
+  transaction, so a cycle is counted exactly once;
+- weights are recorded with the time they were set, only when they were.
+
+One connection in WAL mode, used from a single worker thread so the event
+loop never waits on the disk. The schema is versioned; ``MIGRATIONS[i]``
+takes a database from version ``i`` to ``i + 1``.
+
+    store = await ValidatorStore.open(state_dir / "validator.sqlite")
+    miners, endpoints = await store.begin_cycle(epoch, miners, endpoints)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from consensus.assignment import MinerInfo
+from consensus.scoring import ScoringState
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Phases of a cycle, in order. "scored" means the scoring state includes it.
+PHASES = ("planned", "dispatched", "collected", "tiebreaks", "scored", "done")
+
+MIGRATIONS: tuple[str, ...] = (
+    # 0 -> 1
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE cycles (
+        epoch INTEGER PRIMARY KEY,
+        phase TEXT NOT NULL,
+        plan_hash TEXT,
+        miners_json TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        report_json TEXT
+    );
+    CREATE TABLE assignments (
+        epoch INTEGER NOT NULL,
+        request_id TEXT NOT NULL,
+        hotkey TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        accepted INTEGER NOT NULL DEFAULT 0,
+        status TEXT,
+        dispatched_wall REAL,
+        completed_after_s REAL,
+        answer_json TEXT,
+        error TEXT,
+        PRIMARY KEY (epoch, request_id, hotkey)
+    );
+    CREATE TABLE verdicts (
+        epoch INTEGER NOT NULL,
+        zipcode TEXT NOT NULL,
+        zpid INTEGER NOT NULL,
+        record_hash INTEGER NOT NULL,
+        verdict TEXT NOT NULL,
+        PRIMARY KEY (epoch, zipcode, zpid, record_hash)
+    );
+    CREATE TABLE scoring (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        state_json TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE weights (
+        epoch INTEGER PRIMARY KEY,
+        weights_json TEXT NOT NULL,
+        attempted_at REAL NOT NULL,
+        set_at REAL
+    );
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+KEEP_EPOCHS = 12  # cycles whose assignments and verdicts are kept (two days at 4 h)
+
+
+@dataclass(slots=True)
+class Progress:
+    """What the store knows of one assignment of a cycle."""
+
+    accepted: bool
+    status: str | None
+    dispatched_wall: float | None
+    completed_after_s: float | None
+    answer_json: str | None
+    error: str | None
+
+
+class ValidatorStore:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validator-store")
+        self._db: sqlite3.Connection | None = None
+
+    @classmethod
+    async def open(cls, path: Path, legacy_state: Path | None = None) -> ValidatorStore:
+        """Open (creating or migrating) the store; import a legacy JSON scoring state once."""
+        store = cls(path)
+        await store.run(lambda _: store._connect(legacy_state))
+        return store
+
+    def _connect(self, legacy_state: Path | None) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")  # a "scored" mark must survive a power cut
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path}: schema version {version} is newer than this code "
+                f"({SCHEMA_VERSION}); upgrade the validator"
+            )
+        for target in range(version, SCHEMA_VERSION):
+            _transaction(db, lambda d, t=target: _migrate(d, t))
+            logger.info("%s: schema migrated to version %d", self.path, target + 1)
+        self._db = db
+        if legacy_state is not None and legacy_state.exists() and self._scoring_row() is None:
+            self._import_legacy(legacy_state)
+
+    def _import_legacy(self, path: Path) -> None:
+        try:
+            state = ScoringState.from_dict(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            logger.error("legacy scoring state %s unreadable (%s); not imported", path, exc)
+            return
+        self._write_scoring(self._db, state)  # type: ignore[arg-type]
+        path.rename(path.with_name(path.name + ".imported"))
+        logger.info("imported the scoring state of %d miners from %s", len(state.miners), path)
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work(connection)`` on the store's thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: work(self._db))  # type: ignore[arg-type]
+
+    async def close(self) -> None:
+        def shut(db: sqlite3.Connection | None) -> None:
+            if db is not None:
+                db.close()
+
+        await self.run(shut)
+        self._executor.shutdown(wait=True)
+
+    # Cycles ---------------------------------------------------------------
+
+    async def begin_cycle(
+        self, epoch: int, miners: list[MinerInfo], endpoints: dict[str, str]
+    ) -> tuple[list[MinerInfo], dict[str, str], bool]:
+        """The cycle's eligible miners: those stored for it, or these (then stored).
+
+        Returns (miners, endpoints, resumed).
+        """
+
+        def work(db: sqlite3.Connection):
+            row = db.execute("SELECT miners_json FROM cycles WHERE epoch=?", (epoch,)).fetchone()
+            if row is not None:
+                stored = json.loads(row[0])
+                kept = [MinerInfo(m["uid"], m["hotkey"], m["coldkey"]) for m in stored]
+                return kept, {m["hotkey"]: m["endpoint"] for m in stored}, True
+            document = [
+                {
+                    "uid": m.uid,
+                    "hotkey": m.hotkey,
+                    "coldkey": m.coldkey,
+                    "endpoint": endpoints[m.hotkey],
+                }
+                for m in miners
+            ]
+            now = time.time()
+            db.execute(
+                "INSERT INTO cycles (epoch, phase, miners_json, started_at, updated_at)"
+                " VALUES (?, 'planned', ?, ?, ?)",
+                (epoch, json.dumps(document), now, now),
+            )
+            return miners, endpoints, False
+
+        return await self.run(work)
+
+    async def set_phase(self, epoch: int, phase: str, plan_hash: str | None = None) -> None:
+        if phase not in PHASES:
+            raise ValueError(f"unknown phase {phase!r}")
+        await self.run(
+            lambda db: db.execute(
+                "UPDATE cycles SET phase=?, updated_at=?, plan_hash=COALESCE(?, plan_hash)"
+                " WHERE epoch=?",
+                (phase, time.time(), plan_hash, epoch),
+            )
+        )
+
+    async def phase(self, epoch: int) -> str | None:
+        row = await self.run(
+            lambda db: db.execute("SELECT phase FROM cycles WHERE epoch=?", (epoch,)).fetchone()
+        )
+        return row[0] if row else None
+
+    async def unfinished_cycle(self) -> tuple[int, str] | None:
+        """The latest cycle a previous run left before "done": (epoch, phase)."""
+        row = await self.run(
+            lambda db: db.execute(
+                "SELECT epoch, phase FROM cycles WHERE phase != 'done' ORDER BY epoch DESC LIMIT 1"
+            ).fetchone()
+        )
+        return (int(row[0]), str(row[1])) if row else None
+
+    async def cycles(self, limit: int = 10) -> list[dict]:
+        rows = await self.run(
+            lambda db: db.execute(
+                "SELECT epoch, phase, plan_hash, started_at, updated_at, report_json FROM cycles"
+                " ORDER BY epoch DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        )
+        return [
+            {
+                "epoch": r[0],
+                "phase": r[1],
+                "plan_hash": r[2],
+                "started_at": r[3],
+                "updated_at": r[4],
+                "report": json.loads(r[5]) if r[5] else None,
+            }
+            for r in rows
+        ]
+
+    # Assignment progress ---------------------------------------------------
+
+    async def progress(self, epoch: int) -> dict[tuple[str, str], Progress]:
+        rows = await self.run(
+            lambda db: db.execute(
+                "SELECT request_id, hotkey, accepted, status, dispatched_wall,"
+                " completed_after_s, answer_json, error FROM assignments WHERE epoch=?",
+                (epoch,),
+            ).fetchall()
+        )
+        return {(r[0], r[1]): Progress(bool(r[2]), *r[3:]) for r in rows}
+
+    async def save_progress(
+        self, epoch: int, kind: str, items: Iterable[tuple[str, str, Progress]]
+    ) -> None:
+        """Upsert (request_id, hotkey, progress) rows of one cycle in one transaction."""
+        rows = [
+            (
+                epoch,
+                request_id,
+                hotkey,
+                kind,
+                int(p.accepted),
+                p.status,
+                p.dispatched_wall,
+                p.completed_after_s,
+                p.answer_json,
+                p.error,
+            )
+            for request_id, hotkey, p in items
+        ]
+        if not rows:
+            return
+        await self.run(
+            lambda db: _transaction(
+                db,
+                lambda d: d.executemany(
+                    "INSERT OR REPLACE INTO assignments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                ),
+            )
+        )
+
+    # Verdicts ---------------------------------------------------------------
+
+    async def verdicts(self, epoch: int) -> dict[tuple[str, int, int], str]:
+        rows = await self.run(
+            lambda db: db.execute(
+                "SELECT zipcode, zpid, record_hash, verdict FROM verdicts WHERE epoch=?",
+                (epoch,),
+            ).fetchall()
+        )
+        return {(r[0], int(r[1]), int(r[2])): str(r[3]) for r in rows}
+
+    async def save_verdicts(self, epoch: int, items: Iterable[tuple[str, int, int, str]]) -> None:
+        rows = [(epoch, z, zpid, h, v) for z, zpid, h, v in items]
+        if rows:
+            await self.run(
+                lambda db: _transaction(
+                    db,
+                    lambda d: d.executemany(
+                        "INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?)", rows
+                    ),
+                )
+            )
+
+    # Scoring and weights ----------------------------------------------------
+
+    def _scoring_row(self) -> tuple | None:
+        return self._db.execute("SELECT state_json FROM scoring WHERE id=1").fetchone()  # type: ignore[union-attr]
+
+    @staticmethod
+    def _write_scoring(db: sqlite3.Connection, state: ScoringState) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO scoring VALUES (1, ?, ?)",
+            (json.dumps(state.to_dict()), time.time()),
+        )
+
+    async def scoring_state(self) -> ScoringState:
+        row = await self.run(lambda _: self._scoring_row())
+        if row is None:
+            return ScoringState()
+        return ScoringState.from_dict(json.loads(row[0]))
+
+    async def save_scoring(self, state: ScoringState) -> None:
+        """A scoring state not tied to a cycle (an S3 evaluation pass)."""
+        await self.run(lambda db: _transaction(db, lambda d: self._write_scoring(d, state)))
+
+    async def commit_cycle(self, epoch: int, state: ScoringState, report: dict) -> None:
+        """The new scoring state and the cycle's "scored" mark, atomically."""
+
+        def work(db: sqlite3.Connection) -> None:
+            self._write_scoring(db, state)
+            db.execute(
+                "UPDATE cycles SET phase='scored', updated_at=?, report_json=? WHERE epoch=?",
+                (time.time(), json.dumps(report), epoch),
+            )
+            # Old cycles' details are not needed to resume anything.
+            db.execute("DELETE FROM assignments WHERE epoch < ?", (epoch - KEEP_EPOCHS,))
+            db.execute("DELETE FROM verdicts WHERE epoch < ?", (epoch - KEEP_EPOCHS,))
+
+        await self.run(lambda db: _transaction(db, work))
+
+    async def record_weights(self, epoch: int, weights: dict[int, float], ok: bool) -> None:
+        """A weight-setting attempt; ``set_at`` is written only when it succeeded."""
+        now = time.time()
+
+        def work(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT OR REPLACE INTO weights VALUES (?, ?, ?, ?)",
+                (
+                    epoch,
+                    json.dumps({str(k): v for k, v in weights.items()}),
+                    now,
+                    now if ok else None,
+                ),
+            )
+            db.execute("UPDATE cycles SET phase='done', updated_at=? WHERE epoch=?", (now, epoch))
+
+        await self.run(lambda db: _transaction(db, work))
+
+    async def last_weights(self) -> dict | None:
+        row = await self.run(
+            lambda db: db.execute(
+                "SELECT epoch, weights_json, attempted_at, set_at FROM weights"
+                " ORDER BY attempted_at DESC LIMIT 1"
+            ).fetchone()
+        )
+        if row is None:
+            return None
+        last_ok = await self.run(
+            lambda db: db.execute("SELECT MAX(set_at) FROM weights").fetchone()[0]
+        )
+        return {
+            "epoch": row[0],
+            "weights": json.loads(row[1]),
+            "attempted_at": row[2],
+            "set_at": row[3],
+            "last_success_at": last_ok,
+        }
+
+
+def _migrate(db: sqlite3.Connection, version: int) -> None:
+    for statement in MIGRATIONS[version].split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute(f"PRAGMA user_version = {version + 1}")
+
+
+def _transaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        out = work(db)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return out
