@@ -124,13 +124,19 @@ class EnhancedMinerEvaluator:
         self.clock = clock
         self.state = ScoringState()
         self.cycles_run = 0
+        self.handled_epoch: int | None = None  # last epoch given a cycle or a fallback
+        self._stop = asyncio.Event()
         self.events: list[tuple[str, int, float]] = []  # (what, epoch, wall): for tests and logs
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
         self.state = await self.store.scoring_state()
         await self._finish_unfinished()
         while not stop.is_set() and not self._enough_cycles():
             epoch, start = self.schedule.next_cycle(self.clock())
+            if self.handled_epoch is not None and epoch <= self.handled_epoch:
+                epoch = self.handled_epoch + 1
+                start = self.schedule.start(epoch)
             if await self._between_cycles(epoch, start, stop):
                 break
             if f"epoch-{epoch}" in self.state.applied_cycles:
@@ -159,13 +165,16 @@ class EnhancedMinerEvaluator:
         await self.run_epoch(epoch)
 
     async def _between_cycles(self, next_epoch: int, start: float, stop: asyncio.Event) -> bool:
-        """S3 evaluation passes until ``start``; True when asked to stop meanwhile."""
+        """S3 evaluation passes (of the epoch before) until ``start``; True when asked to stop."""
+        return await self._s3_until(next_epoch - 1, start, stop)
+
+    async def _s3_until(self, epoch: int, until: float, stop: asyncio.Event) -> bool:
+        """S3 evaluation passes of ``epoch`` until ``until``; True when asked to stop meanwhile."""
         self.metrics.phase("idle")
+        start = until
         while self.clock() < start and not stop.is_set():
             if self.s3_pass is not None:
-                await self._s3_pass(
-                    next_epoch - 1, min(start, self.clock() + self.s3_pass_interval_s)
-                )
+                await self._s3_pass(epoch, min(start, self.clock() + self.s3_pass_interval_s))
                 if await _wait(stop, min(self.s3_pass_interval_s, start - self.clock())):
                     return True
             elif await _wait(stop, start - self.clock()):
@@ -196,6 +205,7 @@ class EnhancedMinerEvaluator:
     async def run_epoch(self, epoch: int) -> CycleOutcome | None:
         """One epoch: a consensus cycle, or the fallback when it cannot run."""
         self.metrics.epoch.set(epoch)
+        self.handled_epoch = max(epoch, self.handled_epoch or epoch)
         graph = await self._graph()
         miners, _ = eligible_miners(graph)
         resumed = await self.store.phase(epoch) is not None
@@ -251,7 +261,7 @@ class EnhancedMinerEvaluator:
         logger.warning("epoch %d: no consensus cycle (%s); S3 evaluation only", epoch, reason)
         self.metrics.set_mode("fallback")
         self.events.append(("fallback", epoch, self.clock()))
-        await self._s3_pass(epoch, self.schedule.collect_deadline(epoch))
+        await self._s3_until(epoch, self.schedule.collect_deadline(epoch), self._stop)
 
     async def _graph(self):
         try:
