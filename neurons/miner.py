@@ -25,6 +25,7 @@ from common.signed_http import AccessPolicy, RateLimiter, signed_endpoint
 from config.settings import Settings, SettingsError
 from neurons.runner import run_neuron
 from scraping.assignments import MinerService
+from scraping.metrics import MinerMetrics
 from scraping.registry import SourceContext
 from scraping.registry import build_source as build_named_source
 from scraping.source import PropertySource, SyntheticSource
@@ -96,6 +97,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         ),
     )
     await service.start()
+    MinerMetrics(service, source).serve(settings.metrics_port, settings.host)
 
     policy = AccessPolicy(
         self_hotkey=hotkey,

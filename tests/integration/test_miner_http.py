@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import time
 
 import aiohttp
@@ -71,6 +72,9 @@ def subnet(tmp_path_factory):
             (people["miner"], 1.0, False),
         ],
     )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
     process = spawn_miner(
         root,
         wallets,
@@ -82,10 +86,18 @@ def subnet(tmp_path_factory):
         "65536",
         "--rate.limit",
         "200",
+        "--metrics.port",
+        str(metrics_port),
     )
     try:
         endpoint = wait_for_endpoint(chain, people["miner"].hotkey, process)
-        yield {"endpoint": endpoint, "people": people, "process": process, "root": root}
+        yield {
+            "endpoint": endpoint,
+            "people": people,
+            "process": process,
+            "root": root,
+            "metrics_port": metrics_port,
+        }
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=15)
@@ -298,3 +310,21 @@ def test_property_lookups_say_found_and_not_found_apart(subnet):
     }
     assert by_zpid[missing] == {"source": "ZILLOW_SOLD", "zpid": missing, "found": False}
     assert answer["progress"] == {"zipcodes_done": 2, "zipcodes_total": 2, "records": 1}
+
+
+def test_metrics_endpoint_counts_assignments(subnet):
+    run(_session_call(subnet, "validator", assign_body("metrics-1", epoch="epoch-77")))
+
+    async def scrape() -> str:
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{subnet['metrics_port']}/metrics"
+            async with session.get(url) as response:
+                assert response.status == 200
+                return await response.text()
+
+    text = run(scrape())
+    totals = [
+        line for line in text.splitlines() if line.startswith('miner_assignments{status="total"}')
+    ]
+    assert totals and float(totals[0].split()[-1]) >= 1
+    assert "miner_assignments_running" in text

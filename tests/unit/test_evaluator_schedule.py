@@ -185,3 +185,20 @@ def test_weights_recorded_only_when_set(tmp_path):
     failed, ok = asyncio.run(main())
     assert failed["set_at"] is None and failed["last_success_at"] is None
     assert ok["set_at"] is not None and ok["last_success_at"] == ok["set_at"]
+
+
+def test_validator_metrics_are_served_in_prometheus_format():
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    metrics = ValidatorMetrics()
+    metrics.serve(port, "127.0.0.1")
+    metrics.phase("collect")
+    metrics.weights_set.labels("ok").inc()
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert 'validator_cycle_phase{phase="collect"} 1.0' in text
+    assert 'validator_cycle_phase{phase="idle"} 0.0' in text
+    assert 'validator_weights_set_total{result="ok"} 1.0' in text
