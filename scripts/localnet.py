@@ -42,6 +42,7 @@ from scraping.adversaries import parse_adversary as parse_adversary_spec  # noqa
 VALIDATOR_STAKE = 1000.0
 MINER_STAKE = 1.0
 STARTUP_TIMEOUT_S = 60.0
+STARTUP_S_PER_MINER = 2.0
 
 
 def parse_adversary(text: str) -> tuple[str, float]:
@@ -217,7 +218,9 @@ class Subnet:
                 "2",
             ]
             self._spawn("neurons.miner", argv, f"miner-{miner['uid']}")
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        # Each process imports bittensor (about a second of CPU): allow for many miners.
+        timeout = STARTUP_TIMEOUT_S + STARTUP_S_PER_MINER * len(self.miners)
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             published = {
                 n["hotkey"]: n["endpoint"] for n in read_chain_file(self.chain_file)["neurons"]
@@ -229,7 +232,7 @@ class Subnet:
             self._check_children()
             time.sleep(0.2)
         raise RuntimeError(
-            f"miners did not publish endpoints within {STARTUP_TIMEOUT_S:.0f}s; "
+            f"miners did not publish endpoints within {timeout:.0f}s; "
             f"see {self.workdir}/logs"
         )
 

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Validator memory over shortened cycles, for ``scripts/bench.py`` (``validator_memory``).
+
+Starts the local subnet (``scripts/localnet.py``: real miner processes, one
+real validator process) with 64 miners, runs 5 cycles and samples the
+validator's resident memory (``VmRSS``) as each cycle's report appears.
+Reports the RSS after every cycle and the growth after the first:
+``validator_rss_growth`` = (max RSS of cycles 2..5) / (RSS after cycle 1) - 1.
+
+    python scripts/bench_memory.py --miners 64 --cycles 5 --cycle-seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _localnet():
+    spec = importlib.util.spec_from_file_location("localnet", ROOT / "scripts" / "localnet.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def bench_validator_memory(
+    miners: int = 64, cycles: int = 5, cycle_seconds: float = 20.0, zipcodes: int = 200
+) -> dict:
+    localnet = _localnet()
+    with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
+        args = localnet.parse_args(
+            [
+                "--miners",
+                str(miners),
+                "--validators",
+                "1",
+                "--cycles",
+                str(cycles),
+                "--cycle-seconds",
+                str(cycle_seconds),
+                "--zipcodes",
+                str(zipcodes),
+                "--workdir",
+                str(Path(tmp) / "net"),
+            ]
+        )
+        subnet = localnet.Subnet(args)
+        try:
+            subnet.setup()
+            subnet.start_miners()
+            (validator,) = subnet.start_validators()
+            v = subnet.validators[0]
+            reports = subnet.workdir / f"validator-{v['wallet']}-{v['wallet_hotkey']}" / "cycles"
+            samples: list[float] = []
+            deadline = time.monotonic() + cycle_seconds * (cycles + 3) + 60
+            while len(samples) < cycles and time.monotonic() < deadline:
+                done = len(list(reports.glob("epoch-*.json"))) if reports.exists() else 0
+                if done > len(samples):
+                    samples.append(round(_rss_mb(validator.pid), 1))
+                if validator.poll() is not None:
+                    break
+                time.sleep(0.2)
+            validator.wait(timeout=cycle_seconds * 2 + 30)
+            work = [
+                {
+                    k: r.get(k)
+                    for k in ("epoch", "assignments", "completed", "spot_checks", "tiebreak")
+                }
+                for r in (json.loads(p.read_text()) for p in sorted(reports.glob("epoch-*.json")))
+            ]
+        finally:
+            subnet.stop()
+    if len(samples) < 2:
+        raise RuntimeError(f"only {len(samples)} cycles completed; see the validator log")
+    growth = max(samples[1:]) / samples[0] - 1.0
+    return {
+        "validator_rss_mb_per_cycle": samples,
+        "validator_rss_growth": round(growth, 4),
+        "validator_memory_miners": miners,
+        "validator_memory_cycles": work,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--miners", type=int, default=64)
+    parser.add_argument("--cycles", type=int, default=5)
+    parser.add_argument("--cycle-seconds", type=float, default=20.0)
+    parser.add_argument("--zipcodes", type=int, default=200)
+    args = parser.parse_args(argv)
+    print(
+        json.dumps(
+            bench_validator_memory(args.miners, args.cycles, args.cycle_seconds, args.zipcodes),
+            indent=2,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
