@@ -47,6 +47,7 @@ from vali_utils.store import Progress, ValidatorStore
 logger = logging.getLogger(__name__)
 
 _ANSWERS = TypeAdapter(list[PropertyAnswer])
+PROGRESS_S = 10.0  # seconds between progress lines of a long phase
 SOURCE = Source.ZILLOW_SOLD
 
 
@@ -343,14 +344,30 @@ class ConsensusCycle:
         if phase is not None:
             await self.store.set_phase(epoch, phase, plan_hash)
 
-    async def _bounded(self, jobs) -> None:
+    async def _bounded(self, jobs, what: str | None = None) -> None:
+        """Run the jobs, ``concurrency`` at a time; with ``what``, a progress line every
+        ``PROGRESS_S`` seconds while they run (dispatch to dead miners can take a while)."""
         semaphore = asyncio.Semaphore(self.concurrency)
+        jobs = list(jobs)
+        done = 0
 
         async def one(job):
+            nonlocal done
             async with semaphore:
                 await job
+            done += 1
 
-        await asyncio.gather(*(one(job) for job in jobs))
+        async def report() -> None:
+            while True:
+                await asyncio.sleep(PROGRESS_S)
+                logger.info("%s: %d/%d", what, done, len(jobs))
+
+        ticker = asyncio.create_task(report()) if what else None
+        try:
+            await asyncio.gather(*(one(job) for job in jobs))
+        finally:
+            if ticker is not None:
+                ticker.cancel()
 
     async def dispatch(self, assignments: list[Assignment]) -> None:
         """Send every assignment not acknowledged yet.
@@ -394,7 +411,7 @@ class ConsensusCycle:
                     assignment.error,
                 )
 
-        await self._bounded(send(a) for a in assignments)
+        await self._bounded((send(a) for a in assignments), "dispatch")
 
     async def collect(
         self,
