@@ -97,6 +97,9 @@ class DataAssignmentRequest(BaseModel):
     batch_id: int | None = Field(default=None, ge=0, le=1_000_000)
     overlap_group: int | None = Field(default=None, ge=0, le=64)
     epoch_id: str | None = Field(default=None, max_length=64)
+    # The epoch block's nonce (Data API): miners put it in their uploads and
+    # manifests, and data without the right one does not count.
+    epoch_nonce: str | None = Field(default=None, pattern=r"^[0-9a-f]{8,128}$")
     expires_at: datetime | None = None
     # Response side, filled by the miner.
     accepted: bool | None = None
@@ -123,6 +126,7 @@ class DataAssignmentRequest(BaseModel):
 
         parts = [
             self.epoch_id or "",
+            self.epoch_nonce or "",
             str(self.batch_id),
             str(self.overlap_group),
             self.assignment_mode,

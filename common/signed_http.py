@@ -9,11 +9,18 @@ invalid fields). Every error is ``{"error": {"code", "message", "request_id"}}``
     handler = signed_endpoint(policy, DataAssignmentRequest, serve)
     app.router.add_post(ROUTE, handler)
 
+Handlers that need more than the caller and the body (path parameters, a
+typed query, GET with no body, raw bytes back) use ``signed_route``; a handler
+refuses with ``raise RequestRefused(404, "not_found", "...")``.
+
+    app.router.add_get("/v1/epochs/{epoch_id}/block", signed_route(policy, serve_block))
+
 Client side, ``SignedClient`` signs each body with a hotkey resolved once and
 posts it with a timeout; answers come back parsed or as ``ErrorBody``.
 
     client = SignedClient(wallet.hotkey, session)
     status, answer = await client.post(endpoint, hotkey, ROUTE, request, DataAssignmentRequest)
+    status, answer = await client.get("http://api:8092", api_hotkey, "/v1/epochs/current", Block)
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
+import yarl
 from aiohttp import web
 from bittensor import http_auth
 from pydantic import BaseModel, ValidationError
@@ -45,6 +53,22 @@ Model = TypeVar("Model", bound=BaseModel)
 _REQUEST_IDS = itertools.count(1)
 _ID_PREFIX = f"{os.getpid():x}{int(time.time()) % 0xFFFF:04x}"
 
+
+# Typed keys for what handlers and middlewares pass along on a request or a
+# response (plain strings on aiohttp releases before typed keys existed).
+_RequestKey = getattr(web, "RequestKey", None)
+_ResponseKey = getattr(web, "ResponseKey", None)
+REQUEST_ID = _RequestKey("request_id", str) if _RequestKey else "request_id"
+CALLER = _RequestKey("caller", str) if _RequestKey else "caller"
+ERROR_CODE = _ResponseKey("error_code", str) if _ResponseKey else "error_code"
+AUTH_REASON = _ResponseKey("auth_reason", str) if _ResponseKey else "auth_reason"
+
+
+def new_request_id() -> str:
+    """A request id unique within the process and unlikely to repeat across processes."""
+    return f"{_ID_PREFIX}-{next(_REQUEST_IDS)}"
+
+
 # One nonce store per process: every signed endpoint in it shares replay memory.
 PROCESS_NONCE_STORE = http_auth.InMemoryNonceStore(retention=NONCE_RETENTION_S)
 
@@ -54,7 +78,27 @@ def error_response(status: int, code: str, message: str, request_id: str | None)
         "error": ErrorBody(code=code, message=message[:300], request_id=request_id).model_dump()
     }
     headers = {"X-Request-Id": request_id} if request_id else None
-    return web.json_response(body, status=status, headers=headers)
+    response = web.json_response(body, status=status, headers=headers)
+    response[ERROR_CODE] = code  # for middlewares (metrics); not sent
+    return response
+
+
+class RequestRefused(Exception):
+    """Raised by a handler to answer with a JSON error instead of a body."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+    def response(self, request_id: str | None) -> web.Response:
+        response = error_response(self.status, self.code, self.message, request_id)
+        response.headers.update(self.headers)
+        return response
 
 
 class RateLimiter:
@@ -80,29 +124,45 @@ class RateLimiter:
 
 @dataclass
 class AccessPolicy:
-    """Who may call an endpoint and how often."""
+    """Who may call an endpoint and how often.
+
+    By default: registered validators (permit, ``min_stake``). With
+    ``require_validator_permit=False`` any registered hotkey (miners). With
+    ``only_hotkeys`` exactly those hotkeys, registered or not (an owner's
+    endpoint), and the metagraph is not consulted.
+    """
 
     self_hotkey: str
     metagraph: Callable[[], MetagraphSnapshot | None]
     require_validator_permit: bool = True
     min_stake: float = 0.0
     max_body_bytes: int = 4 * 1024 * 1024
-    rate_limiter: RateLimiter | None = None
+    rate_limiter: Any = None  # RateLimiter or anything with take(hotkey) -> seconds to wait
     nonce_store: Any = field(default=PROCESS_NONCE_STORE)
+    only_hotkeys: frozenset[str] | None = None
+
+    def refusal(self, hotkey: str) -> tuple[str, str] | None:
+        """(reason code, message) for why ``hotkey`` may not call, or None when it may."""
+        if self.only_hotkeys is not None:
+            if hotkey in self.only_hotkeys:
+                return None
+            return "not_allowed", "this endpoint is for the service owner only"
+        graph = self.metagraph()
+        if graph is None:
+            return "metagraph_unavailable", "metagraph not loaded yet"
+        neuron = graph.by_hotkey(hotkey)
+        if neuron is None:
+            return "not_registered", "caller is not registered on the subnet"
+        if self.require_validator_permit and not neuron.validator_permit:
+            return "no_permit", "caller has no validator permit"
+        if neuron.stake < self.min_stake:
+            return "low_stake", f"caller stake {neuron.stake:g} is below {self.min_stake:g}"
+        return None
 
     def refuse(self, hotkey: str) -> str | None:
         """Why ``hotkey`` may not call, or None when it may."""
-        graph = self.metagraph()
-        if graph is None:
-            return "metagraph not loaded yet"
-        neuron = graph.by_hotkey(hotkey)
-        if neuron is None:
-            return "caller is not registered on the subnet"
-        if self.require_validator_permit and not neuron.validator_permit:
-            return "caller has no validator permit"
-        if neuron.stake < self.min_stake:
-            return f"caller stake {neuron.stake:g} is below {self.min_stake:g}"
-        return None
+        refusal = self.refusal(hotkey)
+        return None if refusal is None else refusal[1]
 
 
 async def _read_limited(request: web.Request, limit: int) -> bytes | None:
@@ -119,24 +179,60 @@ async def _read_limited(request: web.Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def signed_endpoint(
+@dataclass(frozen=True, slots=True)
+class SignedCall:
+    """An authenticated, authorised, parsed request, as a ``signed_route`` handler sees it."""
+
+    request: web.Request
+    request_id: str
+    caller: str  # the verified hotkey
+    neuron: NeuronInfo | None  # None only on ``only_hotkeys`` endpoints for unregistered owners
+    body: Any = None  # the parsed body model, or None when the route takes no body
+    query: Any = None  # the parsed query model, or None
+
+
+Answer = BaseModel | bytes | web.Response
+
+
+def _validation_error(exc: ValidationError, request_id: str) -> web.Response:
+    first = exc.errors()[0] if exc.errors() else {}
+    if first.get("type") == "json_invalid":
+        return error_response(400, "bad_json", "body is not valid JSON", request_id)
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    message = f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg"))
+    return error_response(422, "invalid_body", message, request_id)
+
+
+def signed_route(
     policy: AccessPolicy,
-    model: type[Model],
-    serve: Callable[[NeuronInfo, Model], Awaitable[BaseModel]],
+    serve: Callable[[SignedCall], Awaitable[Answer]],
+    *,
+    body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    strict: bool = True,
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """An aiohttp handler: authenticate, authorise, limit, parse, then ``serve``."""
+    """An aiohttp handler: size cap, signature, policy, rate limit, body and query, then ``serve``.
+
+    ``body=None`` means the route takes no body (a signed GET). With
+    ``strict``, a body on such a route, or a query string on a route without
+    a ``query`` model, is refused with 400. ``serve`` returns a model (sent as
+    JSON), ready JSON bytes, or a ``web.Response``; it may raise
+    ``RequestRefused``. A middleware may set ``request[REQUEST_ID]`` first;
+    the handler sets ``request[CALLER]``, and on refusals ``response[ERROR_CODE]``
+    and ``response[AUTH_REASON]``, for it.
+    """
 
     async def handler(request: web.Request) -> web.Response:
-        request_id = f"{_ID_PREFIX}-{next(_REQUEST_IDS)}"
-        body = await _read_limited(request, policy.max_body_bytes)
-        if body is None:
+        request_id = request.get(REQUEST_ID) or new_request_id()
+        raw = await _read_limited(request, policy.max_body_bytes)
+        if raw is None:
             return error_response(
                 413, "body_too_large", f"body over {policy.max_body_bytes} bytes", request_id
             )
         try:
             caller = http_auth.verify(
                 request.headers,
-                body,
+                raw,
                 method=request.method,
                 path=request.path_qs,
                 self_hotkey_ss58=policy.self_hotkey,
@@ -144,45 +240,109 @@ def signed_endpoint(
             )
         except http_auth.AuthError as exc:
             return error_response(401, type(exc).__name__, str(exc), request_id)
-        reason = policy.refuse(caller.hotkey_ss58)
-        if reason is not None:
-            logger.info("refused %s: %s (request %s)", caller.hotkey_ss58, reason, request_id)
-            return error_response(403, "forbidden", reason, request_id)
+        hotkey = caller.hotkey_ss58
+        request[CALLER] = hotkey
+        refusal = policy.refusal(hotkey)
+        if refusal is not None:
+            reason, message = refusal
+            logger.info("refused %s: %s (request %s)", hotkey, message, request_id)
+            if reason == "metagraph_unavailable":
+                response = error_response(503, "unavailable", message, request_id)
+                response.headers["Retry-After"] = "5"
+            else:
+                response = error_response(403, "forbidden", message, request_id)
+            response[AUTH_REASON] = reason
+            return response
         graph = policy.metagraph()
-        neuron = graph.by_hotkey(caller.hotkey_ss58) if graph else None
-        if neuron is None:  # deregistered between the two reads
-            return error_response(403, "forbidden", "caller is not registered", request_id)
+        neuron = graph.by_hotkey(hotkey) if graph else None
+        if neuron is None and policy.only_hotkeys is None:  # deregistered between the reads
+            response = error_response(403, "forbidden", "caller is not registered", request_id)
+            response[AUTH_REASON] = "not_registered"
+            return response
         if policy.rate_limiter is not None:
-            wait = policy.rate_limiter.take(caller.hotkey_ss58)
+            wait = policy.rate_limiter.take(hotkey)
             if wait > 0:
                 response = error_response(429, "rate_limited", "too many requests", request_id)
                 response.headers["Retry-After"] = str(max(1, round(wait + 0.5)))
                 return response
+        parsed_body = parsed_query = None
+        if body is not None:
+            try:
+                parsed_body = body.model_validate_json(raw)
+            except ValidationError as exc:
+                return _validation_error(exc, request_id)
+        elif strict and raw:
+            return error_response(400, "unexpected_body", "this route takes no body", request_id)
+        if query is not None:
+            pairs = list(request.query.items())
+            if len({k for k, _ in pairs}) != len(pairs):
+                return error_response(400, "bad_query", "a query parameter is repeated", request_id)
+            try:
+                parsed_query = query.model_validate(dict(pairs))
+            except ValidationError as exc:
+                return _validation_error(exc, request_id)
+        elif strict and request.query_string:
+            return error_response(
+                400, "unexpected_query", "this route takes no query parameters", request_id
+            )
+        call = SignedCall(request, request_id, hotkey, neuron, parsed_body, parsed_query)
         try:
-            parsed = model.model_validate_json(body)
-        except ValidationError as exc:
-            first = exc.errors()[0] if exc.errors() else {}
-            if first.get("type") == "json_invalid":
-                return error_response(400, "bad_json", "body is not valid JSON", request_id)
-            where = ".".join(str(p) for p in first.get("loc", ()))
-            message = f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg"))
-            return error_response(422, "invalid_body", message, request_id)
-        try:
-            answer = await serve(neuron, parsed)
+            answer = await serve(call)
+        except RequestRefused as refused:
+            return refused.response(request_id)
         except Exception:
-            logger.exception("handler failed for %s (request %s)", caller.hotkey_ss58, request_id)
+            logger.exception("handler failed for %s (request %s)", hotkey, request_id)
             return error_response(500, "internal", "the server failed; see its log", request_id)
+        if isinstance(answer, web.Response):
+            answer.headers["X-Request-Id"] = request_id
+            return answer
+        payload = answer if isinstance(answer, bytes) else answer.model_dump_json(exclude_none=True)
         return web.Response(
-            body=answer.model_dump_json(exclude_none=True),
-            content_type="application/json",
-            headers={"X-Request-Id": request_id},
+            body=payload, content_type="application/json", headers={"X-Request-Id": request_id}
         )
 
     return handler
 
 
+def signed_endpoint(
+    policy: AccessPolicy,
+    model: type[Model] | None,
+    serve: Callable[[NeuronInfo, Model | None], Awaitable[BaseModel]],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """An aiohttp handler: authenticate, authorise, limit, parse, then ``serve(neuron, body)``.
+
+    ``model=None`` for a route without a body (``serve`` gets None).
+    """
+
+    async def adapter(call: SignedCall) -> BaseModel:
+        return await serve(call.neuron, call.body)
+
+    return signed_route(policy, adapter, body=model, strict=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedAnswer:
+    """What came back: HTTP status (0 when nothing did), the parsed answer, ``Retry-After``."""
+
+    status: int
+    answer: Any  # the answer model, or ErrorBody
+    retry_after_s: float | None = None
+
+
+def _base_url(endpoint: str) -> str:
+    """``ip:port`` (a neuron on chain) or a full ``http(s)://host[:port]`` base URL."""
+    return endpoint.rstrip("/") if "://" in endpoint else f"http://{endpoint}"
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: rare, and a bounded backoff covers it
+
+
 class SignedClient:
-    """Signs and posts pydantic bodies to other neurons; one per process, session reused."""
+    """Signs and sends requests to other neurons and services; one per process, session reused."""
 
     def __init__(self, signer: Any, session: aiohttp.ClientSession, timeout_s: float = 5.0) -> None:
         self.signer = signer
@@ -204,30 +364,65 @@ class SignedClient:
         never as exceptions, so a dead miner is just an answer.
         """
         raw = body.model_dump_json(exclude_none=True).encode()
-        headers = http_auth.sign(
-            self.signer, method="POST", path=path, body=raw, receiver_ss58=receiver_hotkey
+        answer = await self.send(
+            "POST", endpoint, receiver_hotkey, path, raw, answer_model, timeout_s
         )
-        headers["Content-Type"] = "application/json"
+        return answer.status, answer.answer
+
+    async def get(
+        self,
+        endpoint: str,
+        receiver_hotkey: str,
+        path: str,
+        answer_model: type[Model],
+        timeout_s: float | None = None,
+    ) -> tuple[int, Model | ErrorBody]:
+        """Signed GET of ``path`` (query string included, already URL-encoded)."""
+        answer = await self.send(
+            "GET", endpoint, receiver_hotkey, path, b"", answer_model, timeout_s
+        )
+        return answer.status, answer.answer
+
+    async def send(
+        self,
+        method: str,
+        endpoint: str,
+        receiver_hotkey: str,
+        path: str,
+        raw: bytes,
+        answer_model: type[Model],
+        timeout_s: float | None = None,
+    ) -> SignedAnswer:
+        """Sign and send ``raw`` to ``endpoint`` + ``path``; never raises for network failures.
+
+        ``endpoint`` is ``ip:port`` or a base URL (``https://api.example.org``).
+        ``path`` is signed and sent byte for byte, so it must already be encoded.
+        """
+        headers = http_auth.sign(
+            self.signer, method=method, path=path, body=raw, receiver_ss58=receiver_hotkey
+        )
+        if raw:
+            headers["Content-Type"] = "application/json"
         timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else self.timeout
+        url = yarl.URL(_base_url(endpoint) + path, encoded=True)
         try:
-            async with self.session.post(
-                f"http://{endpoint}{path}", data=raw, headers=headers, timeout=timeout
+            async with self.session.request(
+                method, url, data=raw or None, headers=headers, timeout=timeout
             ) as response:
                 data = await response.read()
                 status = response.status
+                retry_after = _retry_after(response.headers.get("Retry-After"))
         except TimeoutError:
-            return 0, ErrorBody(code="timeout", message=f"no answer from {endpoint}")
+            return SignedAnswer(0, ErrorBody(code="timeout", message=f"no answer from {endpoint}"))
         except aiohttp.ClientError as exc:
-            return 0, ErrorBody(code="unreachable", message=f"{endpoint}: {exc}")
+            return SignedAnswer(0, ErrorBody(code="unreachable", message=f"{endpoint}: {exc}"))
         if status == 200:
             try:
-                return status, answer_model.model_validate_json(data)
+                return SignedAnswer(status, answer_model.model_validate_json(data))
             except ValidationError as exc:
-                return status, ErrorBody(code="bad_answer", message=str(exc)[:300])
+                return SignedAnswer(status, ErrorBody(code="bad_answer", message=str(exc)[:300]))
         try:
-            error = json.loads(data)["error"]
-            return status, ErrorBody.model_validate(error)
+            error = ErrorBody.model_validate(json.loads(data)["error"])
         except (ValueError, KeyError, TypeError, ValidationError):
-            return status, ErrorBody(
-                code=f"http_{status}", message=data[:200].decode(errors="replace")
-            )
+            error = ErrorBody(code=f"http_{status}", message=data[:200].decode(errors="replace"))
+        return SignedAnswer(status, error, retry_after)

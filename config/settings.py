@@ -81,6 +81,7 @@ class Settings:
     # Data API (the subnet owner's service, docs/data_api.md)
     api_host: str = "127.0.0.1"
     api_port: int = 8092
+    api_reuse_port: bool = False
     api_db: Path | None = None  # default: <workdir>/data_api/data_api.sqlite
     api_secret: str | None = None
     api_min_validator_stake: float = 0.0
@@ -316,6 +317,14 @@ SETTINGS: tuple[Setting, ...] = (
         "port the Data API binds (0 = any free port)",
         roles=("data_api",),
         minimum=0,
+    ),
+    Setting(
+        "api_reuse_port",
+        "--api.reuse.port",
+        "DATA_API_REUSE_PORT",
+        bool,
+        "let several Data API processes (workers, same database) serve one port (Linux)",
+        roles=("data_api",),
     ),
     Setting(
         "api_db",

@@ -1,0 +1,13 @@
+"""The Data API: the subnet owner's service for epoch blocks, honeypots and S3 URLs (DESIGN 4.3).
+
+    python -m data_api --wallet.name owner --wallet.hotkey default      # serve
+    python -m data_api honeypot add reference.json                     # owner CLI
+
+Layers, each its own file: ``epochs`` (wall-clock epoch arithmetic),
+``universe`` (the zipcodes and their size tiers), ``blocks`` (the pure block
+derivation), ``store`` and ``migrations`` (SQLite), ``guards`` (the nonce store
+and rate counters shared by every worker through SQLite), ``s3`` (presigned
+URLs), ``metrics`` (Prometheus and access logs), ``service`` (cached blocks and
+honeypot reveals), ``routes`` (the HTTP handlers), ``app`` (assembly),
+``server`` (the process). See docs/data_api.md.
+"""

@@ -1,0 +1,181 @@
+"""Assembly: routes, who may call each, and a running server on a host and port.
+
+    api = await start_data_api(owner_hotkey, lambda: sync.snapshot, options, db_path,
+                               secret, s3=None, host="127.0.0.1", port=0)
+    api.url            # "http://127.0.0.1:40123"
+    await api.close()
+
+Tests, the benchmark and the local subnet start it this way in-process;
+``data_api.server`` does it for ``python -m data_api``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from common.chain import MetagraphSnapshot
+from common.data_api_models import (
+    HoneypotReference,
+    ReadUrlsRequest,
+    StatusReport,
+    UploadUrlRequest,
+)
+from common.signed_http import AccessPolicy, signed_route
+from data_api.guards import SqliteNonceStore, SqliteRateLimiter, guard_connection
+from data_api.metrics import ApiMetrics
+from data_api.routes import ApiOptions, Routes
+from data_api.s3 import S3Gateway, TokenSealer
+from data_api.service import BlockService
+from data_api.store import ApiStore
+from data_api.universe import Universe, load_universe
+
+logger = logging.getLogger(__name__)
+
+EPOCH = r"{epoch_id:[0-9]{1,13}}"  # 13 digits stay inside int64; more is a 404
+CHECKPOINT_INTERVAL_S = 2.0  # WAL growth between checkpoints: ~2 pages a request
+
+
+def build_app(
+    routes: Routes,
+    owner_hotkey: str,
+    metagraph: Callable[[], MetagraphSnapshot | None],
+    options: ApiOptions,
+    nonce_store: object,
+    rate_limiter: object,
+) -> web.Application:
+    """The aiohttp application: every route but health and metrics is signed."""
+
+    def policy(**who) -> AccessPolicy:
+        return AccessPolicy(
+            self_hotkey=owner_hotkey,
+            metagraph=metagraph,
+            max_body_bytes=options.max_body_bytes,
+            rate_limiter=rate_limiter,
+            nonce_store=nonce_store,
+            **who,
+        )
+
+    validators = policy(require_validator_permit=True, min_stake=options.min_validator_stake)
+    miners = policy(require_validator_permit=False, min_stake=0.0)
+    owner = policy(only_hotkeys=frozenset({owner_hotkey}))
+
+    # aiohttp's own cap sits above ours, so ours answers first with a JSON 413.
+    app = web.Application(
+        client_max_size=options.max_body_bytes + 1024, middlewares=[routes.metrics.middleware]
+    )
+    add = app.router
+    add.add_get("/v1/health", routes.health)
+    add.add_get("/metrics", routes.prometheus)
+    add.add_get("/v1/epochs/current", signed_route(validators, routes.current_block))
+    add.add_get(f"/v1/epochs/{EPOCH}/block", signed_route(validators, routes.epoch_block))
+    add.add_get(f"/v1/epochs/{EPOCH}/honeypots", signed_route(validators, routes.honeypots))
+    add.add_post(
+        f"/v1/epochs/{EPOCH}/status", signed_route(validators, routes.status, body=StatusReport)
+    )
+    add.add_post(
+        "/v1/s3/upload-url", signed_route(miners, routes.upload_url, body=UploadUrlRequest)
+    )
+    add.add_post(
+        "/v1/s3/read-urls", signed_route(validators, routes.read_urls, body=ReadUrlsRequest)
+    )
+    add.add_post(
+        "/v1/owner/references", signed_route(owner, routes.add_reference, body=HoneypotReference)
+    )
+    add.add_get("/v1/owner/references", signed_route(owner, routes.list_references))
+    return app
+
+
+@dataclass
+class RunningApi:
+    url: str
+    port: int
+    owner_hotkey: str
+    store: ApiStore
+    blocks: BlockService
+    metrics: ApiMetrics
+    _runner: web.AppRunner
+    _guard_conn: sqlite3.Connection
+    _checkpoints: asyncio.Task
+
+    async def close(self) -> None:
+        self._checkpoints.cancel()
+        await self._runner.cleanup()
+        await asyncio.to_thread(self.store.close)
+        self._guard_conn.close()
+
+
+async def _checkpoint_forever(store: ApiStore) -> None:
+    """Checkpoint the WAL on a thread, since the request path never does (see guards)."""
+    while True:
+        await asyncio.sleep(CHECKPOINT_INTERVAL_S)
+        try:
+            await asyncio.to_thread(store.checkpoint)
+        except sqlite3.Error as exc:  # busy or locked: the next round catches up
+            logger.warning("WAL checkpoint failed: %s", exc)
+
+
+async def start_data_api(
+    owner_hotkey: str,
+    metagraph: Callable[[], MetagraphSnapshot | None],
+    options: ApiOptions,
+    db_path: Path,
+    secret: bytes,
+    s3: S3Gateway | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    universe: Universe | None = None,
+    now: Callable[[], float] = time.time,
+    reuse_port: bool = False,
+) -> RunningApi:
+    """Open the store, build the app and serve it on ``host:port`` (0: a free port).
+
+    ``now`` is the epoch clock's time source (tests move it; signatures are
+    always checked against the real clock). Raises OSError when the port is taken.
+    """
+    if universe is None:
+        universe = await asyncio.to_thread(load_universe)
+    store = await asyncio.to_thread(ApiStore.open, db_path)
+    guard_conn = await asyncio.to_thread(guard_connection, db_path)
+    metrics = ApiMetrics()
+    blocks = BlockService(
+        store, universe, secret, options.epoch, options.blocks, now, metrics.blocks_issued.inc
+    )
+    # Listing tokens are sealed with a key of their own, derived from the block secret.
+    tokens = TokenSealer(hmac.new(secret, b"read-url-tokens/v1", hashlib.sha256).digest())
+    routes = Routes(owner_hotkey, options, blocks, store, s3, universe, metrics, metagraph, tokens)
+    app = build_app(
+        routes,
+        owner_hotkey,
+        metagraph,
+        options,
+        SqliteNonceStore(guard_conn),
+        SqliteRateLimiter(guard_conn, options.requests_per_minute),
+    )
+    runner = web.AppRunner(app, access_log=None)  # our middleware logs each request
+    await runner.setup()
+    # reuse_port: several service processes (workers) may serve one port on Linux;
+    # they share blocks, nonces and rate counters through the database.
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port)
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        store.close()
+        guard_conn.close()
+        raise
+    bound = site._server.sockets[0].getsockname()[1]  # the real port when port=0
+    url = f"http://{host}:{bound}"
+    checkpoints = asyncio.create_task(_checkpoint_forever(store), name="wal-checkpoints")
+    return RunningApi(
+        url, bound, owner_hotkey, store, blocks, metrics, runner, guard_conn, checkpoints
+    )

@@ -1,0 +1,92 @@
+"""The Data API's SQLite schema, as numbered migrations applied in order.
+
+``PRAGMA user_version`` holds the number of the last migration applied. A
+migration is never edited once released: a change is a new entry at the end.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: blocks, honeypots and references, status reports, nonces, rate counters.
+    """
+    CREATE TABLE epochs (
+        epoch_id INTEGER PRIMARY KEY,
+        block_id TEXT NOT NULL UNIQUE,
+        block_json BLOB NOT NULL,          -- the exact bytes served, for every validator
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE block_zipcodes (          -- what rotation looks back at
+        epoch_id INTEGER NOT NULL REFERENCES epochs(epoch_id),
+        zipcode TEXT NOT NULL,
+        PRIMARY KEY (epoch_id, zipcode)
+    ) WITHOUT ROWID;
+    CREATE TABLE block_honeypots (
+        epoch_id INTEGER NOT NULL REFERENCES epochs(epoch_id),
+        zipcode TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('reference', 'no_residential')),
+        references_json TEXT NOT NULL,     -- {source: [[zpid, record_hash], ...]} at issue time
+        PRIMARY KEY (epoch_id, zipcode)
+    ) WITHOUT ROWID;
+    CREATE TABLE honeypot_references (
+        zipcode TEXT NOT NULL,
+        source TEXT NOT NULL,
+        records_json TEXT NOT NULL,        -- [[zpid, record_hash], ...]
+        record_count INTEGER NOT NULL,
+        added_at REAL NOT NULL,
+        added_by TEXT NOT NULL,
+        PRIMARY KEY (zipcode, source)
+    ) WITHOUT ROWID;
+    CREATE TABLE status_reports (
+        epoch_id INTEGER NOT NULL,
+        validator_hotkey TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        report_json TEXT NOT NULL,
+        PRIMARY KEY (epoch_id, validator_hotkey)
+    ) WITHOUT ROWID;
+    CREATE TABLE nonces (
+        hotkey TEXT NOT NULL,
+        nonce_ns INTEGER NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (hotkey, nonce_ns)
+    ) WITHOUT ROWID;
+    CREATE INDEX nonces_by_expiry ON nonces(expires_at);
+    CREATE TABLE rate_counters (
+        hotkey TEXT NOT NULL,
+        window_id INTEGER NOT NULL,        -- floor(unix time / window length)
+        count INTEGER NOT NULL,
+        PRIMARY KEY (hotkey, window_id)
+    ) WITHOUT ROWID;
+    """,
+)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply the migrations ``conn`` has not seen; returns the resulting version.
+
+    Each migration and its version bump commit together, and ``BEGIN
+    IMMEDIATE`` makes two processes opening a fresh database take turns.
+    Raises RuntimeError for a database newer than this code.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = schema_version(conn)
+        if version > len(MIGRATIONS):
+            raise RuntimeError(
+                f"database schema version {version} is newer than this code ({len(MIGRATIONS)})"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return schema_version(conn)

@@ -1,0 +1,147 @@
+"""The Data API: epoch zipcode blocks, honeypots and S3 URLs, run by the subnet owner.
+
+Builds the process from settings: the owner's hotkey, the chain and its
+metagraph sync, the block secret, the store, the S3 gateway, the server.
+
+    python -m data_api --wallet.name owner --wallet.hotkey default --api.port 8092
+    python -m data_api --help
+
+Once serving, it writes ``endpoint.json`` (url, hotkey, pid) next to its
+database, so a launcher that asked for ``--api.port 0`` learns the port.
+Exit codes as the neurons: 0 stopped, 2 invalid setting, 3 chain unavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import logging
+import os
+from pathlib import Path
+
+from common.chain import open_chain
+from common.metagraph import MetagraphSync
+from common.s3_layout import InvalidKey, check_prefix
+from config.settings import Settings, SettingsError
+from data_api.app import start_data_api
+from data_api.routes import ApiOptions
+from data_api.s3 import S3Gateway
+from data_api.secret import resolve_secret
+from data_api.store import default_db_path
+
+logger = logging.getLogger("data_api.server")
+
+ENDPOINT_FILE = "endpoint.json"
+
+
+def load_owner_keypair(settings: Settings):
+    """(wallet, hotkey keypair) named by the wallet settings; SettingsError when unreadable."""
+    import bittensor as bt
+
+    wallet = bt.Wallet(
+        name=settings.wallet_name,
+        hotkey=settings.wallet_hotkey,
+        path=str(Path(settings.wallet_path).expanduser()),
+    )
+    try:
+        keypair = wallet.hotkey
+    except Exception as exc:  # the SDK raises its own error kinds for missing keyfiles
+        raise SettingsError(
+            f"cannot load hotkey {settings.wallet_name}/{settings.wallet_hotkey} "
+            f"from {settings.wallet_path}: {exc}"
+        ) from exc
+    return wallet, keypair
+
+
+def s3_gateway(settings: Settings) -> S3Gateway | None:
+    if not settings.s3_bucket:
+        logger.warning("no S3 bucket set (S3_BUCKET): the S3 endpoints answer 503")
+        return None
+    try:
+        check_prefix(settings.s3_prefix)
+    except InvalidKey as exc:
+        raise SettingsError(f"invalid --s3.prefix / S3_PREFIX: {exc}") from None
+    return S3Gateway.create(
+        bucket=settings.s3_bucket,
+        prefix=settings.s3_prefix,
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        access_key_id=settings.s3_access_key_id,
+        secret_access_key=settings.s3_secret_access_key,
+    )
+
+
+def _check_bucket(gateway: S3Gateway, create: bool) -> None:
+    """Warn when the bucket is missing; the local preset creates it (an emulator starts empty)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        gateway.client.head_bucket(Bucket=gateway.bucket)
+        return
+    except (ClientError, BotoCoreError) as exc:
+        if not create:
+            logger.warning("S3 bucket %s is not reachable: %s", gateway.bucket, exc)
+            return
+    try:
+        gateway.client.create_bucket(Bucket=gateway.bucket)
+        logger.info("local preset: created S3 bucket %s", gateway.bucket)
+    except (ClientError, BotoCoreError) as exc:
+        logger.warning("could not create S3 bucket %s: %s", gateway.bucket, exc)
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    wallet, keypair = load_owner_keypair(settings)
+    owner = keypair.ss58_address
+    secret = resolve_secret(settings)
+    chain = open_chain(settings.network, settings.netuid, settings.chain_file, wallet, owner)
+    sync = MetagraphSync(chain, settings.metagraph_refresh_s)
+    await sync.refresh()
+    gateway = s3_gateway(settings)
+    if gateway is not None:
+        await asyncio.to_thread(_check_bucket, gateway, settings.preset == "local")
+    db_path = Path(settings.api_db or default_db_path(settings.workdir))
+    api = await start_data_api(
+        owner,
+        lambda: sync.snapshot,
+        ApiOptions.from_settings(settings),
+        db_path,
+        secret,
+        gateway,
+        settings.api_host,
+        settings.api_port,
+        reuse_port=settings.api_reuse_port,
+    )
+    endpoint = db_path.parent / ENDPOINT_FILE
+    document = {"url": api.url, "hotkey": owner, "pid": os.getpid(), "netuid": settings.netuid}
+    tmp = endpoint.with_name(f".{ENDPOINT_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(document))
+    os.replace(tmp, endpoint)  # a launcher polling for it never reads half a file
+    logger.info(
+        "Data API serving on %s as %s (netuid %s, epochs of %gs, database %s)",
+        api.url,
+        owner,
+        settings.netuid,
+        settings.cycle_seconds,
+        db_path,
+    )
+    # The universe, the app and the clients live for the whole run: keep them
+    # out of the collector's generations so collections stay short on requests.
+    gc.freeze()
+    refresher = asyncio.create_task(sync.run(), name="metagraph-sync")
+    try:
+        await stop.wait()
+    finally:
+        logger.info("Data API stopping")
+        refresher.cancel()
+        with contextlib.suppress(OSError):
+            endpoint.unlink()
+        await api.close()
+        await chain.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from neurons.runner import run_neuron
+
+    return run_neuron("data_api", serve, argv, __doc__.split("\n\n")[0])

@@ -1,0 +1,266 @@
+"""The Data API's SQLite store: issued blocks, honeypots, owner references, status reports.
+
+Methods are synchronous and thread-safe (one connection behind a lock); the
+service calls them through ``asyncio.to_thread``. Every statement is
+parameterised. WAL lets readers in other worker processes go on while one
+writes.
+
+    store = ApiStore.open(path)
+    raw = store.save_block(epoch_id, block_id, raw, zipcodes, honeypots)  # first write wins
+    store.block_json(epoch_id)
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from data_api.migrations import migrate
+
+BUSY_TIMEOUT_MS = 5_000
+
+
+def default_db_path(workdir: Path) -> Path:
+    return Path(workdir) / "data_api" / "data_api.sqlite"
+
+
+def connect(path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
+    """An autocommit connection in WAL mode (each statement commits unless in BEGIN)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    # NORMAL in WAL: a commit is durable at the next checkpoint, not fsynced
+    # each time; a power cut may lose the last instants (nonces, counters),
+    # never corrupt the file.
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceRow:
+    zipcode: str
+    source: str
+    record_count: int
+    added_at: float
+    added_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedHoneypot:
+    zipcode: str
+    kind: str
+    references: dict[str, list[list[str]]]  # source -> [[zpid, record_hash], ...]
+
+
+class ApiStore:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: Path) -> ApiStore:
+        """Open (creating and migrating) the database at ``path``."""
+        conn = connect(path)
+        migrate(conn)
+        return cls(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database without waiting on readers or writers (blocking)."""
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    # --- blocks ---------------------------------------------------------------------
+
+    def block_json(self, epoch_id: int) -> bytes | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT block_json FROM epochs WHERE epoch_id = ?", (epoch_id,)
+            ).fetchone()
+        return bytes(row[0]) if row else None
+
+    def recent_zipcodes(self, epoch_id: int, epochs: int) -> list[frozenset[str]]:
+        """Zipcodes of the persisted blocks of the ``epochs`` epochs before ``epoch_id``,
+        most recent first (an epoch nobody asked for has no block and is skipped)."""
+        if epochs <= 0:
+            return []
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT epoch_id, zipcode FROM block_zipcodes "
+                "WHERE epoch_id >= ? AND epoch_id < ? ORDER BY epoch_id DESC",
+                (epoch_id - epochs, epoch_id),
+            ).fetchall()
+        by_epoch: dict[int, set[str]] = {}
+        for epoch, zipcode in rows:
+            by_epoch.setdefault(epoch, set()).add(zipcode)
+        return [frozenset(by_epoch[e]) for e in sorted(by_epoch, reverse=True)]
+
+    def save_block(
+        self,
+        epoch_id: int,
+        block_id: str,
+        block_json: bytes,
+        zipcodes: Sequence[str],
+        honeypots: Sequence[IssuedHoneypot],
+        now: float | None = None,
+    ) -> tuple[bytes, bool]:
+        """Persist a block unless the epoch has one already.
+
+        Returns (the epoch's block bytes, whether this call stored them). The
+        first write wins, also across processes, so every validator gets the
+        bytes that were persisted first.
+        """
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute(
+                    "SELECT block_json FROM epochs WHERE epoch_id = ?", (epoch_id,)
+                ).fetchone()
+                if row is not None:
+                    conn.execute("COMMIT")
+                    return bytes(row[0]), False
+                conn.execute(
+                    "INSERT INTO epochs (epoch_id, block_id, block_json, created_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (epoch_id, block_id, block_json, time.time() if now is None else now),
+                )
+                conn.executemany(
+                    "INSERT INTO block_zipcodes (epoch_id, zipcode) VALUES (?, ?)",
+                    [(epoch_id, z) for z in zipcodes],
+                )
+                conn.executemany(
+                    "INSERT INTO block_honeypots (epoch_id, zipcode, kind, references_json) "
+                    "VALUES (?, ?, ?, ?)",
+                    [
+                        (epoch_id, h.zipcode, h.kind, json.dumps(h.references, sort_keys=True))
+                        for h in honeypots
+                    ],
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return block_json, True
+
+    def honeypots(self, epoch_id: int) -> tuple[str, list[IssuedHoneypot]] | None:
+        """(block_id, honeypots) of an issued block, or None when the epoch has no block."""
+        with self._lock:
+            epoch = self._conn.execute(
+                "SELECT block_id FROM epochs WHERE epoch_id = ?", (epoch_id,)
+            ).fetchone()
+            if epoch is None:
+                return None
+            rows = self._conn.execute(
+                "SELECT zipcode, kind, references_json FROM block_honeypots "
+                "WHERE epoch_id = ? ORDER BY zipcode",
+                (epoch_id,),
+            ).fetchall()
+        return epoch[0], [IssuedHoneypot(z, k, json.loads(r)) for z, k, r in rows]
+
+    # --- owner references -------------------------------------------------------------
+
+    def upsert_reference(
+        self,
+        zipcode: str,
+        source: str,
+        records: Sequence[tuple[str, str]],
+        added_by: str,
+        now: float | None = None,
+    ) -> None:
+        records_json = json.dumps([list(r) for r in records])
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO honeypot_references "
+                "(zipcode, source, records_json, record_count, added_at, added_by) "
+                "VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (zipcode, source) DO UPDATE SET records_json = excluded.records_json, "
+                "record_count = excluded.record_count, added_at = excluded.added_at, "
+                "added_by = excluded.added_by",
+                (
+                    zipcode,
+                    source,
+                    records_json,
+                    len(records),
+                    time.time() if now is None else now,
+                    added_by,
+                ),
+            )
+
+    def delete_reference(self, zipcode: str, source: str | None = None) -> int:
+        """Remove a zipcode's references (one source, or all); returns how many went."""
+        with self._lock:
+            if source is None:
+                cursor = self._conn.execute(
+                    "DELETE FROM honeypot_references WHERE zipcode = ?", (zipcode,)
+                )
+            else:
+                cursor = self._conn.execute(
+                    "DELETE FROM honeypot_references WHERE zipcode = ? AND source = ?",
+                    (zipcode, source),
+                )
+        return cursor.rowcount
+
+    def references(self) -> list[ReferenceRow]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT zipcode, source, record_count, added_at, added_by "
+                "FROM honeypot_references ORDER BY zipcode, source"
+            ).fetchall()
+        return [ReferenceRow(*row) for row in rows]
+
+    def reference_zipcodes(self) -> list[str]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT DISTINCT zipcode FROM honeypot_references ORDER BY zipcode"
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def reference_records(self, zipcodes: Iterable[str]) -> dict[str, dict[str, list]]:
+        """zipcode -> source -> [[zpid, record_hash], ...] for the given zipcodes."""
+        wanted = sorted(set(zipcodes))
+        out: dict[str, dict[str, list]] = {}
+        with self._lock:
+            for zipcode in wanted:
+                for source, records_json in self._conn.execute(
+                    "SELECT source, records_json FROM honeypot_references WHERE zipcode = ?",
+                    (zipcode,),
+                ):
+                    out.setdefault(zipcode, {})[source] = json.loads(records_json)
+        return out
+
+    # --- validators' status reports -----------------------------------------------------
+
+    def save_status(
+        self, epoch_id: int, hotkey: str, report_json: str, now: float | None = None
+    ) -> float:
+        """Store (or replace) a validator's report for an epoch; returns the receipt time."""
+        received = time.time() if now is None else now
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO status_reports (epoch_id, validator_hotkey, received_at, report_json) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (epoch_id, validator_hotkey) DO UPDATE SET "
+                "received_at = excluded.received_at, report_json = excluded.report_json",
+                (epoch_id, hotkey, received, report_json),
+            )
+        return received
+
+    def status_reports(self, epoch_id: int) -> dict[str, dict]:
+        """validator hotkey -> report, for one epoch."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT validator_hotkey, report_json FROM status_reports WHERE epoch_id = ?",
+                (epoch_id,),
+            ).fetchall()
+        return {hotkey: json.loads(report) for hotkey, report in rows}
