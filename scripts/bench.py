@@ -16,6 +16,9 @@ Reports:
   twice the records per answer divided by time at the base size.
 - ``dispatch_s`` and ``ack_p99_ms``: see ``scripts/bench_net.py``.
 - ``scrape_records_per_s``: see ``scripts/bench_scrape.py``.
+- ``api_rps``, ``api_p99_ms``: see ``scripts/bench_api.py``.
+- ``validator_rss_growth`` (only with ``--only validator_memory``): see
+  ``scripts/bench_memory.py``.
 """
 
 from __future__ import annotations
@@ -215,19 +218,42 @@ def bench_scrape() -> dict:
     return run()
 
 
+def bench_api() -> dict:
+    import asyncio
+
+    from bench_api import bench_api as run
+
+    return asyncio.run(run())
+
+
+def bench_validator_memory() -> dict:
+    from bench_memory import bench_validator_memory as run
+
+    return run()
+
+
 BENCHMARKS = {
     "plan": bench_plan,
     "consensus": bench_consensus,
     "dispatch": bench_dispatch,
     "ack": bench_ack,
     "scrape": bench_scrape,
+    "api": bench_api,
+    # Minutes long (64 miner processes): run it on its own, --only validator_memory.
+    "validator_memory": bench_validator_memory,
 }
+DEFAULT = [name for name in BENCHMARKS if name != "validator_memory"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmarks for DESIGN.md section 6.")
     parser.add_argument("--json", type=Path, help="write the figures here")
-    parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated subset")
+    parser.add_argument(
+        "--only",
+        default=",".join(DEFAULT),
+        help=f"comma-separated subset of {', '.join(BENCHMARKS)} "
+        "(default: all but validator_memory)",
+    )
     parser.add_argument("--peak-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.peak_child:
