@@ -77,6 +77,8 @@ class Settings:
     metagraph_refresh_s: float = 60.0
     max_cycles: int = 0
     metrics_port: int = 0
+    data_api_url: str | None = None
+    data_api_hotkey: str | None = None
     watchdog_s: float = 0.0
     # Data API (the subnet owner's service, docs/data_api.md)
     api_host: str = "127.0.0.1"
@@ -153,6 +155,23 @@ SETTINGS: tuple[Setting, ...] = (
         "SCRAPER",
         str,
         "property source: synthetic, rapidapi_zillow or module.path:Class (docs/miner.md)",
+        roles=("miner", "validator"),
+    ),
+    Setting(
+        "data_api_url",
+        "--data_api.url",
+        "DATA_API_URL",
+        str,
+        "the subnet's Data API (blocks for validators, upload URLs for miners); "
+        "unset: blocks derived locally, no uploads (local subnet without it)",
+        roles=("miner", "validator"),
+    ),
+    Setting(
+        "data_api_hotkey",
+        "--data_api.hotkey",
+        "DATA_API_HOTKEY",
+        str,
+        "the Data API's hotkey (ss58; requests are signed to it)",
         roles=("miner", "validator"),
     ),
     Setting("synthetic_seed", "--synthetic.seed", "SYNTHETIC_SEED", int, "synthetic world seed"),

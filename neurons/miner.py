@@ -90,11 +90,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         hotkey,
         concurrency=settings.scrape_concurrency,
         behaviour=behaviour,
-        behaviour_scrape=(
-            (lambda z: source.world.honest_view(z, hotkey, 0))
-            if isinstance(source, SyntheticSource)
-            else None
-        ),
+        behaviour_scrape=(source.view if isinstance(source, SyntheticSource) else None),
     )
     await service.start()
     MinerMetrics(service, source).serve(settings.metrics_port, settings.host)

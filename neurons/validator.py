@@ -35,8 +35,10 @@ from consensus.engine import ConsensusEngine
 from neurons.miner import build_source, load_wallet
 from neurons.runner import run_neuron
 from scraping.synthetic import SyntheticWorld
+from vali_utils.api_blocks import ApiBlocks
 from vali_utils.blocks import EpochBlock, LocalBlockSource
 from vali_utils.cycle import ConsensusCycle
+from vali_utils.data_api_client import ValidatorDataAPI
 from vali_utils.evaluator import EnhancedMinerEvaluator, Schedule
 from vali_utils.metrics import ValidatorMetrics
 from vali_utils.spot_check import SourceVerifier, SyntheticVerifier
@@ -76,7 +78,6 @@ async def validate(settings: Settings, stop: asyncio.Event) -> None:
         if not hasattr(source, "fetch_property"):
             raise SettingsError(f"--scraper {settings.scraper} cannot fetch single properties")
         verifier = SourceVerifier(source, settings.request_timeout_s * 6)
-    blocks = LocalBlocks(LocalBlockSource(settings.netuid, world, settings.zipcodes_per_cycle))
     store = await ValidatorStore.open(
         settings.state_dir / "validator.sqlite",
         legacy_state=settings.state_dir / "scoring_state.json",
@@ -92,6 +93,7 @@ async def validate(settings: Settings, stop: asyncio.Event) -> None:
     connector = aiohttp.TCPConnector(limit=settings.dispatch_concurrency)
     try:
         async with aiohttp.ClientSession(connector=connector) as session:
+            blocks, honeypots = _blocks(settings, world, keypair, session)
             cycle = ConsensusCycle(
                 SignedClient(keypair, session, settings.request_timeout_s),
                 ConsensusEngine(ConsensusConfig()),
@@ -103,6 +105,7 @@ async def validate(settings: Settings, stop: asyncio.Event) -> None:
                 poll_s=max(0.5, min(10.0, settings.cycle_seconds / 20)),
                 request_timeout_s=settings.request_timeout_s,
                 store=store,
+                honeypots=honeypots,
             )
             evaluator = EnhancedMinerEvaluator(
                 chain,
@@ -124,6 +127,32 @@ async def validate(settings: Settings, stop: asyncio.Event) -> None:
         refresher.cancel()
         await store.close()
         await chain.close()
+
+
+def _blocks(settings: Settings, world: SyntheticWorld, keypair, session):
+    """Blocks and honeypots from the Data API when one is configured, else derived locally."""
+    if not settings.data_api_url:
+        logger.info("no --data_api.url: blocks derived locally from (netuid, epoch), no honeypots")
+        source = LocalBlockSource(settings.netuid, world, settings.zipcodes_per_cycle)
+        return LocalBlocks(source), None
+    if not settings.data_api_hotkey:
+        raise SettingsError(
+            "--data_api.url / DATA_API_URL needs --data_api.hotkey / DATA_API_HOTKEY"
+        )
+    try:
+        api = ValidatorDataAPI(
+            settings.data_api_url,
+            settings.data_api_hotkey,
+            keypair,
+            session,
+            cache_path=settings.state_dir / "block.json",
+            timeout_s=settings.request_timeout_s * 2,
+        )
+    except ValueError as exc:
+        raise SettingsError(f"invalid --data_api.url / DATA_API_URL: {exc}") from exc
+    logger.info("blocks and honeypots from the Data API at %s", settings.data_api_url)
+    blocks = ApiBlocks(api)
+    return blocks, blocks.honeypots
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -132,6 +132,7 @@ class MinerService:
                 "batch_id",
                 "overlap_group",
                 "epoch_id",
+                "epoch_nonce",
                 "expected_properties_per_zipcode",
             }
         )
@@ -230,7 +231,7 @@ class MinerService:
                 progress=progress,
                 property_answers=property_answers(rows),
             )
-        _, status, total, zipcode_rows, record_rows, epoch_id = found
+        _, status, total, zipcode_rows, record_rows, epoch_id, nonce = found
         records: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for source, zipcode, zpid, record_hash in record_rows:
             records.setdefault((source, zipcode), []).append((zpid, record_hash))
@@ -243,7 +244,9 @@ class MinerService:
             )
             for source, zipcode in zipcode_rows
         ]
-        manifest = Manifest(epoch_id=epoch_id, miner_hotkey=self.hotkey, zipcodes=entries)
+        manifest = Manifest(
+            epoch_id=epoch_id, epoch_nonce=nonce, miner_hotkey=self.hotkey, zipcodes=entries
+        )
         progress = Progress(
             zipcodes_done=len(zipcode_rows), zipcodes_total=total, records=len(record_rows)
         )
@@ -449,7 +452,15 @@ def _collect_rows(db, validator: str, request_id: str):
         " ORDER BY source, zipcode, zpid",
         (key,),
     ).fetchall()
-    return "zipcodes", status, total, zipcode_rows, record_rows, request.get("epoch_id")
+    return (
+        "zipcodes",
+        status,
+        total,
+        zipcode_rows,
+        record_rows,
+        request.get("epoch_id"),
+        request.get("epoch_nonce"),
+    )
 
 
 def _answer(

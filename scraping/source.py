@@ -22,6 +22,7 @@ Third-party sources plug in through ``scraping.registry`` (``SCRAPER=module.path
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -77,6 +78,30 @@ class PropertyLookup(Protocol):
     async def fetch_property(self, zpid: str, *, deadline: float) -> dict | None: ...
 
 
+def is_no_residential(zipcode: str) -> bool:
+    """A real PO-box or single-organisation zipcode, where no residential listing exists.
+
+    The Data API mixes such zipcodes into blocks as honeypots; the synthetic
+    market (local subnet) leaves them empty so that honest miners pass them.
+    Without the ``zipcodes`` package (the ``api``/``local`` extras) nothing is
+    known and nothing is empty.
+    """
+    return zipcode in _no_residential_zipcodes()
+
+
+@functools.cache
+def _no_residential_zipcodes() -> frozenset[str]:
+    try:
+        import zipcodes
+    except ImportError:
+        return frozenset()
+    return frozenset(
+        row["zip_code"]
+        for row in zipcodes.list_all()
+        if row.get("zip_code_type") in ("PO BOX", "UNIQUE")
+    )
+
+
 class SyntheticSource:
     """The synthetic market seen through one observer's honest eyes (misses and stale values)."""
 
@@ -86,21 +111,30 @@ class SyntheticSource:
         self.world = world
         self.observer = observer
         self.delay_s = delay_s
+        _no_residential_zipcodes()  # load once now, not on the request path
 
     async def scrape_zipcode(self, zipcode: str, source: str, *, deadline: float) -> ScrapeResult:
         if self.delay_s:
             await asyncio.sleep(min(self.delay_s, max(0.0, deadline - time.monotonic())))
         if time.monotonic() > deadline:
             return ScrapeResult(errors=["deadline passed"])
-        records = self.world.honest_view(zipcode, self.observer, epoch=0)
-        return ScrapeResult(records=records, pages=1, calls=1)
+        return ScrapeResult(records=self.view(zipcode), pages=1, calls=1)
+
+    def view(self, zipcode: str) -> list[dict]:
+        """What this observer sees in ``zipcode``: nothing where no home can be listed."""
+        if is_no_residential(zipcode):
+            return []
+        return self.world.honest_view(zipcode, self.observer, epoch=0)
 
     async def fetch_property(self, zpid: str, *, deadline: float) -> dict | None:
         """The world's true record for ``zpid``, or None when there is no such listing."""
         zpid = str(zpid).strip()
         if not zpid.isascii() or not zpid.isdigit():
             return None
-        return self.world.lookup(int(zpid))
+        record = self.world.lookup(int(zpid))
+        if record is not None and is_no_residential(str(record.get("zipcode"))):
+            return None  # as ``view``: no listings where no home can be listed
+        return record
 
     async def close(self) -> None:
         """Nothing to release; present so every built-in source can be closed alike."""

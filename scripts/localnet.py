@@ -88,6 +88,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--plot", type=Path, help="write a PNG chart here (default WORKDIR/report.png)"
     )
     parser.add_argument("--serve", action="store_true", help="keep running after the cycles")
+    parser.add_argument(
+        "--no-data-api",
+        action="store_true",
+        help="no Data API: validators derive blocks locally (no honeypots, no nonces)",
+    )
     args = parser.parse_args(argv)
     if args.miners < 2 or args.validators < 1 or args.cycles < 1:
         parser.error("need at least 2 miners, 1 validator and 1 cycle")
@@ -134,6 +139,8 @@ class Subnet:
         self.processes: list[subprocess.Popen] = []
         self.miners: list[dict] = []
         self.validators: list[dict] = []
+        self.owner: dict = {}
+        self.data_api: dict | None = None  # url, hotkey once it serves
 
     def setup(self) -> None:
         wallets = self.workdir / "wallets"
@@ -168,6 +175,9 @@ class Subnet:
             )
             neurons.append(NeuronInfo(uid, hotkey, coldkey, MINER_STAKE, False, None))
         create_chain_file(self.chain_file, 1, neurons)
+        # The subnet owner's hotkey, for the Data API (not a neuron of the subnet).
+        owner_hotkey, owner_coldkey = create_wallet(wallets, "owner", "default")
+        self.owner = {"hotkey": owner_hotkey, "coldkey": owner_coldkey}
 
     def _common(self, wallet: str, hotkey: str) -> list[str]:
         return [
@@ -189,7 +199,64 @@ class Subnet:
             str(self.args.seed),
             "--env-file",
             "/dev/null",
+            *(
+                [
+                    "--data_api.url",
+                    self.data_api["url"],
+                    "--data_api.hotkey",
+                    self.data_api["hotkey"],
+                ]
+                if self.data_api
+                else []
+            ),
         ]
+
+    def start_data_api(self) -> None:
+        """The owner's Data API on a free loopback port, its SQLite in the work directory."""
+        endpoint = self.workdir / "data_api" / "endpoint.json"
+        endpoint.unlink(missing_ok=True)
+        argv = [
+            "--preset",
+            "local",
+            "--subtensor.network",
+            "localfile",
+            "--chain.file",
+            str(self.chain_file),
+            "--wallet.path",
+            str(self.workdir / "wallets"),
+            "--wallet.name",
+            "owner",
+            "--workdir",
+            str(self.workdir),
+            "--env-file",
+            "/dev/null",
+            "--api.port",
+            "0",
+            "--cycle.seconds",
+            str(self.args.cycle_seconds),
+            "--block.zipcodes",
+            str(self.args.zipcodes),
+            # No-residential honeypots (the synthetic market leaves real PO-box
+            # zipcodes empty): one in twenty zipcodes.
+            "--block.honeypots",
+            str(max(1, self.args.zipcodes // 20)),
+            "--metagraph.refresh",
+            "2",
+        ]
+        process = self._spawn("data_api", argv, "data_api")
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if endpoint.exists():
+                try:
+                    found = json.loads(endpoint.read_text())
+                except ValueError:  # being written
+                    found = {}
+                if found.get("pid") == process.pid:
+                    self.data_api = {"url": found["url"], "hotkey": found["hotkey"]}
+                    return
+            self._check_children()
+            time.sleep(0.2)
+        raise RuntimeError(f"the Data API did not start within {STARTUP_TIMEOUT_S:.0f}s")
 
     def _spawn(self, module: str, argv: list[str], log_name: str) -> subprocess.Popen:
         log = open(self.workdir / "logs" / f"{log_name}.log", "w")  # noqa: SIM115 - lives with the child
@@ -232,8 +299,7 @@ class Subnet:
             self._check_children()
             time.sleep(0.2)
         raise RuntimeError(
-            f"miners did not publish endpoints within {timeout:.0f}s; "
-            f"see {self.workdir}/logs"
+            f"miners did not publish endpoints within {timeout:.0f}s; see {self.workdir}/logs"
         )
 
     def start_validators(self) -> list[subprocess.Popen]:
@@ -268,7 +334,8 @@ class Subnet:
             "chain_file": str(self.chain_file),
             "miners": self.miners,
             "validators": self.validators,
-            "data_api_url": None,
+            "data_api_url": self.data_api["url"] if self.data_api else None,
+            "data_api_hotkey": self.data_api["hotkey"] if self.data_api else None,
             "s3_endpoint_url": None,
         }
         (self.workdir / "localnet.json").write_text(json.dumps(description, indent=1))
@@ -424,6 +491,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         subnet.setup()
+        if not args.no_data_api:
+            subnet.start_data_api()
         subnet.start_miners()
         subnet.write_description()
         print(

@@ -9,7 +9,8 @@ networks (its own issue).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from scraping.synthetic import SyntheticWorld
 
@@ -21,6 +22,13 @@ class EpochBlock:
     zipcodes: tuple[str, ...]
     seed: bytes
     expected_properties_per_zipcode: int = 50
+    nonce: str | None = None  # the Data API's epoch nonce; miners' data must carry it
+    expected: Mapping[str, int] = field(default_factory=dict)  # per zipcode, when known
+
+    def expected_counts(self) -> dict[str, int]:
+        return {
+            z: self.expected.get(z, self.expected_properties_per_zipcode) for z in self.zipcodes
+        }
 
 
 class LocalBlockSource:

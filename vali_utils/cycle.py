@@ -20,6 +20,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -39,7 +40,7 @@ from consensus.answers import answers_from_manifest, hash_to_int
 from consensus.assignment import AssignmentPlan, MinerGroup, MinerInfo, ZipcodeAssignmentManager
 from consensus.engine import ConsensusEngine
 from consensus.tiebreak import TiebreakAnswer, TiebreakRequest
-from consensus.types import CycleResult, GroupSubmission, SpotCheckRequest, Verdict
+from consensus.types import CycleResult, GroupSubmission, Honeypot, SpotCheckRequest, Verdict
 from vali_utils.blocks import EpochBlock
 from vali_utils.spot_check import Verifier
 from vali_utils.store import Progress, ValidatorStore
@@ -47,7 +48,17 @@ from vali_utils.store import Progress, ValidatorStore
 logger = logging.getLogger(__name__)
 
 _ANSWERS = TypeAdapter(list[PropertyAnswer])
+
+
+class HoneypotsUnavailable(RuntimeError):
+    """The epoch's honeypots could not be had (their source refused or is down)."""
+
+
+# epoch -> {zipcode: Honeypot}, raising HoneypotsUnavailable
+HoneypotSource = Callable[[int], Awaitable[dict[str, Honeypot]]]
 PROGRESS_S = 10.0  # seconds between progress lines of a long phase
+HONEYPOT_MARGIN_S = 1.0  # past the deadline before honeypots are asked for (clock skew)
+DISPATCH_ATTEMPTS = 3  # sends of an assignment a miner did not answer (timeout, unreachable)
 SOURCE = Source.ZILLOW_SOLD
 
 
@@ -66,6 +77,8 @@ class Assignment:
     tiebreak: TiebreakRequest | None = None
     property_answers: list[PropertyAnswer] | None = None
     resumed: bool = False  # restored from the store after a restart
+    attempts: int = 0  # sends in this run
+    retryable: bool = False  # the last send got no answer (timeout, unreachable)
     dirty: bool = False  # changed since it was last written to the store
 
     @property
@@ -144,6 +157,7 @@ class ConsensusCycle:
         poll_s: float = 5.0,
         request_timeout_s: float = 5.0,
         store: ValidatorStore | None = None,
+        honeypots: HoneypotSource | None = None,
     ) -> None:
         self.client = client
         self.engine = engine
@@ -153,6 +167,7 @@ class ConsensusCycle:
         self.poll_s = poll_s
         self.request_timeout_s = request_timeout_s
         self.store = store
+        self.honeypots = honeypots
 
     def plan(
         self, block: EpochBlock, graph: MetagraphSnapshot
@@ -199,6 +214,7 @@ class ConsensusCycle:
                     batch_id=group.batch_id,
                     overlap_group=group.overlap_group,
                     epoch_id=f"epoch-{block.epoch}",
+                    epoch_nonce=block.nonce,
                     expires_at=expires,
                 ),
             )
@@ -233,12 +249,12 @@ class ConsensusCycle:
         timings["collect_s"] = time.monotonic() - started
 
         started = time.monotonic()
-        submissions, dropped = self.submissions(assignments)
+        submissions, dropped = self.submissions(assignments, block.nonce)
         draft = self.engine.evaluate(
             plan,
             submissions,
             credibility,
-            {z: block.expected_properties_per_zipcode for z in block.zipcodes},
+            block.expected_counts(),
         )
         requests = self.engine.spot_check_requests(draft, block.seed)
         tb_requests = self.engine.tiebreak_requests(draft, block.seed, miners)
@@ -257,7 +273,8 @@ class ConsensusCycle:
         timings["verify_s"] = time.monotonic() - started
         started = time.monotonic()
         tiebreaks = (tb_requests, tiebreak_answers(tb_assignments)) if tb_assignments else None
-        result = self.engine.finalize(draft, verdicts, honeypots={}, tiebreaks=tiebreaks)
+        honeypots = await self._honeypots(block.epoch, deadline_wall)
+        result = self.engine.finalize(draft, verdicts, honeypots=honeypots, tiebreaks=tiebreaks)
         timings["consensus_s"] += time.monotonic() - started
         if tiebreaks:
             logger.info(
@@ -313,6 +330,24 @@ class ConsensusCycle:
         await self.dispatch(assignments)
         await self._save(epoch, assignments)
         await self.collect(assignments, deadline_wall, epoch, what="tie-break lookups")
+
+    async def _honeypots(self, epoch: int, deadline_wall: float) -> dict[str, Honeypot]:
+        """The epoch's honeypots, revealed after its deadline; none when they cannot be had.
+
+        Consensus waits for the deadline when honeypots are to be had: miners
+        may answer until then, and only then are the honeypots revealed.
+        """
+        if self.honeypots is None:
+            return {}
+        wait = deadline_wall + HONEYPOT_MARGIN_S - time.time()
+        if wait > 0:
+            logger.info("epoch %d: waiting %.1fs for the deadline to see honeypots", epoch, wait)
+            await asyncio.sleep(wait)
+        try:
+            return await asyncio.wait_for(self.honeypots(epoch), self.request_timeout_s * 6)
+        except (TimeoutError, HoneypotsUnavailable) as exc:
+            logger.warning("epoch %d: honeypots unavailable (%s); scoring without them", epoch, exc)
+            return {}
 
     async def _restore(self, epoch: int, assignments: list[Assignment]) -> None:
         if self.store is None:
@@ -388,6 +423,7 @@ class ConsensusCycle:
                     assignment.dirty = True
                     return
                 assignment.status = None
+            assignment.attempts += 1
             status, answer = await self.client.post(
                 assignment.endpoint,
                 assignment.miner.hotkey,
@@ -397,6 +433,8 @@ class ConsensusCycle:
                 self.request_timeout_s,
             )
             assignment.dirty = True
+            # No answer at all may be a passing hiccup: collect sends it again.
+            assignment.retryable = status == 0
             if status == 200 and isinstance(answer, DataAssignmentRequest) and answer.accepted:
                 assignment.accepted = True
                 assignment.dispatched_wall = time.time()
@@ -423,17 +461,30 @@ class ConsensusCycle:
         # Done means completed *and* collected: an acknowledgement can already say
         # "completed" (another validator asked first), with nothing collected yet.
         pending = [a for a in assignments if a.accepted and not a.collected]
-        while pending and time.time() < deadline_wall:
+        retry = self._to_retry(assignments)
+        while (pending or retry) and time.time() < deadline_wall:
+            if retry:
+                await self.dispatch(retry)
+                pending += [a for a in retry if a.accepted]
             await self._bounded(self._poll(a) for a in pending)
             await self._save(epoch, assignments)  # what was collected survives a restart
             pending = [a for a in pending if not a.collected]
+            retry = self._to_retry(assignments)
             done = sum(a.status == AssignmentStatus.COMPLETED.value for a in assignments)
             logger.info("epoch %d: collect %d/%d %s completed", epoch, done, len(assignments), what)
-            if pending:
+            if pending or retry:
                 await asyncio.sleep(min(self.poll_s, max(0.0, deadline_wall - time.time())))
         if pending and time.time() >= deadline_wall:
             # A last look at the deadline: partial work counts for what it covers.
             await self._bounded(self._poll(a) for a in pending)
+
+    @staticmethod
+    def _to_retry(assignments: list[Assignment]) -> list[Assignment]:
+        return [
+            a
+            for a in assignments
+            if not a.accepted and a.retryable and a.attempts < DISPATCH_ATTEMPTS
+        ]
 
     async def _poll(self, assignment: Assignment) -> None:
         request = assignment.request.model_copy(
@@ -466,13 +517,24 @@ class ConsensusCycle:
         if assignment.status != status_before:
             assignment.dirty = True
 
-    def submissions(self, assignments: list[Assignment]) -> tuple[list[GroupSubmission], Counter]:
+    def submissions(
+        self, assignments: list[Assignment], nonce: str | None = None
+    ) -> tuple[list[GroupSubmission], Counter]:
+        """The collected manifests as the consensus core reads them.
+
+        A manifest of another hotkey, or without the epoch's nonce (when the
+        block has one), does not count: it could have been made before the
+        epoch started.
+        """
         submissions, dropped = [], Counter()
         for a in assignments:
             if a.manifest is None or a.group is None:
                 continue
             if a.manifest.miner_hotkey != a.miner.hotkey:
                 dropped["manifest_of_another_hotkey"] += 1
+                continue
+            if nonce is not None and a.manifest.epoch_nonce != nonce:
+                dropped["wrong_epoch_nonce"] += 1
                 continue
             answers, reasons = answers_from_manifest(
                 a.manifest, a.group.zipcodes, source=SOURCE.value

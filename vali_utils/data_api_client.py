@@ -291,8 +291,8 @@ def epoch_block(block: ZipcodeBlock) -> EpochBlock:
     """The validator cycle's ``EpochBlock`` for a Data API block.
 
     Zipcodes in the block's order; the seed's 8 bytes (big-endian) as the plan
-    seed; the mean of the per-zipcode expectations as the single expected
-    count ``EpochBlock`` carries.
+    seed; the epoch nonce; the expected listings per zipcode (their mean for
+    a zipcode without one).
     """
     zipcodes = tuple(block.zipcodes())
     expected = [z.expected_properties for b in block.batches for z in b.zipcodes]
@@ -302,6 +302,8 @@ def epoch_block(block: ZipcodeBlock) -> EpochBlock:
         zipcodes=zipcodes,
         seed=block.seed.to_bytes(8, "big"),
         expected_properties_per_zipcode=round(sum(expected) / len(expected)) if expected else 50,
+        nonce=block.nonce,
+        expected={z.zipcode: z.expected_properties for b in block.batches for z in b.zipcodes},
     )
 
 

@@ -1,0 +1,133 @@
+"""Consensus-cycle check of miners' manifests against their S3 objects (the I/O side).
+
+Before a miner's records count, a seeded sample of its manifest files is
+fetched, decoded within the caps and compared with the manifest
+(``consensus/s3_verdicts.py`` holds the rules). The result per miner is
+``ok``, ``mismatch`` (with evidence), ``unavailable`` (S3 failed: no evidence)
+or ``no_files``.
+
+    verdicts = await verify_manifests(reader, block.seed, manifests, settings,
+                                      expected_epoch=block.epoch)
+    drop = rejected_hotkeys(verdicts)               # their submissions do not count
+    ...
+    result = apply_s3_verdicts(engine.finalize(...), verdicts)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+
+from common.manifest import Manifest
+from common.s3_files import DecodedFile, Rejection, RejectReason, decode_zipcode_file
+from config.storage import S3Settings
+from consensus.s3_verdicts import (
+    FileCheck,
+    ManifestSample,
+    ManifestVerdict,
+    VerdictStatus,
+    check_key,
+    check_sample,
+    combine,
+    select_manifest_samples,
+    unavailable,
+    verification_seed,
+)
+from vali_utils.s3_reader import ObjectFetcher, ObjectMissing, ObjectTooLarge, StorageUnavailable
+
+logger = logging.getLogger(__name__)
+
+
+async def fetch_decoded(
+    fetcher: ObjectFetcher, key: str, settings: S3Settings, *, zipcode: str | None = None
+) -> tuple[DecodedFile | Rejection | None, float | None]:
+    """(decoded file, rejection, or None when missing; S3 last-modified) of one key.
+
+    Raises ``StorageUnavailable`` when S3 cannot say. Decoding runs on a
+    worker thread: a file of 5000 records is tens of milliseconds of parsing.
+    """
+    try:
+        fetched = await fetcher.fetch(key, max_bytes=settings.max_file_bytes)
+    except ObjectMissing:
+        return None, None
+    except ObjectTooLarge as exc:
+        return Rejection(RejectReason.TOO_LARGE, str(exc)[:200], 0, 0), None
+    decoded = await asyncio.to_thread(
+        decode_zipcode_file,
+        fetched.body,
+        zipcode=zipcode,
+        max_compressed=settings.max_file_bytes,
+        max_decompressed=settings.max_decompressed_bytes,
+        max_records=settings.max_records_per_file,
+    )
+    return decoded, fetched.last_modified
+
+
+async def verify_manifests(
+    fetcher: ObjectFetcher,
+    seed: bytes,
+    manifests: Mapping[str, Sequence[Manifest]],
+    settings: S3Settings,
+    *,
+    expected_epoch: int | None = None,
+    expected_nonce: str | None = None,
+    per_miner: int | None = None,
+    concurrency: int | None = None,
+) -> dict[str, ManifestVerdict]:
+    """Check a seeded sample of every miner's manifest files against S3.
+
+    Takes the fetcher, the cycle's block seed (shared by validators), the
+    manifests by miner hotkey, the settings (prefix, caps, sample size), the
+    epoch and nonce the files must carry when known, and optional overrides
+    of the sample size and concurrency. Returns a verdict for every hotkey in
+    ``manifests``. Never raises on what miners or S3 do.
+    """
+    samples = select_manifest_samples(
+        verification_seed(seed),
+        manifests,
+        settings.verify_files_per_miner if per_miner is None else per_miner,
+    )
+    semaphore = asyncio.Semaphore(concurrency or settings.eval_concurrency)
+
+    async def check(sample: ManifestSample) -> FileCheck:
+        bad_key = check_key(sample, prefix=settings.prefix, expected_epoch=expected_epoch)
+        if bad_key is not None:
+            return bad_key
+        try:
+            async with semaphore:
+                decoded, _ = await fetch_decoded(
+                    fetcher, sample.key, settings, zipcode=sample.entry.zipcode
+                )
+        except StorageUnavailable as exc:
+            return unavailable(sample, str(exc))
+        return check_sample(sample, decoded, expected_nonce=expected_nonce)
+
+    async def miner(hotkey: str, chosen: list[ManifestSample]) -> ManifestVerdict:
+        checks = list(await asyncio.gather(*(check(s) for s in chosen)))
+        verdict = combine(hotkey, checks)
+        for c in checks:
+            if c.status is VerdictStatus.MISMATCH:
+                logger.warning(
+                    "miner %s: manifest file %s fails %s: %s",
+                    hotkey,
+                    c.sample.key[:200],
+                    c.evidence.get("check"),
+                    {k: v for k, v in c.evidence.items() if k not in ("check", "key")},
+                )
+        if verdict.status is VerdictStatus.UNAVAILABLE:
+            logger.info(
+                "miner %s: %d of %d manifest files unavailable from S3: no evidence",
+                hotkey,
+                verdict.unavailable,
+                len(checks),
+            )
+        return verdict
+
+    results = await asyncio.gather(*(miner(hk, chosen) for hk, chosen in samples.items()))
+    verdicts = {v.hotkey: v for v in results}
+    counts: dict[str, int] = {}
+    for v in verdicts.values():
+        counts[v.status.value] = counts.get(v.status.value, 0) + 1
+    logger.info("manifest verification of %d miners: %s", len(verdicts), counts)
+    return verdicts
