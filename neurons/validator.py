@@ -94,6 +94,7 @@ async def validate(settings: Settings, stop: asyncio.Event) -> None:
     try:
         async with aiohttp.ClientSession(connector=connector) as session:
             blocks, honeypots = _blocks(settings, world, keypair, session)
+            report_status = blocks.report_status if isinstance(blocks, ApiBlocks) else None
             cycle = ConsensusCycle(
                 SignedClient(keypair, session, settings.request_timeout_s),
                 ConsensusEngine(ConsensusConfig()),
@@ -118,6 +119,7 @@ async def validate(settings: Settings, stop: asyncio.Event) -> None:
                 metrics=metrics,
                 max_cycles=settings.max_cycles,
                 watchdog=watchdog,
+                report_status=report_status,
             )
             await evaluator.run(stop)
             if settings.max_cycles and evaluator.cycles_run >= settings.max_cycles:

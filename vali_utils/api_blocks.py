@@ -1,13 +1,17 @@
 """Epoch blocks and honeypots from the Data API, in the shapes the validator's loop takes.
 
-    blocks = ApiBlocks(ValidatorDataAPI(url, api_hotkey, keypair, session, cache_path=...))
-    block = await blocks.block(epoch)          # BlocksUnavailable: the evaluator falls back
-    honeypots = await blocks.honeypots(epoch)  # HoneypotsUnavailable: scored without them
+blocks = ApiBlocks(ValidatorDataAPI(url, api_hotkey, keypair, session, cache_path=...))
+block = await blocks.block(epoch)          # BlocksUnavailable: the evaluator falls back
+honeypots = await blocks.honeypots(epoch)  # HoneypotsUnavailable: scored without them
 """
 
 from __future__ import annotations
 
-from common.data_api_models import HoneypotReveal
+import logging
+
+from pydantic import ValidationError
+
+from common.data_api_models import MAX_STATUS_MINERS, HoneypotReveal, MinerStatus, StatusReport
 from common.protocol import Source
 from consensus.types import Honeypot, HoneypotKind
 from vali_utils.blocks import EpochBlock
@@ -19,6 +23,8 @@ from vali_utils.data_api_client import (
     epoch_block,
 )
 from vali_utils.evaluator import BlocksUnavailable
+
+logger = logging.getLogger(__name__)
 
 
 class ApiBlocks:
@@ -37,6 +43,42 @@ class ApiBlocks:
         except (DataAPIUnavailable, DataAPIRefused) as exc:
             raise HoneypotsUnavailable(str(exc)) from exc
         return honeypots_from_reveal(reveal, SOURCE)
+
+    async def report_status(self, epoch: int, report: dict) -> None:
+        """Send the cycle's summary to the Data API; a failure is logged, never raised."""
+        try:
+            await self.api.report_status(epoch, status_report(report))
+        except (DataAPIUnavailable, DataAPIRefused, ValidationError) as exc:
+            logger.warning("epoch %d: status report not sent: %s", epoch, exc)
+
+
+def status_report(report: dict) -> StatusReport:
+    """The Data API's summary of a cycle from the validator's epoch report."""
+    confidences = list(report["batch_confidence"].values())
+    miners = sorted(report["miners"], key=lambda m: -m["weight"])[:MAX_STATUS_MINERS]
+    return StatusReport(
+        plan_hash=report["plan_hash"],
+        groups=report["groups"],
+        assignments=report["assignments"],
+        acknowledged=report["acknowledged"],
+        completed=report["completed"],
+        batches=len(confidences),
+        confident_batches=sum(c >= 0.7 for c in confidences),
+        mean_batch_confidence=sum(confidences) / len(confidences) if confidences else None,
+        flagged_miners=len({f["hotkey"] for f in report["flags"]}),
+        honeypot_flags=sum(f["kind"] == "honeypot" for f in report["flags"]),
+        weights_set=bool(report["weights_set"]),
+        miners=[
+            MinerStatus(
+                uid=m["uid"],
+                hotkey=m["hotkey"],
+                weight=m["weight"],
+                score=max(0.0, m["score"]),
+                flags=m["flags"],
+            )
+            for m in miners
+        ],
+    )
 
 
 def honeypots_from_reveal(reveal: HoneypotReveal, source: Source) -> dict[str, Honeypot]:

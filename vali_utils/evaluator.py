@@ -105,6 +105,7 @@ class EnhancedMinerEvaluator:
         max_cycles: int = 0,
         scoring: ScoringConfig | None = None,
         watchdog: Watchdog | None = None,
+        report_status: Callable[[int, dict], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.chain = chain
@@ -121,6 +122,7 @@ class EnhancedMinerEvaluator:
         self.max_cycles = max_cycles
         self.scoring = scoring or ScoringConfig()
         self.watchdog = watchdog
+        self.report_status = report_status
         self.clock = clock
         self.state = ScoringState()
         self.cycles_run = 0
@@ -241,6 +243,8 @@ class EnhancedMinerEvaluator:
         if self.reports_dir is not None:
             self.reports_dir.mkdir(parents=True, exist_ok=True)
             (self.reports_dir / f"{cycle_id}.json").write_text(json.dumps(report, indent=1))
+        if self.report_status is not None:
+            await self.report_status(epoch, report)
         logger.info(
             "epoch %d done: %d submissions, %d flagged miners, weights %s (%d uids)",
             epoch,
