@@ -15,6 +15,19 @@ Answered no-evidence zipcodes are credited at the miner's own running
 quality, so they neither raise nor lower it; unanswered ones earn nothing.
 ``credibility`` (the vote weight in consensus) is an EMA of precision on
 evidence zipcodes, halved on a flag; it starts neutral. Weights are scores normalised to sum to 1.
+
+S3 evaluation (between cycles, ``consensus/s3_checks.py``) has its own
+component, applied by ``apply_s3_evaluation`` once per round id::
+
+    s3_quality     = EMA(s3_quality, reward, quality_alpha)   (the first round sets it)
+    s3_credibility = EMA(s3_credibility, 1, credibility_alpha) per round with evidence
+    weight        ~= score x (1 - s3_weight x s3_credibility x (1 - s3_quality))
+
+``s3_credibility`` says how much S3 evidence backs ``s3_quality``: it starts
+at 0, so a miner never evaluated keeps its full score, and bad uploads cost
+at most ``s3_weight`` (0.3) of what consensus earned. A round without
+evidence (S3 unavailable) changes nothing. Consensus credibility (the vote
+weight) is not touched by S3 results.
 """
 
 from __future__ import annotations
@@ -24,6 +37,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 
 from config.consensus import ScoringConfig
+from config.storage import S3EvalConfig
+from consensus.s3_checks import S3Evaluation
 from consensus.types import CycleResult
 
 STATE_VERSION = 1
@@ -39,6 +54,12 @@ class MinerScore:
     penalty: float = 0.0
     cycles: int = 0
     last_flags: tuple[str, ...] = ()
+    s3_quality: float = 1.0  # EMA of S3 evaluation rewards
+    s3_credibility: float = 0.0  # how much S3 evidence backs s3_quality (0 = none yet)
+
+    def s3_factor(self, s3_weight: float) -> float:
+        """The share of the score the miner keeps given its S3 data, in [1 - s3_weight, 1]."""
+        return 1.0 - s3_weight * self.s3_credibility * (1.0 - self.s3_quality)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +67,13 @@ class ScoringState:
     version: int = STATE_VERSION
     applied_cycles: tuple[str, ...] = ()
     miners: Mapping[str, MinerScore] = field(default_factory=dict)
+    applied_s3_rounds: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return {
             "version": self.version,
             "applied_cycles": list(self.applied_cycles),
+            "applied_s3_rounds": list(self.applied_s3_rounds),
             "miners": {
                 hk: asdict(m) | {"last_flags": list(m.last_flags)} for hk, m in self.miners.items()
             },
@@ -70,6 +93,9 @@ class ScoringState:
             raise ValueError("scoring state applied_cycles must be a list of strings")
         if not isinstance(data.get("miners"), Mapping):
             raise ValueError("scoring state miners must be an object")
+        s3_rounds = data.get("applied_s3_rounds", [])  # absent in files written before S3
+        if not isinstance(s3_rounds, list) or not all(isinstance(r, str) for r in s3_rounds):
+            raise ValueError("scoring state applied_s3_rounds must be a list of strings")
         try:
             miners = {
                 str(hk): MinerScore(
@@ -80,10 +106,17 @@ class ScoringState:
                     penalty=float(m["penalty"]),
                     cycles=int(m["cycles"]),
                     last_flags=tuple(str(f) for f in m.get("last_flags", ())),
+                    s3_quality=float(m.get("s3_quality", 1.0)),
+                    s3_credibility=float(m.get("s3_credibility", 0.0)),
                 )
                 for hk, m in dict(data["miners"]).items()
             }
-            return cls(STATE_VERSION, tuple(str(c) for c in data["applied_cycles"]), miners)
+            return cls(
+                STATE_VERSION,
+                tuple(str(c) for c in data["applied_cycles"]),
+                miners,
+                tuple(s3_rounds),
+            )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"malformed scoring state: {exc}") from exc
 
@@ -129,7 +162,8 @@ def apply_cycle(
             quality = (1 - cfg.score_alpha) * quality + cfg.score_alpha * min(1.0, r.quality)
         if flagged:
             credibility *= cfg.flag_credibility_factor
-        miners[hotkey] = MinerScore(
+        miners[hotkey] = replace(  # replace keeps the S3 component as it was
+            prev,
             uid=r.uid,
             score=score,
             credibility=min(1.0, max(0.0, credibility)),
@@ -139,13 +173,52 @@ def apply_cycle(
             last_flags=tuple(sorted({f.kind.value for f in r.flags})),
         )
     applied = (*state.applied_cycles, cycle_id)[-MAX_REMEMBERED_CYCLES:]
-    return ScoringState(STATE_VERSION, applied, miners)
+    return ScoringState(STATE_VERSION, applied, miners, state.applied_s3_rounds)
 
 
-def compute_weights(state: ScoringState, uid_by_hotkey: Mapping[str, int]) -> dict[int, float]:
-    """Normalised weights for the hotkeys registered now; {} when nobody has a score."""
+def apply_s3_evaluation(
+    state: ScoringState,
+    round_id: str,
+    evaluations: Mapping[str, S3Evaluation],
+    config: S3EvalConfig | None = None,
+) -> ScoringState:
+    """Fold one S3 evaluation round into the state; a round already applied is a no-op.
+
+    Takes the state, the round's id (the same on every validator, e.g.
+    "s3-epoch-12-round-3"), the evaluations by hotkey and the config. Only
+    miners the state already knows (they have a uid from consensus) and
+    evaluations with a reward (evidence) change; the rest stay as they were.
+    """
+    cfg = config or S3EvalConfig()
+    if round_id in state.applied_s3_rounds:
+        return state
+    miners = dict(state.miners)
+    for hotkey, evaluation in evaluations.items():
+        prev = miners.get(hotkey)
+        if prev is None or evaluation.reward is None:
+            continue
+        reward = min(1.0, max(0.0, evaluation.reward))
+        quality = (
+            reward
+            if prev.s3_credibility <= 0.0
+            else (1 - cfg.quality_alpha) * prev.s3_quality + cfg.quality_alpha * reward
+        )
+        credibility = (1 - cfg.credibility_alpha) * prev.s3_credibility + cfg.credibility_alpha
+        miners[hotkey] = replace(prev, s3_quality=quality, s3_credibility=min(1.0, credibility))
+    rounds = (*state.applied_s3_rounds, round_id)[-MAX_REMEMBERED_CYCLES:]
+    return ScoringState(STATE_VERSION, state.applied_cycles, miners, rounds)
+
+
+def compute_weights(
+    state: ScoringState, uid_by_hotkey: Mapping[str, int], s3: S3EvalConfig | None = None
+) -> dict[int, float]:
+    """Normalised weights for the hotkeys registered now; {} when nobody has a score.
+
+    Each score is scaled by the miner's S3 factor (1 until S3 evaluations say otherwise).
+    """
+    s3_weight = (s3 or S3EvalConfig()).s3_weight
     scores = {
-        uid: max(0.0, state.miners[hk].score)
+        uid: max(0.0, state.miners[hk].score) * state.miners[hk].s3_factor(s3_weight)
         for hk, uid in uid_by_hotkey.items()
         if hk in state.miners
     }
