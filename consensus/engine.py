@@ -123,6 +123,9 @@ class ConsensusDraft:
     comparison: Comparison
     dropped: Counter
     credibility: Mapping[str, float] = field(default_factory=dict)  # as passed to evaluate
+    # The comparison after spot checks, tie-breaks and honeypots (set by finalize):
+    # the consensus the S3 evaluation checks miners' files against.
+    final_comparison: Comparison | None = None
 
     @property
     def n_zipcodes(self) -> int:
@@ -206,6 +209,7 @@ class ConsensusEngine:
         captured, trust, missing = apply_verdicts(draft, verdicts, extra)
         comparison = compare_groups(draft, captured, trust, honeypots or {})
         settled = apply_resolution(draft, comparison, outcome) if outcome else 0
+        draft.final_comparison = comparison
         result = evaluate_miners(draft, comparison, captured, missing, honeypots or {})
         if outcome is not None:
             score_tiebreakers(draft, outcome, result.miners)

@@ -16,6 +16,7 @@ import logging
 import os
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 
 from common.chain import ChainUnavailable, open_chain
@@ -30,6 +31,7 @@ from scraping.registry import SourceContext
 from scraping.registry import build_source as build_named_source
 from scraping.source import PropertySource, SyntheticSource
 from scraping.store import MinerStore
+from scraping.upload_setup import open_uploader
 
 logger = logging.getLogger("neurons.miner")
 
@@ -84,6 +86,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         from scraping.adversaries import load_behaviour
 
         behaviour = load_behaviour(settings.behaviour)
+    session = aiohttp.ClientSession()  # outbound: the Data API and presigned uploads
+    uploader, close_uploader = await open_uploader(settings, keypair, session)
     service = MinerService(
         store,
         source,
@@ -91,6 +95,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         concurrency=settings.scrape_concurrency,
         behaviour=behaviour,
         behaviour_scrape=(source.view if isinstance(source, SyntheticSource) else None),
+        uploader=uploader,
     )
     await service.start()
     MinerMetrics(service, source).serve(settings.metrics_port, settings.host)
@@ -131,6 +136,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         logger.info("miner stopping")
         refresher.cancel()
         await service.stop()
+        await close_uploader()
+        await session.close()
         await runner.cleanup()
         await store.close()
         close = getattr(source, "close", None)

@@ -41,12 +41,14 @@ from vali_utils.cycle import ConsensusCycle
 from vali_utils.data_api_client import ValidatorDataAPI
 from vali_utils.evaluator import EnhancedMinerEvaluator, Schedule
 from vali_utils.metrics import ValidatorMetrics
+from vali_utils.s3_pass import S3EvaluationPass, open_s3
 from vali_utils.spot_check import SourceVerifier, SyntheticVerifier
 from vali_utils.store import ValidatorStore
 
 logger = logging.getLogger("neurons.validator")
 
 WATCHDOG_EPOCHS = 3.0  # default watchdog limit, in epochs
+S3_PASSES_PER_EPOCH = 24  # at most one S3 evaluation round per 1/24 epoch (10 min at 4 h)
 
 
 class LocalBlocks:
@@ -94,7 +96,16 @@ async def validate(settings: Settings, stop: asyncio.Event) -> None:
     try:
         async with aiohttp.ClientSession(connector=connector) as session:
             blocks, honeypots = _blocks(settings, world, keypair, session)
-            report_status = blocks.report_status if isinstance(blocks, ApiBlocks) else None
+            api = blocks.api if isinstance(blocks, ApiBlocks) else None
+            report_status = blocks.report_status if api is not None else None
+            s3 = open_s3(settings, api, session)
+            s3_pass = (
+                S3EvaluationPass(
+                    s3, verifier, reports_dir=settings.state_dir / "s3", metrics=metrics
+                )
+                if s3 is not None
+                else None
+            )
             cycle = ConsensusCycle(
                 SignedClient(keypair, session, settings.request_timeout_s),
                 ConsensusEngine(ConsensusConfig()),
@@ -107,6 +118,7 @@ async def validate(settings: Settings, stop: asyncio.Event) -> None:
                 request_timeout_s=settings.request_timeout_s,
                 store=store,
                 honeypots=honeypots,
+                s3=s3,
             )
             evaluator = EnhancedMinerEvaluator(
                 chain,
@@ -120,6 +132,8 @@ async def validate(settings: Settings, stop: asyncio.Event) -> None:
                 max_cycles=settings.max_cycles,
                 watchdog=watchdog,
                 report_status=report_status,
+                s3_pass=s3_pass,
+                s3_pass_interval_s=max(1.0, settings.cycle_seconds / S3_PASSES_PER_EPOCH),
             )
             await evaluator.run(stop)
             if settings.max_cycles and evaluator.cycles_run >= settings.max_cycles:

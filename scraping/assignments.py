@@ -36,6 +36,7 @@ from scraping.lookups import (
 )
 from scraping.source import PropertySource
 from scraping.store import MinerStore, transaction
+from scraping.uploads import Uploader
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +55,15 @@ class MinerService:
         concurrency: int = 4,
         behaviour: object | None = None,
         behaviour_scrape: Callable[[str], list[dict]] | None = None,
+        uploader: Uploader | None = None,
     ) -> None:
         self.store = store
         self.source = source
         self.hotkey = hotkey
         self.behaviour = behaviour  # local subnet only: a simulator behaviour
         self.behaviour_scrape = behaviour_scrape
+        self.uploader = uploader  # S3 uploads of every zipcode stored (None: off)
+        self._epochs: dict[str, tuple[str | None, str | None]] = {}  # key -> (epoch_id, nonce)
         self.digester = RecordDigester()
         self._semaphore = asyncio.Semaphore(concurrency)
         self._tasks: dict[str, asyncio.Task] = {}
@@ -235,12 +239,18 @@ class MinerService:
         records: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for source, zipcode, zpid, record_hash in record_rows:
             records.setdefault((source, zipcode), []).append((zpid, record_hash))
+        files = (
+            await self.uploader.manifest_files(epoch_id, zipcode_rows)
+            if self.uploader is not None and epoch_id
+            else {}
+        )
         entries = [
             ZipcodeManifest(
                 zipcode=zipcode,
                 source=source,
                 record_count=len(records.get((source, zipcode), [])),
                 records=records.get((source, zipcode), []),
+                files=files.get((source, zipcode), []),
             )
             for source, zipcode in zipcode_rows
         ]
@@ -282,6 +292,7 @@ class MinerService:
             ).fetchone()
         )
         request = json.loads(row[1])
+        self._epochs[key] = (request.get("epoch_id"), request.get("epoch_nonce"))
         lookups = request.get("assignment_mode") == "property_ids"
         todo = await self.store.run(
             lambda db: db.execute(
@@ -377,7 +388,7 @@ class MinerService:
     async def _store_zipcode(
         self, key: str, source_name: str, zipcode: str, raw_records: list
     ) -> None:
-        rows, dropped = [], Counter()
+        rows, dropped, kept = [], Counter(), []
         seen: set[str] = set()
         for raw in raw_records:
             digest = self.digester.digest(raw)
@@ -392,6 +403,7 @@ class MinerService:
                 dropped["duplicate_zpid"] += 1
                 continue
             seen.add(str(zpid))
+            kept.append(raw)
             rows.append(
                 (key, source_name, zipcode, str(zpid), record_hash, json.dumps(raw, default=str))
             )
@@ -410,6 +422,10 @@ class MinerService:
         await self.store.run(write)
         if dropped:
             logger.info("zipcode %s: dropped %s", zipcode, dict(dropped))
+        epoch_id, nonce = self._epochs.get(key, (None, None))
+        if self.uploader is not None and epoch_id:
+            # Spooled to disk and uploaded in the background: never waits on S3.
+            await self.uploader.enqueue(epoch_id, source_name, zipcode, kept, nonce)
 
     async def _set_status(self, key: str, status: AssignmentStatus) -> None:
         self._status[key] = status.value

@@ -43,6 +43,8 @@ VALIDATOR_STAKE = 1000.0
 MINER_STAKE = 1.0
 STARTUP_TIMEOUT_S = 60.0
 STARTUP_S_PER_MINER = 2.0
+S3_BUCKET = "subnet-data"
+S3_KEY = "localnet"  # the S3 emulator takes any credentials
 
 
 def parse_adversary(text: str) -> tuple[str, float]:
@@ -62,7 +64,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--cycles", type=int, default=2, help="consensus cycles each validator runs"
     )
-    parser.add_argument("--cycle-seconds", type=float, default=20.0, help="epoch length")
+    parser.add_argument("--cycle-seconds", type=float, default=30.0, help="epoch length")
+    parser.add_argument(
+        "--collect-fraction",
+        type=float,
+        default=0.6,
+        help="share of the epoch miners have (the block deadline); the rest is for upload "
+        "checks, tie-breaks, consensus and S3 evaluation",
+    )
     parser.add_argument("--zipcodes", type=int, default=60, help="zipcodes per epoch")
     parser.add_argument(
         "--miners-per-group",
@@ -141,6 +150,7 @@ class Subnet:
         self.validators: list[dict] = []
         self.owner: dict = {}
         self.data_api: dict | None = None  # url, hotkey once it serves
+        self.s3_endpoint: str | None = None
 
     def setup(self) -> None:
         wallets = self.workdir / "wallets"
@@ -211,6 +221,45 @@ class Subnet:
             ),
         ]
 
+    def start_s3(self) -> None:
+        """An S3 protocol server (moto) on a free loopback port, with the subnet's bucket."""
+        import socket
+        import urllib.error
+        import urllib.request
+
+        import boto3
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        binary = Path(sys.executable).with_name("moto_server")
+        argv = [str(binary)] if binary.exists() else [sys.executable, "-m", "moto.server"]
+        log = open(self.workdir / "logs" / "s3.log", "w")  # noqa: SIM115 - lives with the child
+        self.processes.append(
+            subprocess.Popen(
+                [*argv, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+            )
+        )
+        endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            try:
+                with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                self._check_children()
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the S3 server did not start") from None
+                time.sleep(0.1)
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=S3_KEY,
+            aws_secret_access_key=S3_KEY,
+        ).create_bucket(Bucket=S3_BUCKET)
+        self.s3_endpoint = endpoint
+
     def start_data_api(self) -> None:
         """The owner's Data API on a free loopback port, its SQLite in the work directory."""
         endpoint = self.workdir / "data_api" / "endpoint.json"
@@ -234,6 +283,8 @@ class Subnet:
             "0",
             "--cycle.seconds",
             str(self.args.cycle_seconds),
+            "--collect.fraction",
+            str(self.args.collect_fraction),
             "--block.zipcodes",
             str(self.args.zipcodes),
             # No-residential honeypots (the synthetic market leaves real PO-box
@@ -242,6 +293,20 @@ class Subnet:
             str(max(1, self.args.zipcodes // 20)),
             "--metagraph.refresh",
             "2",
+            *(
+                [
+                    "--s3.endpoint",
+                    self.s3_endpoint,
+                    "--s3.bucket",
+                    S3_BUCKET,
+                    "--s3.access.key.id",
+                    S3_KEY,
+                    "--s3.secret.access.key",
+                    S3_KEY,
+                ]
+                if self.s3_endpoint
+                else []
+            ),
         ]
         process = self._spawn("data_api", argv, "data_api")
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -309,6 +374,8 @@ class Subnet:
                 *self._common(validator["wallet"], validator["wallet_hotkey"]),
                 "--cycle.seconds",
                 str(self.args.cycle_seconds),
+                "--collect.fraction",
+                str(self.args.collect_fraction),
                 "--max.cycles",
                 str(self.args.cycles),
                 "--zipcodes.per.cycle",
@@ -336,7 +403,8 @@ class Subnet:
             "validators": self.validators,
             "data_api_url": self.data_api["url"] if self.data_api else None,
             "data_api_hotkey": self.data_api["hotkey"] if self.data_api else None,
-            "s3_endpoint_url": None,
+            "s3_endpoint_url": self.s3_endpoint,
+            "s3_bucket": S3_BUCKET if self.s3_endpoint else None,
         }
         (self.workdir / "localnet.json").write_text(json.dumps(description, indent=1))
 
@@ -376,6 +444,15 @@ def collect_report(subnet: Subnet) -> dict:
                     k: sum(r.get("tiebreak", {}).get(k, 0) for r in reports)
                     for k in ("disputes", "resolved", "settled", "lookups", "answered")
                 },
+                # Miners by verdict of the manifest checks against S3, over the cycles.
+                "s3_verification": {
+                    status: sum(r.get("s3_verification", {}).get(status, 0) for r in reports)
+                    for status in ("ok", "mismatch", "unavailable", "no_files")
+                },
+                "s3_evaluation_rounds": [
+                    json.loads(p.read_text())
+                    for p in sorted((folder.parent / "s3").glob("s3-*.json"))
+                ],
             }
         )
         if reports:
@@ -442,10 +519,13 @@ def print_table(report: dict) -> None:
             f"{row['weight']:>9.4f}  {','.join(row['flags'])}"
         )
     for v in report["validators"]:
-        tb = v["tiebreak"]
+        tb, s3 = v["tiebreak"], v["s3_verification"]
+        rounds = v["s3_evaluation_rounds"]
         print(
             f"validator uid {v['uid']}: tie-breaks {tb['resolved']}/{tb['disputes']} disputes "
-            f"resolved ({tb['answered']}/{tb['lookups']} lookups answered)"
+            f"resolved ({tb['answered']}/{tb['lookups']} lookups answered); S3 manifest checks "
+            f"{s3}; {len(rounds)} S3 evaluation rounds "
+            f"({sum(r['judged'] for r in rounds)} miner evaluations)"
         )
     print(
         f"validators agree on plans: {report['validators_agree']} "
@@ -492,6 +572,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         subnet.setup()
         if not args.no_data_api:
+            subnet.start_s3()
             subnet.start_data_api()
         subnet.start_miners()
         subnet.write_description()

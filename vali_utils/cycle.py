@@ -36,18 +36,31 @@ from common.protocol import (
     Source,
 )
 from common.signed_http import SignedClient
+from config.storage import S3Settings
 from consensus.answers import answers_from_manifest, hash_to_int
 from consensus.assignment import AssignmentPlan, MinerGroup, MinerInfo, ZipcodeAssignmentManager
 from consensus.engine import ConsensusEngine
+from consensus.s3_checks import consensus_records
+from consensus.s3_verdicts import ManifestVerdict, apply_s3_verdicts, rejected_hotkeys
 from consensus.tiebreak import TiebreakAnswer, TiebreakRequest
 from consensus.types import CycleResult, GroupSubmission, Honeypot, SpotCheckRequest, Verdict
 from vali_utils.blocks import EpochBlock
+from vali_utils.s3_reader import ObjectFetcher
+from vali_utils.s3_verify import verify_manifests
 from vali_utils.spot_check import Verifier
 from vali_utils.store import Progress, ValidatorStore
 
 logger = logging.getLogger(__name__)
 
 _ANSWERS = TypeAdapter(list[PropertyAnswer])
+
+
+@dataclass(frozen=True)
+class S3Access:
+    """How the validator reads miners' S3 objects, and the caps on what it reads."""
+
+    reader: ObjectFetcher
+    settings: S3Settings
 
 
 class HoneypotsUnavailable(RuntimeError):
@@ -129,6 +142,11 @@ class CycleOutcome:
     timings: dict[str, float] = field(default_factory=dict)
     dropped: Counter = field(default_factory=Counter)
     tiebreaks: list[Assignment] = field(default_factory=list)
+    # source -> zipcode -> zpid -> record hash (None: presence only), confident zipcodes:
+    # what the S3 evaluation compares miners' files with.
+    consensus: dict = field(default_factory=dict)
+    block: EpochBlock | None = None
+    s3_verdicts: dict[str, ManifestVerdict] = field(default_factory=dict)
 
 
 def eligible_miners(graph: MetagraphSnapshot) -> tuple[list[MinerInfo], dict[str, str]]:
@@ -158,6 +176,7 @@ class ConsensusCycle:
         request_timeout_s: float = 5.0,
         store: ValidatorStore | None = None,
         honeypots: HoneypotSource | None = None,
+        s3: S3Access | None = None,
     ) -> None:
         self.client = client
         self.engine = engine
@@ -168,6 +187,7 @@ class ConsensusCycle:
         self.request_timeout_s = request_timeout_s
         self.store = store
         self.honeypots = honeypots
+        self.s3 = s3
 
     def plan(
         self, block: EpochBlock, graph: MetagraphSnapshot
@@ -248,8 +268,14 @@ class ConsensusCycle:
         await self._save(block.epoch, assignments, "collected", force=True)
         timings["collect_s"] = time.monotonic() - started
 
+        s3_verdicts: dict[str, ManifestVerdict] = {}
+        if self.s3 is not None:
+            s3_verdicts = await self._verify_uploads(block, assignments, deadline_wall)
+        liars = rejected_hotkeys(s3_verdicts)
         started = time.monotonic()
-        submissions, dropped = self.submissions(assignments, block.nonce)
+        submissions, dropped = self.submissions(
+            [a for a in assignments if a.miner.hotkey not in liars], block.nonce
+        )
         draft = self.engine.evaluate(
             plan,
             submissions,
@@ -275,6 +301,7 @@ class ConsensusCycle:
         tiebreaks = (tb_requests, tiebreak_answers(tb_assignments)) if tb_assignments else None
         honeypots = await self._honeypots(block.epoch, deadline_wall)
         result = self.engine.finalize(draft, verdicts, honeypots=honeypots, tiebreaks=tiebreaks)
+        result = apply_s3_verdicts(result, s3_verdicts)
         timings["consensus_s"] += time.monotonic() - started
         if tiebreaks:
             logger.info(
@@ -285,8 +312,23 @@ class ConsensusCycle:
                 result.tiebreak.get("resolved", 0),
                 len(tiebreaks[1]),
             )
+        consensus = consensus_records(
+            draft.zipcodes,
+            draft.final_comparison or draft.comparison,
+            source=SOURCE.value,
+            min_confidence=draft.config.zipcode_confidence_threshold,
+        )
         return CycleOutcome(
-            plan, result, assignments, verdicts, timings, dropped, tiebreaks=tb_assignments
+            plan,
+            result,
+            assignments,
+            verdicts,
+            timings,
+            dropped,
+            tiebreaks=tb_assignments,
+            consensus=consensus,
+            block=block,
+            s3_verdicts=s3_verdicts,
         )
 
     def _tiebreak_assignments(
@@ -330,6 +372,34 @@ class ConsensusCycle:
         await self.dispatch(assignments)
         await self._save(epoch, assignments)
         await self.collect(assignments, deadline_wall, epoch, what="tie-break lookups")
+
+    async def _verify_uploads(
+        self, block: EpochBlock, assignments: list[Assignment], deadline_wall: float
+    ) -> dict[str, ManifestVerdict]:
+        """Check a seeded sample of each miner's manifest files against its S3 objects.
+
+        Miners upload in the background after answering, so the manifests are
+        asked for once more at the deadline (a file is listed once uploaded).
+        """
+        wait = deadline_wall - time.time()
+        if wait > 0:
+            logger.info("epoch %d: waiting %.1fs for uploads until the deadline", block.epoch, wait)
+            await asyncio.sleep(wait)
+        accepted = [a for a in assignments if a.accepted and a.group is not None]
+        await self._bounded(self._poll(a) for a in accepted)
+        await self._save(block.epoch, assignments, force=True)
+        manifests: dict[str, list[Manifest]] = {}
+        for a in accepted:
+            if a.manifest is not None:
+                manifests.setdefault(a.miner.hotkey, []).append(a.manifest)
+        return await verify_manifests(
+            self.s3.reader,  # type: ignore[union-attr]
+            block.seed,
+            manifests,
+            self.s3.settings,  # type: ignore[union-attr]
+            expected_epoch=block.epoch,
+            expected_nonce=block.nonce,
+        )
 
     async def _honeypots(self, epoch: int, deadline_wall: float) -> dict[str, Honeypot]:
         """The epoch's honeypots, revealed after its deadline; none when they cannot be had.

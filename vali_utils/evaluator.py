@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from common.chain import Chain, ChainUnavailable
 from common.metagraph import MetagraphSync
 from common.watchdog import Watchdog
 from config.consensus import ScoringConfig
+from config.storage import S3EvalConfig
 from consensus.scoring import ScoringState, apply_cycle, compute_weights
 from vali_utils.blocks import EpochBlock
 from vali_utils.cycle import ConsensusCycle, CycleOutcome, eligible_miners
@@ -123,6 +125,8 @@ class EnhancedMinerEvaluator:
         self.scoring = scoring or ScoringConfig()
         self.watchdog = watchdog
         self.report_status = report_status
+        # Weights carry the S3 factor (1 for a miner never evaluated from S3).
+        self.s3_config = S3EvalConfig()
         self.clock = clock
         self.state = ScoringState()
         self.cycles_run = 0
@@ -176,7 +180,7 @@ class EnhancedMinerEvaluator:
         start = until
         while self.clock() < start and not stop.is_set():
             if self.s3_pass is not None:
-                await self._s3_pass(epoch, min(start, self.clock() + self.s3_pass_interval_s))
+                await self._s3_pass(epoch, start)  # a round may use the time until the cycle
                 if await _wait(stop, min(self.s3_pass_interval_s, start - self.clock())):
                     return True
             elif await _wait(stop, start - self.clock()):
@@ -235,9 +239,14 @@ class EnhancedMinerEvaluator:
         cycle_id = f"epoch-{epoch}"
         self.state = apply_cycle(self.state, cycle_id, outcome.result, self.scoring)
         uids = {n.hotkey: n.uid for n in graph.neurons}
-        report = cycle_report(epoch, outcome, self.state, compute_weights(self.state, uids))
+        report = cycle_report(
+            epoch, outcome, self.state, compute_weights(self.state, uids, self.s3_config)
+        )
         await self.store.commit_cycle(epoch, self.state, report)
         self._observe(outcome)
+        remember = getattr(self.s3_pass, "remember", None)
+        if remember is not None:
+            remember(outcome)  # the next S3 evaluation rounds check this epoch's uploads
         weights_set = await self._set_weights(epoch, uids)
         report["weights_set"] = weights_set
         if self.reports_dir is not None:
@@ -276,7 +285,7 @@ class EnhancedMinerEvaluator:
 
     async def _set_weights(self, epoch: int, uids: dict[str, int]) -> bool:
         self.metrics.phase("weights")
-        weights = compute_weights(self.state, uids)
+        weights = compute_weights(self.state, uids, self.s3_config)
         ok = bool(weights) and await set_weights_with_retry(self.chain, weights)
         await self.store.record_weights(epoch, weights, ok)
         self.metrics.weights_set.labels("ok" if ok else "failed").inc()
@@ -354,6 +363,8 @@ def cycle_report(
         "flags": [
             {"hotkey": f.hotkey, "kind": f.kind.value, "evidence": f.evidence} for f in result.flags
         ],
+        # Manifests checked against the miners' S3 objects: miners by verdict.
+        "s3_verification": dict(Counter(v.status.value for v in outcome.s3_verdicts.values())),
         "timings": {k: round(v, 3) for k, v in outcome.timings.items()},
         "dropped": dict(outcome.dropped),
         "weights_set": False,

@@ -70,8 +70,6 @@ def test_validator_killed_mid_cycle_resumes_to_the_same_weights(tmp_path):
             "2",
             "--cycles",
             str(CYCLES),
-            "--cycle-seconds",
-            "20",
             "--scrape-delay",
             "0.3",  # a collect phase of a few seconds, to be killed in
             "--workdir",

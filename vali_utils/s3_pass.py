@@ -1,0 +1,143 @@
+"""The S3 side of the validator: how it reads miners' files, and the evaluation passes
+it runs between consensus cycles.
+
+``open_s3`` picks the reader: presigned URLs from the Data API (validators
+need no bucket credentials), or the bucket itself with ``S3_BUCKET`` and
+credentials. ``S3EvaluationPass`` is the evaluator's ``s3_pass``: each call
+evaluates a seeded sample of every miner's files of the last consensus epoch
+(its assignments, its nonce and its consensus) and folds the results into
+the scoring state as one round, with its own weight (``S3EvalConfig``).
+
+    s3 = open_s3(settings, api, session)          # None: S3 checks off
+    evaluator = EnhancedMinerEvaluator(..., s3_pass=S3EvaluationPass(s3, verifier))
+    s3_pass.remember(outcome)                       # after each consensus cycle
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import aiohttp
+
+from config.settings import Settings, SettingsError
+from config.storage import S3EvalConfig, S3Settings
+from consensus.s3_checks import evaluation_seed
+from consensus.scoring import ScoringState, apply_s3_evaluation
+from vali_utils.cycle import SOURCE, CycleOutcome, S3Access
+from vali_utils.data_api_client import DataAPIRefused, DataAPIUnavailable, ValidatorDataAPI
+from vali_utils.metrics import ValidatorMetrics
+from vali_utils.s3_eval import evaluate_miners
+from vali_utils.s3_reader import DirectS3Reader, PresignedReader
+from vali_utils.spot_check import Verifier
+
+logger = logging.getLogger(__name__)
+
+
+def open_s3(
+    settings: Settings, api: ValidatorDataAPI | None, session: aiohttp.ClientSession
+) -> S3Access | None:
+    """How this validator reads miners' S3 files, or None when it cannot."""
+    try:
+        s3 = S3Settings.from_environ(os.environ)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from exc
+    if s3.bucket and s3.access_key_id:
+        logger.info("reading miners' S3 files from bucket %s directly", s3.bucket)
+        return S3Access(DirectS3Reader.from_settings(s3), s3)
+    if api is not None:
+
+        async def read_urls(hotkey: str, epoch: int, max_keys: int, token: str | None):
+            try:
+                return await api.read_url_page(hotkey, epoch, max_keys, token)
+            except (DataAPIUnavailable, DataAPIRefused) as exc:
+                # The reader turns this into "S3 unavailable": no evidence, nobody blamed.
+                raise ValueError(f"Data API: {exc}") from exc
+
+        logger.info("reading miners' S3 files through presigned URLs from the Data API")
+        return S3Access(PresignedReader(session, read_urls, s3), s3)
+    logger.warning("no S3 checks: set DATA_API_URL, or S3_BUCKET with credentials")
+    return None
+
+
+class S3EvaluationPass:
+    """Rounds of S3 evaluation of the last consensus epoch's uploads."""
+
+    def __init__(
+        self,
+        access: S3Access,
+        verifier: Verifier | None,
+        config: S3EvalConfig | None = None,
+        reports_dir: Path | None = None,
+        metrics: ValidatorMetrics | None = None,
+    ) -> None:
+        self.access = access
+        self.verifier = verifier
+        self.config = config or S3EvalConfig()
+        self.reports_dir = reports_dir
+        self.metrics = metrics
+        self.last: CycleOutcome | None = None
+        self.rounds = 0
+
+    def remember(self, outcome: CycleOutcome) -> None:
+        """The consensus cycle whose uploads the next rounds evaluate."""
+        self.last = outcome
+        self.rounds = 0
+
+    async def __call__(
+        self, state: ScoringState, epoch: int, deadline: float
+    ) -> ScoringState | None:
+        outcome = self.last
+        if outcome is None or outcome.block is None:
+            return None  # nothing scored yet: nothing to compare files with
+        block = outcome.block
+        self.rounds += 1
+        assignments: dict[str, dict[str, list[str]]] = {}
+        for group in outcome.plan.groups:
+            for miner in group.miners:
+                zipcodes = assignments.setdefault(miner.hotkey, {}).setdefault(SOURCE.value, [])
+                zipcodes.extend(group.zipcodes)
+        started = time.monotonic()
+        results = await evaluate_miners(
+            self.access.reader,  # type: ignore[arg-type]
+            sorted(assignments),
+            epoch=block.epoch,
+            seed=evaluation_seed(block.seed, self.rounds),
+            now=time.time(),
+            assignments=assignments,
+            last_consensus=outcome.consensus,
+            settings=self.access.settings,
+            config=self.config,
+            verifier=self.verifier,
+            expected_nonce=block.nonce,
+        )
+        judged = sum(r.reward is not None for r in results.values())
+        logger.info(
+            "S3 evaluation of epoch %d, round %d: %d miners, %d judged, in %.1fs",
+            block.epoch,
+            self.rounds,
+            len(results),
+            judged,
+            time.monotonic() - started,
+        )
+        round_id = f"s3-e{block.epoch}-r{self.rounds}"
+        if self.metrics is not None:
+            self.metrics.s3_evaluated.inc(judged)
+        if self.reports_dir is not None:
+            self.reports_dir.mkdir(parents=True, exist_ok=True)
+            summary = {
+                "round": round_id,
+                "epoch": block.epoch,
+                "miners": len(results),
+                "judged": judged,
+                "rewards": {
+                    hk: None if r.reward is None else round(r.reward, 4)
+                    for hk, r in sorted(results.items())
+                },
+                "reasons": {hk: list(r.reasons) for hk, r in sorted(results.items()) if r.reasons},
+            }
+            (self.reports_dir / f"{round_id}.json").write_text(json.dumps(summary, indent=1))
+        return apply_s3_evaluation(state, round_id, results, self.config)
