@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from config.settings import SETTINGS
+from config.storage import ENVIRONMENT_VARIABLES as STORAGE_VARIABLES
 
 pytestmark = pytest.mark.unit
 
@@ -19,3 +20,9 @@ def test_every_setting_is_in_env_example_with_its_flag():
         assert f"{setting.env}=" in text, setting.env
         assert setting.flag in text, setting.flag
     assert "PRESET=" in text
+
+
+def test_every_storage_variable_is_in_env_example():
+    text = EXAMPLE.read_text()
+    for name in STORAGE_VARIABLES:
+        assert f"{name}=" in text, name
