@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Validator memory over shortened cycles, for ``scripts/bench.py`` (``validator_memory``).
 
-Starts the local subnet (``scripts/localnet.py``: real miner processes, one
-real validator process) with 64 miners, runs 5 cycles and samples the
-validator's resident memory (``VmRSS``) as each cycle's report appears.
-Reports the RSS after every cycle and the growth after the first:
-``validator_rss_growth`` = (max RSS of cycles 2..5) / (RSS after cycle 1) - 1.
+Starts the local subnet (``scripts/localnet.py``: Data API, S3 emulator, real
+miner processes, one real validator process) with 64 miners, runs 5 cycles
+and samples the validator's resident memory (``VmRSS``) every 0.25 s. An
+epoch's figure is the peak RSS over the epoch (its consensus cycle and the S3
+evaluation rounds after it). ``validator_rss_growth`` = (highest peak of
+epochs 2..5) / (peak of epoch 1) - 1: growth after the first cycle, which a
+leak would make climb epoch after epoch.
 
-    python scripts/bench_memory.py --miners 64 --cycles 5 --cycle-seconds 20
+    python scripts/bench_memory.py --miners 64 --cycles 5 --cycle-seconds 40
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def _rss_mb(pid: int) -> float:
 
 
 def bench_validator_memory(
-    miners: int = 64, cycles: int = 5, cycle_seconds: float = 20.0, zipcodes: int = 200
+    miners: int = 64, cycles: int = 5, cycle_seconds: float = 40.0, zipcodes: int = 200
 ) -> dict:
     localnet = _localnet()
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
@@ -66,16 +68,20 @@ def bench_validator_memory(
             (validator,) = subnet.start_validators()
             v = subnet.validators[0]
             reports = subnet.workdir / f"validator-{v['wallet']}-{v['wallet_hotkey']}" / "cycles"
-            samples: list[float] = []
+            peaks: dict[int, float] = {}  # epoch -> peak RSS
             deadline = time.monotonic() + cycle_seconds * (cycles + 3) + 60
-            while len(samples) < cycles and time.monotonic() < deadline:
-                done = len(list(reports.glob("epoch-*.json"))) if reports.exists() else 0
-                if done > len(samples):
-                    samples.append(round(_rss_mb(validator.pid), 1))
-                if validator.poll() is not None:
-                    break
-                time.sleep(0.2)
+            while validator.poll() is None and time.monotonic() < deadline:
+                epoch = int(time.time() // cycle_seconds)
+                try:
+                    peaks[epoch] = max(peaks.get(epoch, 0.0), _rss_mb(validator.pid))
+                except (OSError, RuntimeError):
+                    break  # the process is gone
+                time.sleep(0.25)
             validator.wait(timeout=cycle_seconds * 2 + 30)
+            scored = sorted(
+                json.loads(p.read_text())["epoch"] for p in reports.glob("epoch-*.json")
+            )
+            samples = [round(peaks[e], 1) for e in scored if e in peaks]
             work = [
                 {
                     k: r.get(k)
@@ -89,7 +95,7 @@ def bench_validator_memory(
         raise RuntimeError(f"only {len(samples)} cycles completed; see the validator log")
     growth = max(samples[1:]) / samples[0] - 1.0
     return {
-        "validator_rss_mb_per_cycle": samples,
+        "validator_rss_peak_mb_per_epoch": samples,
         "validator_rss_growth": round(growth, 4),
         "validator_memory_miners": miners,
         "validator_memory_cycles": work,
@@ -100,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--miners", type=int, default=64)
     parser.add_argument("--cycles", type=int, default=5)
-    parser.add_argument("--cycle-seconds", type=float, default=20.0)
+    parser.add_argument("--cycle-seconds", type=float, default=40.0)
     parser.add_argument("--zipcodes", type=int, default=200)
     args = parser.parse_args(argv)
     print(

