@@ -32,7 +32,8 @@ from scraping.assignments import MinerService
 from scraping.source import SyntheticSource
 from scraping.store import MinerStore
 from scraping.synthetic import SyntheticWorld
-from vali_utils.cycle import Assignment, ConsensusCycle
+from vali_utils.assignments import Assignment
+from vali_utils.cycle import ConsensusCycle
 
 ROOT = Path(__file__).resolve().parent.parent
 DISPATCH_MINERS = 256

@@ -14,8 +14,8 @@ from pydantic import ValidationError
 from common.data_api_models import MAX_STATUS_MINERS, HoneypotReveal, MinerStatus, StatusReport
 from common.protocol import Source
 from consensus.types import Honeypot, HoneypotKind
+from vali_utils.assignments import SOURCE, HoneypotsUnavailable
 from vali_utils.blocks import EpochBlock
-from vali_utils.cycle import SOURCE, HoneypotsUnavailable
 from vali_utils.data_api_client import (
     DataAPIRefused,
     DataAPIUnavailable,

@@ -20,11 +20,8 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-
-from pydantic import TypeAdapter
 
 from common.chain import MetagraphSnapshot
 from common.manifest import Manifest
@@ -32,105 +29,34 @@ from common.protocol import (
     ROUTE,
     AssignmentStatus,
     DataAssignmentRequest,
-    PropertyAnswer,
-    Source,
 )
 from common.signed_http import SignedClient
-from config.storage import S3Settings
-from consensus.answers import answers_from_manifest, hash_to_int
-from consensus.assignment import AssignmentPlan, MinerGroup, MinerInfo, ZipcodeAssignmentManager
+from consensus.answers import answers_from_manifest
+from consensus.assignment import AssignmentPlan, MinerInfo, ZipcodeAssignmentManager
 from consensus.engine import ConsensusEngine
 from consensus.s3_checks import consensus_records
 from consensus.s3_verdicts import ManifestVerdict, apply_s3_verdicts, rejected_hotkeys
-from consensus.tiebreak import TiebreakAnswer, TiebreakRequest
+from consensus.tiebreak import TiebreakRequest
 from consensus.types import CycleResult, GroupSubmission, Honeypot, SpotCheckRequest, Verdict
+from vali_utils.assignments import (
+    SOURCE,
+    Assignment,
+    HoneypotSource,
+    HoneypotsUnavailable,
+    S3Access,
+    describe_answer,
+    tiebreak_answers,
+)
 from vali_utils.blocks import EpochBlock
-from vali_utils.s3_reader import ObjectFetcher
 from vali_utils.s3_verify import verify_manifests
 from vali_utils.spot_check import Verifier
-from vali_utils.store import Progress, ValidatorStore
+from vali_utils.store import ValidatorStore
 
 logger = logging.getLogger(__name__)
 
-_ANSWERS = TypeAdapter(list[PropertyAnswer])
-
-
-@dataclass(frozen=True)
-class S3Access:
-    """How the validator reads miners' S3 objects, and the caps on what it reads."""
-
-    reader: ObjectFetcher
-    settings: S3Settings
-
-
-class HoneypotsUnavailable(RuntimeError):
-    """The epoch's honeypots could not be had (their source refused or is down)."""
-
-
-# epoch -> {zipcode: Honeypot}, raising HoneypotsUnavailable
-HoneypotSource = Callable[[int], Awaitable[dict[str, Honeypot]]]
 PROGRESS_S = 10.0  # seconds between progress lines of a long phase
 HONEYPOT_MARGIN_S = 1.0  # past the deadline before honeypots are asked for (clock skew)
 DISPATCH_ATTEMPTS = 3  # sends of an assignment a miner did not answer (timeout, unreachable)
-SOURCE = Source.ZILLOW_SOLD
-
-
-@dataclass
-class Assignment:
-    group: MinerGroup | None  # None for a tie-break lookup
-    miner: MinerInfo
-    endpoint: str
-    request: DataAssignmentRequest
-    dispatched_wall: float | None = None  # time.time() when acknowledged
-    accepted: bool = False
-    status: str | None = None
-    completed_after_s: float | None = None  # validator's clock, dispatch -> seen completed
-    manifest: Manifest | None = None
-    error: str | None = None
-    tiebreak: TiebreakRequest | None = None
-    property_answers: list[PropertyAnswer] | None = None
-    resumed: bool = False  # restored from the store after a restart
-    attempts: int = 0  # sends in this run
-    retryable: bool = False  # the last send got no answer (timeout, unreachable)
-    dirty: bool = False  # changed since it was last written to the store
-
-    @property
-    def collected(self) -> bool:
-        """Completed, and its answer is in hand."""
-        answer = self.manifest if self.tiebreak is None else self.property_answers
-        return self.status == AssignmentStatus.COMPLETED.value and answer is not None
-
-    @property
-    def kind(self) -> str:
-        return "zipcodes" if self.tiebreak is None else "tiebreak"
-
-    def progress(self) -> Progress:
-        answer = None
-        if self.manifest is not None:
-            answer = self.manifest.model_dump_json()
-        elif self.property_answers is not None:
-            answer = _ANSWERS.dump_json(self.property_answers).decode()
-        return Progress(
-            self.accepted,
-            self.status,
-            self.dispatched_wall,
-            self.completed_after_s,
-            answer,
-            self.error,
-        )
-
-    def restore(self, progress: Progress) -> None:
-        self.resumed = True
-        self.accepted = progress.accepted
-        self.status = progress.status
-        self.dispatched_wall = progress.dispatched_wall
-        self.completed_after_s = progress.completed_after_s
-        self.error = progress.error
-        if progress.answer_json:
-            if self.tiebreak is None:
-                self.manifest = Manifest.model_validate_json(progress.answer_json)
-            else:
-                self.property_answers = _ANSWERS.validate_json(progress.answer_json)
 
 
 @dataclass
@@ -510,7 +436,7 @@ class ConsensusCycle:
                 assignment.dispatched_wall = time.time()
                 assignment.status = answer.status.value if answer.status else None
             else:
-                assignment.error = _describe(status, answer)
+                assignment.error = describe_answer(status, answer)
                 logger.info(
                     "uid %d (%s) did not accept %s: %s",
                     assignment.miner.uid,
@@ -646,32 +572,3 @@ class ConsensusCycle:
                 ),
             )
         return verdicts
-
-
-def tiebreak_answers(assignments: list[Assignment]) -> list[TiebreakAnswer]:
-    """Each tie-breaker's lookups as the consensus core reads them.
-
-    Only the zpids it was asked about count. A listing found in another
-    zipcode than the disputed one is "not there" for that dispute; a zpid the
-    miner left out was not answered.
-    """
-    answers = []
-    for a in assignments:
-        if a.tiebreak is None or a.property_answers is None:
-            continue
-        disputed = {int(zpid): zipcode for zipcode, zpid in a.tiebreak.properties}
-        records: dict[int, int | None] = {}
-        for answer in a.property_answers:
-            zpid = int(answer.zpid)
-            if answer.source != SOURCE or zpid not in disputed:
-                continue
-            here = answer.found and answer.zipcode == disputed[zpid]
-            records[zpid] = hash_to_int(answer.record_hash) if here else None
-        answers.append(TiebreakAnswer(a.miner, a.tiebreak.batch_id, records))
-    return answers
-
-
-def _describe(status: int, answer: object) -> str:
-    if isinstance(answer, DataAssignmentRequest):
-        return f"{status} {answer.status}: {answer.error or 'not accepted'}"
-    return f"{status} {getattr(answer, 'code', '?')}: {getattr(answer, 'message', '')}"

@@ -27,7 +27,8 @@ from config.settings import Settings, SettingsError
 from config.storage import S3EvalConfig, S3Settings
 from consensus.s3_checks import evaluation_seed
 from consensus.scoring import ScoringState, apply_s3_evaluation
-from vali_utils.cycle import SOURCE, CycleOutcome, S3Access
+from vali_utils.assignments import SOURCE, S3Access
+from vali_utils.cycle import CycleOutcome
 from vali_utils.data_api_client import DataAPIRefused, DataAPIUnavailable, ValidatorDataAPI
 from vali_utils.metrics import ValidatorMetrics
 from vali_utils.s3_eval import evaluate_miners

@@ -8,7 +8,7 @@ from common.protocol import DataAssignmentRequest, PropertyAnswer
 from consensus.answers import hash_to_int
 from consensus.assignment import MinerInfo
 from consensus.tiebreak import TiebreakRequest
-from vali_utils.cycle import SOURCE, Assignment, tiebreak_answers
+from vali_utils.assignments import SOURCE, Assignment, tiebreak_answers
 
 pytestmark = pytest.mark.unit
 

@@ -8,10 +8,10 @@ import pytest
 
 from common.chain import MetagraphSnapshot, NeuronInfo
 from consensus.assignment import ZipcodeAssignmentManager
-from vali_utils.evaluator import Schedule
 from scraping.synthetic import SyntheticWorld
 from vali_utils.blocks import LocalBlockSource
 from vali_utils.cycle import ConsensusCycle, eligible_miners
+from vali_utils.evaluator import Schedule
 
 pytestmark = pytest.mark.unit
 
