@@ -17,6 +17,7 @@ Reports:
 - ``dispatch_s`` and ``ack_p99_ms``: see ``scripts/bench_net.py``.
 - ``scrape_records_per_s``: see ``scripts/bench_scrape.py``.
 - ``api_rps``, ``api_p99_ms``: see ``scripts/bench_api.py``.
+- ``s3_eval_files_per_s``: see ``scripts/bench_s3.py``.
 - ``validator_rss_growth`` (only with ``--only validator_memory``): see
   ``scripts/bench_memory.py``.
 """
@@ -226,6 +227,12 @@ def bench_api() -> dict:
     return asyncio.run(run())
 
 
+def bench_s3_eval() -> dict:
+    from bench_s3 import bench_s3_eval as run
+
+    return run()
+
+
 def bench_validator_memory() -> dict:
     from bench_memory import bench_validator_memory as run
 
@@ -239,6 +246,7 @@ BENCHMARKS = {
     "ack": bench_ack,
     "scrape": bench_scrape,
     "api": bench_api,
+    "s3_eval": bench_s3_eval,
     # Minutes long (64 miner processes): run it on its own, --only validator_memory.
     "validator_memory": bench_validator_memory,
 }
