@@ -186,29 +186,33 @@ def derive_block(
         taken,
     )
     tier_rank = _Ranker(key, b"tier")
-    empties = _take(
-        _age_order(universe.no_residential, recent, _Ranker(key, b"no-residential")),
-        n_honeypots - len(chosen_references),
-        cap,
-        per_state,
-        taken,
-    )
-    honeypots = [(z.zipcode, REFERENCE) for z in chosen_references]
-    honeypots += [(z.zipcode, NO_RESIDENTIAL) for z in empties]
-    entries = [_entry(z, z.tier) for z in chosen_references]
-    entries += [_entry(z, _drawn_tier(z.zipcode, tier_rank, universe.tier_shares)) for z in empties]
+    empty_order = _age_order(universe.no_residential, recent, _Ranker(key, b"no-residential"))
+    wanted_empties = n_honeypots - len(chosen_references)
+    empties = _take(empty_order, wanted_empties, cap, per_state, taken)
 
     ordered = _age_order(residential, recent, _Ranker(key, b"residential"))
-    needed = total - len(entries)
+    needed = total - len(chosen_references) - len(empties)
     regular = _take(ordered, needed, cap, per_state, taken)
     if len(regular) < needed:  # states ran dry under the cap: fill regardless
         regular += _take(ordered, needed - len(regular), len(ordered), per_state, taken)
         relaxed.append("state_share")
+    short = total - len(chosen_references) - len(empties) - len(regular)
+    if short > 0 and len(empties) < wanted_empties:
+        # Too few residential zipcodes to fill the block: the honeypots the cap held
+        # back come in after all (a tiny universe; never on the real one).
+        more = min(short, wanted_empties - len(empties))
+        empties += _take(empty_order, more, len(empty_order), per_state, taken)
+        relaxed.append("state_share")
+    honeypots = [(z.zipcode, REFERENCE) for z in chosen_references]
+    honeypots += [(z.zipcode, NO_RESIDENTIAL) for z in empties]
+    entries = [_entry(z, z.tier) for z in chosen_references]
+    entries += [_entry(z, _drawn_tier(z.zipcode, tier_rank, universe.tier_shares)) for z in empties]
     if recent:
         recently_used = set().union(*recent)
         if any(z.zipcode in recently_used for z in regular):
             relaxed.append("rotation")
     entries += [_entry(z, z.tier) for z in regular]
+    relaxed = sorted(set(relaxed), key=relaxed.index)
     if len(entries) < total:  # a universe smaller than a block: serve what there is
         relaxed.append("size")
 
