@@ -24,6 +24,7 @@ from pathlib import Path
 from common.chain import open_chain
 from common.metagraph import MetagraphSync
 from common.s3_layout import InvalidKey, check_prefix
+from common.wallet import load_wallet
 from config.settings import Settings, SettingsError
 from data_api.app import start_data_api
 from data_api.routes import ApiOptions
@@ -34,25 +35,6 @@ from data_api.store import default_db_path
 logger = logging.getLogger("data_api.server")
 
 ENDPOINT_FILE = "endpoint.json"
-
-
-def load_owner_keypair(settings: Settings):
-    """(wallet, hotkey keypair) named by the wallet settings; SettingsError when unreadable."""
-    import bittensor as bt
-
-    wallet = bt.Wallet(
-        name=settings.wallet_name,
-        hotkey=settings.wallet_hotkey,
-        path=str(Path(settings.wallet_path).expanduser()),
-    )
-    try:
-        keypair = wallet.hotkey
-    except Exception as exc:  # the SDK raises its own error kinds for missing keyfiles
-        raise SettingsError(
-            f"cannot load hotkey {settings.wallet_name}/{settings.wallet_hotkey} "
-            f"from {settings.wallet_path}: {exc}"
-        ) from exc
-    return wallet, keypair
 
 
 def s3_gateway(settings: Settings) -> S3Gateway | None:
@@ -92,7 +74,7 @@ def _check_bucket(gateway: S3Gateway, create: bool) -> None:
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    wallet, keypair = load_owner_keypair(settings)
+    wallet, keypair = load_wallet(settings)
     owner = keypair.ss58_address
     secret = resolve_secret(settings)
     chain = open_chain(settings.network, settings.netuid, settings.chain_file, wallet, owner)

@@ -14,7 +14,6 @@ import asyncio
 import gc
 import logging
 import os
-from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -23,6 +22,7 @@ from common.chain import ChainUnavailable, open_chain
 from common.metagraph import MetagraphSync
 from common.protocol import ROUTE, DataAssignmentRequest
 from common.signed_http import AccessPolicy, RateLimiter, signed_endpoint
+from common.wallet import load_wallet
 from config.settings import Settings, SettingsError
 from neurons.runner import run_neuron
 from scraping.assignments import MinerService
@@ -34,24 +34,6 @@ from scraping.store import MinerStore
 from scraping.upload_setup import open_uploader
 
 logger = logging.getLogger("neurons.miner")
-
-
-def load_wallet(settings: Settings):
-    import bittensor as bt
-
-    wallet = bt.Wallet(
-        name=settings.wallet_name,
-        hotkey=settings.wallet_hotkey,
-        path=str(Path(settings.wallet_path).expanduser()),
-    )
-    try:
-        keypair = wallet.hotkey
-    except Exception as exc:  # the SDK raises its own error kinds for missing keyfiles
-        raise SettingsError(
-            f"cannot load hotkey {settings.wallet_name}/{settings.wallet_hotkey} "
-            f"from {settings.wallet_path}: {exc}"
-        ) from exc
-    return wallet, keypair
 
 
 def build_source(settings: Settings, hotkey: str) -> PropertySource:

@@ -27,12 +27,13 @@ import aiohttp
 from common.chain import open_chain
 from common.metagraph import MetagraphSync
 from common.signed_http import SignedClient
+from common.wallet import load_wallet
 from common.watchdog import Watchdog
 from config.consensus import AssignmentConfig, ConsensusConfig
 from config.settings import Settings, SettingsError
 from consensus.assignment import ZipcodeAssignmentManager
 from consensus.engine import ConsensusEngine
-from neurons.miner import build_source, load_wallet
+from neurons.miner import build_source
 from neurons.runner import run_neuron
 from scraping.synthetic import SyntheticWorld
 from vali_utils.api_blocks import ApiBlocks

@@ -189,7 +189,8 @@ class Subnet:
         owner_hotkey, owner_coldkey = create_wallet(wallets, "owner", "default")
         self.owner = {"hotkey": owner_hotkey, "coldkey": owner_coldkey}
 
-    def _common(self, wallet: str, hotkey: str) -> list[str]:
+    def _chain_args(self, wallet: str, hotkey: str = "default") -> list[str]:
+        """Preset, local chain and wallet: what every process of the subnet is started with."""
         return [
             "--preset",
             "local",
@@ -203,6 +204,11 @@ class Subnet:
             wallet,
             "--wallet.hotkey",
             hotkey,
+        ]
+
+    def _common(self, wallet: str, hotkey: str) -> list[str]:
+        return [
+            *self._chain_args(wallet, hotkey),
             "--workdir",
             str(self.workdir),
             "--synthetic.seed",
@@ -265,16 +271,7 @@ class Subnet:
         endpoint = self.workdir / "data_api" / "endpoint.json"
         endpoint.unlink(missing_ok=True)
         argv = [
-            "--preset",
-            "local",
-            "--subtensor.network",
-            "localfile",
-            "--chain.file",
-            str(self.chain_file),
-            "--wallet.path",
-            str(self.workdir / "wallets"),
-            "--wallet.name",
-            "owner",
+            *self._chain_args("owner"),
             "--workdir",
             str(self.workdir),
             "--env-file",
