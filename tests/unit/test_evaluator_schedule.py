@@ -132,8 +132,10 @@ def test_consensus_on_boundaries_and_s3_evaluation_only_between(tmp_path):
     # One cycle per epoch, in order (a loaded machine may make it skip one, never repeat).
     assert epochs == sorted(set(epochs))
     for epoch, started, _ in cycle.runs[1:]:
-        # Later cycles start at their boundary (the first may join its epoch late).
-        assert 0 <= started - epoch * EPOCH_S < 0.3, (epoch, started)
+        # Later cycles start at their boundary (the first may join its epoch late): never
+        # before it, and early enough to join (half the collect window left); a loaded
+        # machine delays the start by a fraction of a second.
+        assert 0 <= started - epoch * EPOCH_S < 0.75 * EPOCH_S / 2, (epoch, started)
     assert s3_calls, "S3 evaluation never ran between cycles"
     for _, s3_start, s3_end in s3_calls:
         for _, c_start, c_end in cycle.runs:
