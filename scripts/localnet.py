@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import signal
@@ -45,6 +46,12 @@ STARTUP_TIMEOUT_S = 60.0
 STARTUP_S_PER_MINER = 2.0
 S3_BUCKET = "subnet-data"
 S3_KEY = "localnet"  # the S3 emulator takes any credentials
+GROUPS_PER_BATCH = 2  # the validator's default
+MIN_CYCLE_S = 30.0
+# What the S3 emulator (moto, one Python process) takes beside every miner, validator
+# and the Data API on a 2-core machine: ~90 presigned POSTs/s alone, far less when the
+# cores are shared. Epochs sized for fewer left honest miners' last files past the deadline.
+UPLOADS_PER_S = 20.0
 
 
 def parse_adversary(text: str) -> tuple[str, float]:
@@ -64,7 +71,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--cycles", type=int, default=2, help="consensus cycles each validator runs"
     )
-    parser.add_argument("--cycle-seconds", type=float, default=30.0, help="epoch length")
+    parser.add_argument(
+        "--cycle-seconds",
+        type=float,
+        default=argparse.SUPPRESS,
+        help="epoch length (default: long enough for the epoch's uploads to reach the local "
+        f"S3 emulator by the deadline at {UPLOADS_PER_S:g} files/s, at least {MIN_CYCLE_S:g} s)",
+    )
     parser.add_argument(
         "--collect-fraction",
         type=float,
@@ -111,9 +124,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.miners_per_group = max(5, min(10, args.miners // 4))
     if args.miners_per_group < 1:
         parser.error("--miners-per-group must be at least 1")
+    if "cycle_seconds" not in args:
+        args.cycle_seconds = default_cycle_seconds(args)
     args.json = args.json or args.workdir / "report.json"
     args.plot = args.plot or args.workdir / "report.png"
     return args
+
+
+def uploads_per_epoch(args: argparse.Namespace) -> int:
+    """One file per (miner, zipcode) assignment: each zipcode goes to two groups."""
+    return args.zipcodes * GROUPS_PER_BATCH * min(args.miners_per_group, args.miners)
+
+
+def default_cycle_seconds(args: argparse.Namespace) -> float:
+    if args.no_data_api:
+        return MIN_CYCLE_S
+    upload_window = uploads_per_epoch(args) / UPLOADS_PER_S
+    return float(max(MIN_CYCLE_S, math.ceil(upload_window / args.collect_fraction)))
 
 
 def behaviours(n: int, adversaries: list[tuple[str, float]], seed: int) -> list[str]:
@@ -575,7 +602,8 @@ def main(argv: list[str] | None = None) -> int:
         subnet.write_description()
         print(
             f"{len(subnet.miners)} miners up in {time.monotonic() - started:.1f}s; "
-            "starting validators"
+            f"starting validators for {args.cycles} epochs of {args.cycle_seconds:g}s"
+            + ("" if args.no_data_api else f" (~{uploads_per_epoch(args)} uploads per epoch)")
         )
         validators = subnet.start_validators()
         budget = args.cycle_seconds * (args.cycles + 2) + STARTUP_TIMEOUT_S

@@ -72,6 +72,7 @@ def test_validator_killed_mid_cycle_resumes_to_the_same_weights(tmp_path):
             str(CYCLES),
             "--scrape-delay",
             "0.3",  # a collect phase of a few seconds, to be killed in
+            "--no-data-api",  # validators derive blocks locally: 30 s epochs
             "--workdir",
             str(tmp_path / "net"),
         ]
