@@ -25,6 +25,7 @@ import sys
 import aiohttp
 
 from common.chain import open_chain
+from common.memory import pin_mmap_threshold
 from common.metagraph import MetagraphSync
 from common.signed_http import SignedClient
 from common.wallet import load_wallet
@@ -63,6 +64,7 @@ class LocalBlocks:
 
 
 async def validate(settings: Settings, stop: asyncio.Event) -> None:
+    pin_mmap_threshold()  # each cycle's big arrays go back to the OS, not into the heap
     wallet, keypair = load_wallet(settings)
     hotkey = keypair.ss58_address
     chain = open_chain(settings.network, settings.netuid, settings.chain_file, wallet, hotkey)

@@ -26,6 +26,7 @@ CHANGED_LISTING_SHARE = 0.35  # listings whose price/status moved since an older
 HONEST_MISS_RATE = 0.05
 HONEST_STALE_RATE = 0.01
 _ZPID_STRIDE = 1000  # zpid = zipcode * 1000 + n: the zipcode is recoverable from a zpid
+LISTINGS_CACHE_ZIPCODES = 256  # ~240 KB of dicts each: ~60 MB at most per process
 
 _STREETS = (
     "Oak",
@@ -62,10 +63,18 @@ def zipcode_of_zpid(zpid: int) -> str:
 class SyntheticWorld:
     """The truth of a synthetic market; every method is a pure function of the seed."""
 
-    def __init__(self, seed: int | str = 0, mean_listings: int = MEAN_LISTINGS) -> None:
+    def __init__(
+        self,
+        seed: int | str = 0,
+        mean_listings: int = MEAN_LISTINGS,
+        cache_zipcodes: int = LISTINGS_CACHE_ZIPCODES,
+    ) -> None:
         self.seed = str(seed)
         self.mean_listings = mean_listings
-        self._listings = lru_cache(maxsize=20_000)(self._make_listings)
+        # A bounded working set, not the universe: a long local run (a miner's
+        # assignments, the validator's spot checks) stays flat in memory. The
+        # simulator, which reads a whole cycle's zipcodes many times, asks for more.
+        self._listings = lru_cache(maxsize=cache_zipcodes)(self._make_listings)
         self._previous: dict[str, dict] = {}  # zpid -> the fields an older snapshot shows
 
     def universe(self, size: int = 5000) -> list[str]:

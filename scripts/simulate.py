@@ -113,7 +113,8 @@ def build_population(
 class Simulation:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.world = SyntheticWorld(args.seed)
+        # Every miner reads the cycle's zipcodes: keep them all cached (plus tie-breaks).
+        self.world = SyntheticWorld(args.seed, cache_zipcodes=2 * args.zipcodes)
         self.miners = build_population(
             args.miners, args.adversary, args.offline_fraction, args.seed
         )

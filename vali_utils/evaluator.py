@@ -18,11 +18,8 @@ start the evaluator first finishes the cycle a previous run left unfinished
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import gc
 import json
 import logging
-import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -31,6 +28,7 @@ from pathlib import Path
 from typing import Protocol
 
 from common.chain import Chain, ChainUnavailable
+from common.memory import release_memory
 from common.metagraph import MetagraphSync
 from common.watchdog import Watchdog
 from config.consensus import ScoringConfig
@@ -312,32 +310,6 @@ class EnhancedMinerEvaluator:
             self.metrics.flags.labels(flag.kind.value).inc()
         self.metrics.disputes.inc(result.tiebreak.get("disputes", 0))
         self.metrics.resolved.inc(result.tiebreak.get("resolved", 0))
-
-
-def release_memory() -> None:
-    """Collect garbage and hand freed heap back to the OS (glibc keeps it otherwise).
-
-    A cycle and an S3 round each build and drop tens of MB of short-lived
-    objects; without the trim the freed arenas stay mapped and fragment, and
-    the process's resident size creeps up from one epoch to the next.
-    """
-    gc.collect()
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
-def _load_libc():
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.malloc_trim  # noqa: B018 - glibc only (musl has none)
-    except (OSError, AttributeError):
-        return None
-    return libc
-
-
-_LIBC = _load_libc()
 
 
 async def set_weights_with_retry(chain: Chain, weights: dict[int, float]) -> bool:
