@@ -64,12 +64,25 @@ class Assignment:
     attempts: int = 0  # sends in this run
     retryable: bool = False  # the last send got no answer (timeout, unreachable)
     dirty: bool = False  # changed since it was last written to the store
+    released: bool = False  # its manifest went to the engine and was dropped (the store has it)
 
     @property
     def collected(self) -> bool:
-        """Completed, and its answer is in hand."""
+        """Completed, and its answer is in hand (or was, before ``release_manifest``)."""
         answer = self.manifest if self.tiebreak is None else self.property_answers
-        return self.status == AssignmentStatus.COMPLETED.value and answer is not None
+        return self.status == AssignmentStatus.COMPLETED.value and (
+            answer is not None or self.released
+        )
+
+    def release_manifest(self) -> None:
+        """Drop the manifest once the engine holds its answers as arrays.
+
+        Manifests are a cycle's largest objects (~80 bytes a record, 200k records
+        for 200 assignments); holding them through consensus set the validator's
+        peak memory. The stored copy stays: a released assignment is never written again.
+        """
+        self.released = self.released or self.manifest is not None
+        self.manifest = None
 
     @property
     def kind(self) -> str:

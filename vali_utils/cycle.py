@@ -73,6 +73,7 @@ class CycleOutcome:
     consensus: dict = field(default_factory=dict)
     block: EpochBlock | None = None
     s3_verdicts: dict[str, ManifestVerdict] = field(default_factory=dict)
+    responders: int = 0  # miners that sent a manifest
 
 
 def eligible_miners(graph: MetagraphSnapshot) -> tuple[list[MinerInfo], dict[str, str]]:
@@ -202,6 +203,9 @@ class ConsensusCycle:
         submissions, dropped = self.submissions(
             [a for a in assignments if a.miner.hotkey not in liars], block.nonce
         )
+        responders = len({a.miner.hotkey for a in assignments if a.manifest is not None})
+        for a in assignments:
+            a.release_manifest()  # the submissions hold the answers now
         draft = self.engine.evaluate(
             plan,
             submissions,
@@ -255,6 +259,7 @@ class ConsensusCycle:
             consensus=consensus,
             block=block,
             s3_verdicts=s3_verdicts,
+            responders=responders,
         )
 
     def _tiebreak_assignments(
@@ -366,7 +371,9 @@ class ConsensusCycle:
         if self.store is None:
             return
         for kind in ("zipcodes", "tiebreak"):
-            changed = [a for a in assignments if a.kind == kind and (a.dirty or force)]
+            changed = [
+                a for a in assignments if a.kind == kind and (a.dirty or force) and not a.released
+            ]
             await self.store.save_progress(
                 epoch, kind, ((a.request.request_id, a.miner.hotkey, a.progress()) for a in changed)
             )

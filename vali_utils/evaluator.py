@@ -301,9 +301,7 @@ class EnhancedMinerEvaluator:
     def _observe(self, outcome: CycleOutcome) -> None:
         result = outcome.result
         self.metrics.assignments.set(len(outcome.assignments))
-        self.metrics.responders.set(
-            len({a.miner.hotkey for a in outcome.assignments if a.manifest is not None})
-        )
+        self.metrics.responders.set(outcome.responders)
         confidences = list(result.batch_confidence().values())
         self.metrics.confidence.set(sum(confidences) / len(confidences) if confidences else 0.0)
         for flag in result.flags:

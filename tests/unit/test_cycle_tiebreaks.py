@@ -52,3 +52,25 @@ def test_unasked_zpids_other_sources_and_silent_miners_are_ignored():
     (answer,) = tiebreak_answers([_assignment(answers)])
     assert answer.records == {}
     assert tiebreak_answers([_assignment(None)]) == []
+
+
+def test_a_released_manifest_still_counts_as_collected():
+    from common.manifest import Manifest
+    from common.protocol import AssignmentStatus
+
+    request = DataAssignmentRequest(
+        request_id="e1-b2-g0", phase="assign", zipcode_assignments={SOURCE: ["10001"]}
+    )
+    a = Assignment(None, MINER, "http://x", request)
+    a.status = AssignmentStatus.COMPLETED.value
+    a.manifest = Manifest(miner_hotkey="hk7", zipcodes=[])
+    assert a.collected and a.progress().answer_json is not None
+    a.release_manifest()
+    assert a.manifest is None and a.released and a.collected
+    # Releasing again (nothing left to drop) keeps it released.
+    a.release_manifest()
+    assert a.released
+    # An assignment that never had a manifest is not collected by releasing.
+    empty = Assignment(None, MINER, "http://x", request, status=AssignmentStatus.COMPLETED.value)
+    empty.release_manifest()
+    assert not empty.released and not empty.collected
