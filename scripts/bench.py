@@ -18,7 +18,8 @@ Reports:
 - ``scrape_records_per_s``: see ``scripts/bench_scrape.py``.
 - ``api_rps``, ``api_p99_ms``: see ``scripts/bench_api.py``.
 - ``s3_eval_files_per_s``: see ``scripts/bench_s3.py``.
-- ``validator_rss_growth`` (only with ``--only validator_memory``): see
+- ``validator_rss_growth``, ``validator_rss_idle_growth`` (only with
+  ``--only validator_memory``): see
   ``scripts/bench_memory.py``.
 """
 

@@ -3,11 +3,15 @@
 
 Starts the local subnet (``scripts/localnet.py``: Data API, S3 emulator, real
 miner processes, one real validator process) with 64 miners, runs 5 cycles
-and samples the validator's resident memory (``VmRSS``) every 0.25 s. An
-epoch's figure is the peak RSS over the epoch (its consensus cycle and the S3
-evaluation rounds after it). ``validator_rss_growth`` = (highest peak of
-epochs 2..5) / (peak of epoch 1) - 1: growth after the first cycle, which a
-leak would make climb epoch after epoch.
+and samples the validator's resident memory (``VmRSS``) every 0.25 s. Two
+figures per epoch:
+
+- the peak RSS over the epoch (its consensus cycle and what follows it);
+  ``validator_rss_growth`` = (highest peak of epochs 2..5) / (peak of epoch 1) - 1.
+- the idle RSS, the last sample before the next epoch starts: the cycle is
+  done and its memory released, so this is what the validator keeps.
+  ``validator_rss_idle_growth`` = (highest idle of epochs 2..5) / (idle after
+  the first cycle) - 1: what a leak would make climb epoch after epoch.
 
     python scripts/bench_memory.py --miners 64 --cycles 5 --cycle-seconds 40
 """
@@ -69,19 +73,24 @@ def bench_validator_memory(
             v = subnet.validators[0]
             reports = subnet.workdir / f"validator-{v['wallet']}-{v['wallet_hotkey']}" / "cycles"
             peaks: dict[int, float] = {}  # epoch -> peak RSS
+            idle: dict[int, float] = {}  # epoch -> last RSS sample of the epoch
             deadline = time.monotonic() + cycle_seconds * (cycles + 3) + 60
             while validator.poll() is None and time.monotonic() < deadline:
                 epoch = int(time.time() // cycle_seconds)
                 try:
-                    peaks[epoch] = max(peaks.get(epoch, 0.0), _rss_mb(validator.pid))
+                    rss = _rss_mb(validator.pid)
                 except (OSError, RuntimeError):
                     break  # the process is gone
+                peaks[epoch] = max(peaks.get(epoch, 0.0), rss)
+                idle[epoch] = rss
                 time.sleep(0.25)
             validator.wait(timeout=cycle_seconds * 2 + 30)
             scored = sorted(
                 json.loads(p.read_text())["epoch"] for p in reports.glob("epoch-*.json")
             )
             samples = [round(peaks[e], 1) for e in scored if e in peaks]
+            # The last cycle's epoch ends with the process stopping: no idle figure.
+            idle_samples = [round(idle[e], 1) for e in scored[:-1] if e in idle]
             work = [
                 {
                     k: r.get(k)
@@ -94,9 +103,12 @@ def bench_validator_memory(
     if len(samples) < 2:
         raise RuntimeError(f"only {len(samples)} cycles completed; see the validator log")
     growth = max(samples[1:]) / samples[0] - 1.0
+    idle_growth = max(idle_samples[1:]) / idle_samples[0] - 1.0 if len(idle_samples) > 1 else None
     return {
         "validator_rss_peak_mb_per_epoch": samples,
         "validator_rss_growth": round(growth, 4),
+        "validator_rss_idle_mb_per_epoch": idle_samples,
+        "validator_rss_idle_growth": None if idle_growth is None else round(idle_growth, 4),
         "validator_memory_miners": miners,
         "validator_memory_cycles": work,
     }

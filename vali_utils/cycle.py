@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 
 from common.chain import MetagraphSnapshot
 from common.manifest import Manifest
+from common.memory import release_memory
 from common.protocol import (
     ROUTE,
     AssignmentStatus,
@@ -206,6 +207,9 @@ class ConsensusCycle:
         responders = len({a.miner.hotkey for a in assignments if a.manifest is not None})
         for a in assignments:
             a.release_manifest()  # the submissions hold the answers now
+        # Collect's garbage (response bodies, timed-out requests' frames) goes before
+        # the engine builds its arrays: the cycle's peak is consensus, not both at once.
+        release_memory()
         draft = self.engine.evaluate(
             plan,
             submissions,
