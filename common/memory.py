@@ -7,9 +7,9 @@ per cycle look like it leaks:
   garbage and trims after each unit of work.
 - The mmap threshold is dynamic: a large block (a numpy array of a cycle) is
   first served by ``mmap`` and returned to the OS on free, but that free
-  raises the threshold, so the next cycle's arrays land in the heap and
-  fragment it. The second cycle then peaks higher than the first for no new
-  data. ``pin_mmap_threshold`` fixes the threshold, which turns that off.
+  raises the threshold, so later cycles' arrays land in the heap and can
+  fragment it. ``pin_mmap_threshold`` fixes the threshold, which turns that off
+  (``tests/unit/test_memory.py`` shows the difference).
 
 Both are no-ops where glibc is absent (macOS, musl).
 """

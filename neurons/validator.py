@@ -76,7 +76,7 @@ async def validate(settings: Settings, stop: asyncio.Event) -> None:
     sync.on_change(lambda old, new: logger.info("metagraph changed: %d neurons", len(new.neurons)))
 
     # A spot check reads one listing: a few zipcodes of cache are plenty, and the
-    # validator's memory stays flat however many cycles it runs.
+    # cache stays a few MB however many cycles the validator runs.
     world = SyntheticWorld(settings.synthetic_seed, cache_zipcodes=16)
     if settings.scraper == "synthetic":
         verifier = SyntheticVerifier(world)
