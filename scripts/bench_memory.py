@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Validator memory over shortened cycles, for ``scripts/bench.py`` (``validator_memory``).
 
-Starts the local subnet (``scripts/localnet.py``: Data API, S3 emulator, real
-miner processes, one real validator process) with 64 miners, runs 5 cycles
+Starts the local subnet's chain, 64 real miner processes and one real validator
+process (``scripts/localnet.py``; no Data API and no S3 emulator: blocks are
+derived locally, since 4,000 uploads an epoch are far past what the emulator
+takes in a short epoch), runs 5 cycles
 and samples the validator's resident memory (``VmRSS``) every 0.25 s. Two
 figures per epoch:
 

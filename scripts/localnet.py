@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from common.chain import NeuronInfo, create_chain_file, read_chain_file  # noqa: E402
+from config.consensus import AssignmentConfig  # noqa: E402
 from scraping.adversaries import load_behaviour  # noqa: E402
 from scraping.adversaries import parse_adversary as parse_adversary_spec  # noqa: E402
 
@@ -46,7 +47,6 @@ STARTUP_TIMEOUT_S = 60.0
 STARTUP_S_PER_MINER = 2.0
 S3_BUCKET = "subnet-data"
 S3_KEY = "localnet"  # the S3 emulator takes any credentials
-GROUPS_PER_BATCH = 2  # the validator's default
 MIN_CYCLE_S = 30.0
 # What the S3 emulator (moto, one Python process) takes beside every miner, validator
 # and the Data API on a 2-core machine: ~90 presigned POSTs/s alone, far less when the
@@ -132,8 +132,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def uploads_per_epoch(args: argparse.Namespace) -> int:
-    """One file per (miner, zipcode) assignment: each zipcode goes to two groups."""
-    return args.zipcodes * GROUPS_PER_BATCH * min(args.miners_per_group, args.miners)
+    """One file per (miner, zipcode) assignment: each zipcode goes to the validator's
+    default number of groups (two)."""
+    groups = AssignmentConfig().overlap_factor
+    return args.zipcodes * groups * min(args.miners_per_group, args.miners)
 
 
 def default_cycle_seconds(args: argparse.Namespace) -> float:
