@@ -21,15 +21,12 @@ from __future__ import annotations
 import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from consensus.assignment import MinerInfo
+from consensus.draft import ZPID_BITS, ConsensusDraft, lookup
 from consensus.types import Flag, FlagKind, SpotCheckRequest, Verdict
-
-if TYPE_CHECKING:
-    from consensus.engine import ConsensusDraft
 
 _FAIL = (Verdict.MISMATCH, Verdict.NOT_FOUND)
 
@@ -77,8 +74,6 @@ def select_spot_checks(draft: ConsensusDraft, seed: bytes) -> list[SpotCheckRequ
     them) and ``spot_checks_per_batch`` confirmed records per batch, capped at
     ``spot_checks_per_cycle`` in all; batches take turns in a seeded order.
     """
-    from consensus.engine import ZPID_BITS, lookup
-
     cfg = draft.config
     gc, comparison = draft.groups, draft.comparison
     nz = draft.n_zipcodes
@@ -165,8 +160,6 @@ def apply_verdicts(
     answers are not the validator's own source, so they flag nobody directly;
     a group that left out a record they found not to exist passes that check.
     """
-    from consensus.engine import ZPID_BITS
-
     cfg = draft.config
     gc = draft.groups
     nz = draft.n_zipcodes

@@ -25,7 +25,7 @@ import numpy as np
 from common.records import KEY_FIELD_INDEXES
 from consensus.antigaming import detect_copies
 from consensus.assignment import MinerInfo
-from consensus.engine import ZPID_BITS, Comparison, ConsensusDraft, lookup
+from consensus.draft import ZPID_BITS, Comparison, ConsensusDraft, lookup
 from consensus.types import (
     CycleResult,
     Flag,

@@ -38,16 +38,13 @@ import hashlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from common.s3_files import DecodedFile, Rejection
 from common.s3_layout import ObjectKey
 from config.storage import S3EvalConfig
 from consensus.answers import hash_to_int
+from consensus.draft import ZPID_BITS, Comparison
 from consensus.types import SpotCheckRequest, Verdict
-
-if TYPE_CHECKING:
-    from consensus.engine import Comparison
 
 COMPONENTS = (
     "integrity",
@@ -189,8 +186,6 @@ def consensus_records(
     when only the listing's presence was agreed. Zipcodes under the
     confidence threshold are left out: they say nothing about anyone.
     """
-    from consensus.engine import ZPID_BITS
-
     confident = comparison.confidence >= min_confidence
     out: dict[str, dict[int, int | None]] = {
         z: {} for z, ok in zip(zipcodes, confident.tolist(), strict=True) if ok

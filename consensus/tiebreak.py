@@ -28,18 +28,14 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from consensus.antigaming import seeded_rank
 from consensus.assignment import MinerInfo
+from consensus.comparison import zipcode_confidence
+from consensus.draft import EPS, ZPID_BITS, Comparison, ConsensusDraft, lookup
 from consensus.types import MinerCycleResult, SpotCheckRequest, Verdict
-
-if TYPE_CHECKING:
-    from consensus.engine import Comparison, ConsensusDraft
-
-_EPS = 1e-9
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +74,6 @@ class TiebreakOutcome:
 
 def disputed_zpids(draft: ConsensusDraft, seed: bytes) -> dict[int, list[tuple[str, int]]]:
     """The disputed (zipcode, zpid) pairs to re-check, by batch, bounded and seeded."""
-    from consensus.engine import ZPID_BITS
-
     cfg = draft.config
     keys = draft.comparison.disputed_keys
     if keys.size == 0 or cfg.tiebreak_max_per_cycle <= 0 or cfg.tiebreak_max_per_miner <= 0:
@@ -91,7 +85,7 @@ def disputed_zpids(draft: ConsensusDraft, seed: bytes) -> dict[int, list[tuple[s
     rank = seeded_rank(seed + b"tiebreak", zipcode_number[zi], zpid)
     # Disputes of zipcodes under the confidence threshold come first: settling
     # them is what turns a zipcode into evidence.
-    settled = draft.comparison.confidence[zi] >= cfg.zipcode_confidence_threshold - _EPS
+    settled = draft.comparison.confidence[zi] >= cfg.zipcode_confidence_threshold - EPS
     order = np.lexsort((rank, settled, batch))
     batch_sorted = batch[order]
     change = np.ones(order.size, bool)
@@ -192,8 +186,6 @@ def resolve_disputes(
     answers: Sequence[TiebreakAnswer],
 ) -> TiebreakOutcome:
     """Credibility-weighted vote of each dispute's tie-breakers (others' answers are ignored)."""
-    from consensus.engine import ZPID_BITS
-
     cfg = draft.config
     by_miner: dict[tuple[int, str], TiebreakAnswer] = {}
     for a in answers:
@@ -229,7 +221,7 @@ def resolve_disputes(
                     winner, best = value, weight
             if (
                 len(voters) >= cfg.tiebreak_min_answers
-                and best >= cfg.tiebreak_threshold * total - _EPS
+                and best >= cfg.tiebreak_threshold * total - EPS
             ):
                 outcome.resolved[zkey] = winner
                 for miner in asked:
@@ -248,8 +240,6 @@ def resolution_checks(
     draft: ConsensusDraft, outcome: TiebreakOutcome
 ) -> list[tuple[SpotCheckRequest, Verdict]]:
     """Resolved disputes as group checks: a group accepting the losing value fails one."""
-    from consensus.engine import ZPID_BITS
-
     checks = []
     for zkey, value in sorted(outcome.resolved.items()):
         zi, zpid = zkey >> ZPID_BITS, zkey & ((1 << ZPID_BITS) - 1)
@@ -274,8 +264,6 @@ def apply_resolution(
     one resolved absent leaves the disputed set, so whoever reported it holds
     an unconfirmed record. Agreement counts settled disputes as agreed.
     """
-    from consensus.engine import ZPID_BITS, _confidence, lookup
-
     if not outcome.resolved:
         return 0
     nz = draft.n_zipcodes
@@ -323,7 +311,9 @@ def apply_resolution(
     comparison.agreement = np.where(touched, agreement, comparison.agreement)
     comparison.confidence = np.where(
         touched,
-        _confidence(draft.config, comparison.agreement, comparison.margin, comparison.responders),
+        zipcode_confidence(
+            draft.config, comparison.agreement, comparison.margin, comparison.responders
+        ),
         comparison.confidence,
     )
     return int(settle.size)
@@ -331,8 +321,6 @@ def apply_resolution(
 
 def _row_with_value(draft: ConsensusDraft, zkey: int, value: int) -> int:
     """A row some group accepted with this value (its fields judge near-misses), else -1."""
-    from consensus.engine import ZPID_BITS
-
     gc = draft.groups
     nz = draft.n_zipcodes
     zi, zpid = zkey >> ZPID_BITS, zkey & ((1 << ZPID_BITS) - 1)

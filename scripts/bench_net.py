@@ -33,7 +33,7 @@ from scraping.source import SyntheticSource
 from scraping.store import MinerStore
 from scraping.synthetic import SyntheticWorld
 from vali_utils.assignments import Assignment
-from vali_utils.cycle import ConsensusCycle
+from vali_utils.exchange import MinerExchange
 
 ROOT = Path(__file__).resolve().parent.parent
 DISPATCH_MINERS = 256
@@ -98,7 +98,7 @@ async def _dispatch_rounds(endpoints: dict[int, str], rounds: int = 5) -> list[f
     validator, miners, _ = _bench_graph()
     times = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
-        cycle = ConsensusCycle(SignedClient(validator, session), None, None, None, concurrency=64)
+        exchange = MinerExchange(SignedClient(validator, session), concurrency=64)
         for r in range(rounds):
             assignments = [
                 Assignment(
@@ -110,7 +110,7 @@ async def _dispatch_rounds(endpoints: dict[int, str], rounds: int = 5) -> list[f
                 for i, m in enumerate(miners)
             ]
             started = time.perf_counter()
-            await cycle.dispatch(assignments)
+            await exchange.dispatch(assignments)
             times.append(time.perf_counter() - started)
             acked = sum(a.accepted for a in assignments)
             if acked != len(assignments):

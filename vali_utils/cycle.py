@@ -8,7 +8,8 @@ disputes before scoring.
 
 Every request is an ``Assignment`` object that carries the miner (uid,
 hotkey) it was sent to; answers are written back into that object, so a
-response can never be credited to the wrong miner by position.
+response can never be credited to the wrong miner by position. Sending,
+polling and the restart-safe bookkeeping are ``vali_utils/exchange.py``'s.
 
     cycle = ConsensusCycle(client, engine, manager, verifier, poll_s=5)
     outcome = await cycle.run(block, graph, credibility, deadline_wall)
@@ -26,11 +27,7 @@ from datetime import UTC, datetime
 from common.chain import MetagraphSnapshot
 from common.manifest import Manifest
 from common.memory import release_memory
-from common.protocol import (
-    ROUTE,
-    AssignmentStatus,
-    DataAssignmentRequest,
-)
+from common.protocol import DataAssignmentRequest
 from common.signed_http import SignedClient
 from consensus.answers import answers_from_manifest
 from consensus.assignment import AssignmentPlan, MinerInfo, ZipcodeAssignmentManager
@@ -45,19 +42,17 @@ from vali_utils.assignments import (
     HoneypotSource,
     HoneypotsUnavailable,
     S3Access,
-    describe_answer,
     tiebreak_answers,
 )
 from vali_utils.blocks import EpochBlock
+from vali_utils.exchange import MinerExchange
 from vali_utils.s3_verify import verify_manifests
 from vali_utils.spot_check import Verifier
 from vali_utils.store import ValidatorStore
 
 logger = logging.getLogger(__name__)
 
-PROGRESS_S = 10.0  # seconds between progress lines of a long phase
 HONEYPOT_MARGIN_S = 1.0  # past the deadline before honeypots are asked for (clock skew)
-DISPATCH_ATTEMPTS = 3  # sends of an assignment a miner did not answer (timeout, unreachable)
 
 
 @dataclass
@@ -106,12 +101,10 @@ class ConsensusCycle:
         honeypots: HoneypotSource | None = None,
         s3: S3Access | None = None,
     ) -> None:
-        self.client = client
+        self.exchange = MinerExchange(client, concurrency, poll_s, request_timeout_s, store)
         self.engine = engine
         self.manager = manager
         self.verifier = verifier
-        self.concurrency = concurrency
-        self.poll_s = poll_s
         self.request_timeout_s = request_timeout_s
         self.store = store
         self.honeypots = honeypots
@@ -170,7 +163,7 @@ class ConsensusCycle:
             for miner in group.miners
         ]
         if resumed:
-            await self._restore(block.epoch, assignments)
+            await self.exchange.restore(block.epoch, assignments)
             logger.info(
                 "epoch %d: resumed after a restart: %d of %d assignments acknowledged before",
                 block.epoch,
@@ -179,8 +172,8 @@ class ConsensusCycle:
             )
         timings: dict[str, float] = {}
         started = time.monotonic()
-        await self.dispatch(assignments)
-        await self._save(block.epoch, assignments, "dispatched", plan.plan_hash)
+        await self.exchange.dispatch(assignments)
+        await self.exchange.save(block.epoch, assignments, "dispatched", plan.plan_hash)
         timings["dispatch_s"] = time.monotonic() - started
         acked = sum(a.accepted for a in assignments)
         logger.info(
@@ -192,8 +185,8 @@ class ConsensusCycle:
         )
 
         started = time.monotonic()
-        await self.collect(assignments, deadline_wall, block.epoch)
-        await self._save(block.epoch, assignments, "collected", force=True)
+        await self.exchange.collect(assignments, deadline_wall, block.epoch)
+        await self.exchange.save(block.epoch, assignments, "collected", force=True)
         timings["collect_s"] = time.monotonic() - started
 
         s3_verdicts: dict[str, ManifestVerdict] = {}
@@ -222,14 +215,14 @@ class ConsensusCycle:
             tb_requests, endpoints, block.epoch, tiebreak_deadline_wall
         )
         if resumed:
-            await self._restore(block.epoch, tb_assignments)
+            await self.exchange.restore(block.epoch, tb_assignments)
         timings["consensus_s"] = time.monotonic() - started
         started = time.monotonic()
         verdicts, _ = await asyncio.gather(
             self._verify(requests, block.epoch),
             self._tiebreak_round(tb_assignments, tiebreak_deadline_wall, block.epoch),
         )
-        await self._save(block.epoch, tb_assignments, "tiebreaks", force=True)
+        await self.exchange.save(block.epoch, tb_assignments, "tiebreaks", force=True)
         timings["verify_s"] = time.monotonic() - started
         started = time.monotonic()
         tiebreaks = (tb_requests, tiebreak_answers(tb_assignments)) if tb_assignments else None
@@ -304,9 +297,9 @@ class ConsensusCycle:
     ) -> None:
         if not assignments or deadline_wall is None:
             return
-        await self.dispatch(assignments)
-        await self._save(epoch, assignments)
-        await self.collect(assignments, deadline_wall, epoch, what="tie-break lookups")
+        await self.exchange.dispatch(assignments)
+        await self.exchange.save(epoch, assignments)
+        await self.exchange.collect(assignments, deadline_wall, epoch, what="tie-break lookups")
 
     async def _verify_uploads(
         self, block: EpochBlock, assignments: list[Assignment], deadline_wall: float
@@ -321,8 +314,8 @@ class ConsensusCycle:
             logger.info("epoch %d: waiting %.1fs for uploads until the deadline", block.epoch, wait)
             await asyncio.sleep(wait)
         accepted = [a for a in assignments if a.accepted and a.group is not None]
-        await self._bounded(self._poll(a) for a in accepted)
-        await self._save(block.epoch, assignments, force=True)
+        await self.exchange.bounded(self.exchange.poll(a) for a in accepted)
+        await self.exchange.save(block.epoch, assignments, force=True)
         manifests: dict[str, list[Manifest]] = {}
         for a in accepted:
             if a.manifest is not None:
@@ -353,176 +346,6 @@ class ConsensusCycle:
         except (TimeoutError, HoneypotsUnavailable) as exc:
             logger.warning("epoch %d: honeypots unavailable (%s); scoring without them", epoch, exc)
             return {}
-
-    async def _restore(self, epoch: int, assignments: list[Assignment]) -> None:
-        if self.store is None:
-            return
-        stored = await self.store.progress(epoch)
-        for a in assignments:
-            progress = stored.get((a.request.request_id, a.miner.hotkey))
-            if progress is not None:
-                a.restore(progress)
-
-    async def _save(
-        self,
-        epoch: int,
-        assignments: list[Assignment],
-        phase: str | None = None,
-        plan_hash: str | None = None,
-        force: bool = False,
-    ) -> None:
-        """Write the assignments that changed (all of them with ``force``), then the phase."""
-        if self.store is None:
-            return
-        for kind in ("zipcodes", "tiebreak"):
-            changed = [
-                a for a in assignments if a.kind == kind and (a.dirty or force) and not a.released
-            ]
-            await self.store.save_progress(
-                epoch, kind, ((a.request.request_id, a.miner.hotkey, a.progress()) for a in changed)
-            )
-            for a in changed:
-                a.dirty = False
-        if phase is not None:
-            await self.store.set_phase(epoch, phase, plan_hash)
-
-    async def _bounded(self, jobs, what: str | None = None) -> None:
-        """Run the jobs, ``concurrency`` at a time; with ``what``, a progress line every
-        ``PROGRESS_S`` seconds while they run (dispatch to dead miners can take a while)."""
-        semaphore = asyncio.Semaphore(self.concurrency)
-        jobs = list(jobs)
-        done = 0
-
-        async def one(job):
-            nonlocal done
-            async with semaphore:
-                await job
-            done += 1
-
-        async def report() -> None:
-            while True:
-                await asyncio.sleep(PROGRESS_S)
-                logger.info("%s: %d/%d", what, done, len(jobs))
-
-        ticker = asyncio.create_task(report()) if what else None
-        try:
-            await asyncio.gather(*(one(job) for job in jobs))
-        finally:
-            if ticker is not None:
-                ticker.cancel()
-
-    async def dispatch(self, assignments: list[Assignment]) -> None:
-        """Send every assignment not acknowledged yet.
-
-        One restored from the store without an acknowledgement may still have
-        reached the miner before the restart: it is asked for by collect first,
-        and sent only when the miner does not know it.
-        """
-
-        async def send(assignment: Assignment) -> None:
-            if assignment.accepted:
-                return
-            if assignment.resumed:
-                await self._poll(assignment)
-                if assignment.status not in (None, AssignmentStatus.REJECTED.value):
-                    assignment.accepted = True
-                    assignment.dispatched_wall = assignment.dispatched_wall or time.time()
-                    assignment.dirty = True
-                    return
-                assignment.status = None
-            assignment.attempts += 1
-            status, answer = await self.client.post(
-                assignment.endpoint,
-                assignment.miner.hotkey,
-                ROUTE,
-                assignment.request,
-                DataAssignmentRequest,
-                self.request_timeout_s,
-            )
-            assignment.dirty = True
-            # No answer at all may be a passing hiccup: collect sends it again.
-            assignment.retryable = status == 0
-            if status == 200 and isinstance(answer, DataAssignmentRequest) and answer.accepted:
-                assignment.accepted = True
-                assignment.dispatched_wall = time.time()
-                assignment.status = answer.status.value if answer.status else None
-            else:
-                assignment.error = describe_answer(status, answer)
-                logger.info(
-                    "uid %d (%s) did not accept %s: %s",
-                    assignment.miner.uid,
-                    assignment.miner.hotkey[:10],
-                    assignment.request.request_id,
-                    assignment.error,
-                )
-
-        await self._bounded((send(a) for a in assignments), "dispatch")
-
-    async def collect(
-        self,
-        assignments: list[Assignment],
-        deadline_wall: float,
-        epoch: int,
-        what: str = "assignments",
-    ) -> None:
-        # Done means completed *and* collected: an acknowledgement can already say
-        # "completed" (another validator asked first), with nothing collected yet.
-        pending = [a for a in assignments if a.accepted and not a.collected]
-        retry = self._to_retry(assignments)
-        while (pending or retry) and time.time() < deadline_wall:
-            if retry:
-                await self.dispatch(retry)
-                pending += [a for a in retry if a.accepted]
-            await self._bounded(self._poll(a) for a in pending)
-            await self._save(epoch, assignments)  # what was collected survives a restart
-            pending = [a for a in pending if not a.collected]
-            retry = self._to_retry(assignments)
-            done = sum(a.status == AssignmentStatus.COMPLETED.value for a in assignments)
-            logger.info("epoch %d: collect %d/%d %s completed", epoch, done, len(assignments), what)
-            if pending or retry:
-                await asyncio.sleep(min(self.poll_s, max(0.0, deadline_wall - time.time())))
-        if pending and time.time() >= deadline_wall:
-            # A last look at the deadline: partial work counts for what it covers.
-            await self._bounded(self._poll(a) for a in pending)
-
-    @staticmethod
-    def _to_retry(assignments: list[Assignment]) -> list[Assignment]:
-        return [
-            a
-            for a in assignments
-            if not a.accepted and a.retryable and a.attempts < DISPATCH_ATTEMPTS
-        ]
-
-    async def _poll(self, assignment: Assignment) -> None:
-        request = assignment.request.model_copy(
-            update={"phase": "collect", "zipcode_assignments": {}}
-        )
-        status, answer = await self.client.post(
-            assignment.endpoint,
-            assignment.miner.hotkey,
-            ROUTE,
-            request,
-            DataAssignmentRequest,
-            self.request_timeout_s,
-        )
-        if status != 200 or not isinstance(answer, DataAssignmentRequest):
-            assignment.error = f"collect {status}"
-            return
-        status_before = assignment.status
-        assignment.status = answer.status.value if answer.status else None
-        if answer.manifest is not None:
-            assignment.manifest = answer.manifest
-        if answer.property_answers is not None:
-            assignment.property_answers = answer.property_answers
-        if (
-            assignment.status == AssignmentStatus.COMPLETED.value
-            and assignment.completed_after_s is None
-            and assignment.dispatched_wall is not None
-        ):
-            assignment.completed_after_s = max(0.0, time.time() - assignment.dispatched_wall)
-        # Partial manifests are written at the end of the phase; a status change now.
-        if assignment.status != status_before:
-            assignment.dirty = True
 
     def submissions(
         self, assignments: list[Assignment], nonce: str | None = None

@@ -14,7 +14,8 @@ import pytest
 from config.consensus import ConsensusConfig
 from consensus.answers import hash_to_int
 from consensus.assignment import AssignmentPlan, MinerInfo
-from consensus.engine import ZPID_BITS, ConsensusDraft, ConsensusEngine
+from consensus.draft import ZPID_BITS, ConsensusDraft
+from consensus.engine import ConsensusEngine
 from consensus.tiebreak import (
     TiebreakAnswer,
     TiebreakRequest,
