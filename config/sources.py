@@ -10,10 +10,11 @@ variable in every error.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from config.env_vars import EnvVariable, check_bounds, field_kinds, read_variables
 
 DEFAULT_ZILLOW_BASE_URL = "https://zillow-com1.p.rapidapi.com"
 DEFAULT_ZILLOW_HOST = "zillow-com1.p.rapidapi.com"
@@ -41,12 +42,7 @@ class RapidApiConfig:
     cost_per_call_usd: float = 0.003  # for the running estimate only: plan price / plan calls
 
     def __post_init__(self) -> None:
-        for spec in _VARIABLES:
-            value = getattr(self, spec.field)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"{spec.env}: {value!r} is not a finite number")
-            if spec.minimum is not None and value < spec.minimum:
-                raise ValueError(f"{spec.env}: {value} is below {spec.minimum}")
+        check_bounds(self, _VARIABLES)
         if not self.api_key.strip():
             raise ValueError(
                 "RAPIDAPI_KEY is not set: subscribe to the zillow-com1 API on rapidapi.com "
@@ -66,19 +62,7 @@ class RapidApiConfig:
 
         Raises ValueError with one line naming the variable that is wrong.
         """
-        values: dict[str, object] = {}
-        for spec in _VARIABLES:
-            raw = environ.get(spec.env)
-            if raw is None or raw.strip() == "":
-                continue
-            kind = _KINDS[spec.field]
-            try:
-                values[spec.field] = kind(raw.strip())
-            except ValueError:
-                raise ValueError(
-                    f"{spec.env}: {raw.strip()[:40]!r} is not a valid {kind.__name__}"
-                ) from None
-        return cls(**values)
+        return cls(**read_variables(environ, _VARIABLES, _KINDS))
 
     def describe(self) -> dict[str, object]:
         """Every setting except the key (safe to log or print)."""
@@ -87,27 +71,20 @@ class RapidApiConfig:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class _Variable:
-    field: str
-    env: str
-    minimum: float | None = None
-
-
 # Environment variable per field, with the smallest value that makes sense.
-_VARIABLES: tuple[_Variable, ...] = (
-    _Variable("api_key", "RAPIDAPI_KEY"),
-    _Variable("base_url", "RAPIDAPI_ZILLOW_BASE_URL"),
-    _Variable("host", "RAPIDAPI_ZILLOW_HOST"),
-    _Variable("calls_per_second", "RAPIDAPI_CALLS_PER_SECOND", 0.01),
-    _Variable("burst", "RAPIDAPI_BURST", 1),
-    _Variable("calls_per_month", "RAPIDAPI_CALLS_PER_MONTH", 1),
-    _Variable("max_pages_per_zipcode", "RAPIDAPI_MAX_PAGES", 1),
-    _Variable("call_timeout_s", "RAPIDAPI_TIMEOUT_S", 0.05),
-    _Variable("max_retries", "RAPIDAPI_MAX_RETRIES", 0),
-    _Variable("backoff_base_s", "RAPIDAPI_BACKOFF_BASE_S", 0.0),
-    _Variable("backoff_cap_s", "RAPIDAPI_BACKOFF_CAP_S", 0.0),
-    _Variable("cost_per_call_usd", "RAPIDAPI_COST_PER_CALL_USD", 0.0),
+_VARIABLES: tuple[EnvVariable, ...] = (
+    EnvVariable("api_key", "RAPIDAPI_KEY"),
+    EnvVariable("base_url", "RAPIDAPI_ZILLOW_BASE_URL"),
+    EnvVariable("host", "RAPIDAPI_ZILLOW_HOST"),
+    EnvVariable("calls_per_second", "RAPIDAPI_CALLS_PER_SECOND", 0.01),
+    EnvVariable("burst", "RAPIDAPI_BURST", 1),
+    EnvVariable("calls_per_month", "RAPIDAPI_CALLS_PER_MONTH", 1),
+    EnvVariable("max_pages_per_zipcode", "RAPIDAPI_MAX_PAGES", 1),
+    EnvVariable("call_timeout_s", "RAPIDAPI_TIMEOUT_S", 0.05),
+    EnvVariable("max_retries", "RAPIDAPI_MAX_RETRIES", 0),
+    EnvVariable("backoff_base_s", "RAPIDAPI_BACKOFF_BASE_S", 0.0),
+    EnvVariable("backoff_cap_s", "RAPIDAPI_BACKOFF_CAP_S", 0.0),
+    EnvVariable("cost_per_call_usd", "RAPIDAPI_COST_PER_CALL_USD", 0.0),
 )
-_KINDS: dict[str, type] = {f.name: type(f.default) for f in fields(RapidApiConfig)}
+_KINDS = field_kinds(RapidApiConfig)
 ENVIRONMENT_VARIABLES: tuple[str, ...] = tuple(spec.env for spec in _VARIABLES)

@@ -12,11 +12,12 @@ object from costing more than a few megabytes or a few seconds. Only
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from config.env_vars import EnvVariable, check_bounds, field_kinds, read_variables
 
 UPLOAD_MODES = ("presigned", "direct")
 # Key prefix inside the bucket: path segments of safe characters, each starting
@@ -64,12 +65,7 @@ class S3Settings:
     eval_concurrency: int = 32  # S3 calls in flight during an evaluation round
 
     def __post_init__(self) -> None:
-        for spec in _VARIABLES:
-            value = getattr(self, spec.field)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"{spec.env}: {value!r} is not a finite number")
-            if spec.minimum is not None and value < spec.minimum:
-                raise ValueError(f"{spec.env}: {value} is below {spec.minimum}")
+        check_bounds(self, _VARIABLES)
         if self.endpoint_url:
             parts = urlsplit(self.endpoint_url)
             if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -98,19 +94,7 @@ class S3Settings:
 
         Raises ValueError with one line naming the variable that is wrong.
         """
-        values: dict[str, object] = {}
-        for spec in _VARIABLES:
-            raw = environ.get(spec.env)
-            if raw is None or raw.strip() == "":
-                continue
-            kind = _KINDS[spec.field]
-            try:
-                values[spec.field] = kind(raw.strip())
-            except ValueError:
-                raise ValueError(
-                    f"{spec.env}: {raw.strip()[:40]!r} is not a valid {kind.__name__}"
-                ) from None
-        return cls(**values)
+        return cls(**read_variables(environ, _VARIABLES, _KINDS))
 
     def describe(self) -> dict[str, object]:
         """Every setting except the secret (safe to log or print)."""
@@ -148,37 +132,30 @@ class S3EvalConfig:
             raise ValueError("S3EvalConfig.spot_checks_per_miner must be >= 0")
 
 
-@dataclass(frozen=True, slots=True)
-class _Variable:
-    field: str
-    env: str
-    minimum: float | None = None
-
-
 # Environment variable per field, with the smallest value that makes sense.
-_VARIABLES: tuple[_Variable, ...] = (
-    _Variable("endpoint_url", "S3_ENDPOINT_URL"),
-    _Variable("bucket", "S3_BUCKET"),
-    _Variable("region", "S3_REGION"),
-    _Variable("access_key_id", "S3_ACCESS_KEY_ID"),
-    _Variable("secret_access_key", "S3_SECRET_ACCESS_KEY"),
-    _Variable("prefix", "S3_PREFIX"),
-    _Variable("upload_mode", "S3_UPLOAD_MODE"),
-    _Variable("connect_timeout_s", "S3_CONNECT_TIMEOUT_S", 0.05),
-    _Variable("read_timeout_s", "S3_READ_TIMEOUT_S", 0.05),
-    _Variable("call_timeout_s", "S3_CALL_TIMEOUT_S", 0.1),
-    _Variable("max_attempts", "S3_MAX_ATTEMPTS", 1),
-    _Variable("max_file_bytes", "S3_MAX_FILE_BYTES", 1024),
-    _Variable("max_decompressed_bytes", "S3_MAX_DECOMPRESSED_BYTES", 1024),
-    _Variable("max_records_per_file", "S3_MAX_RECORDS_PER_FILE", 1),
-    _Variable("max_keys_per_miner", "S3_MAX_KEYS_PER_MINER", 1),
-    _Variable("upload_concurrency", "S3_UPLOAD_CONCURRENCY", 1),
-    _Variable("upload_max_attempts", "S3_UPLOAD_MAX_ATTEMPTS", 1),
-    _Variable("upload_backoff_base_s", "S3_UPLOAD_BACKOFF_BASE_S", 0.0),
-    _Variable("upload_backoff_cap_s", "S3_UPLOAD_BACKOFF_CAP_S", 0.0),
-    _Variable("verify_files_per_miner", "S3_VERIFY_FILES_PER_MINER", 0),
-    _Variable("eval_files_per_miner", "S3_EVAL_FILES_PER_MINER", 1),
-    _Variable("eval_concurrency", "S3_EVAL_CONCURRENCY", 1),
+_VARIABLES: tuple[EnvVariable, ...] = (
+    EnvVariable("endpoint_url", "S3_ENDPOINT_URL"),
+    EnvVariable("bucket", "S3_BUCKET"),
+    EnvVariable("region", "S3_REGION"),
+    EnvVariable("access_key_id", "S3_ACCESS_KEY_ID"),
+    EnvVariable("secret_access_key", "S3_SECRET_ACCESS_KEY"),
+    EnvVariable("prefix", "S3_PREFIX"),
+    EnvVariable("upload_mode", "S3_UPLOAD_MODE"),
+    EnvVariable("connect_timeout_s", "S3_CONNECT_TIMEOUT_S", 0.05),
+    EnvVariable("read_timeout_s", "S3_READ_TIMEOUT_S", 0.05),
+    EnvVariable("call_timeout_s", "S3_CALL_TIMEOUT_S", 0.1),
+    EnvVariable("max_attempts", "S3_MAX_ATTEMPTS", 1),
+    EnvVariable("max_file_bytes", "S3_MAX_FILE_BYTES", 1024),
+    EnvVariable("max_decompressed_bytes", "S3_MAX_DECOMPRESSED_BYTES", 1024),
+    EnvVariable("max_records_per_file", "S3_MAX_RECORDS_PER_FILE", 1),
+    EnvVariable("max_keys_per_miner", "S3_MAX_KEYS_PER_MINER", 1),
+    EnvVariable("upload_concurrency", "S3_UPLOAD_CONCURRENCY", 1),
+    EnvVariable("upload_max_attempts", "S3_UPLOAD_MAX_ATTEMPTS", 1),
+    EnvVariable("upload_backoff_base_s", "S3_UPLOAD_BACKOFF_BASE_S", 0.0),
+    EnvVariable("upload_backoff_cap_s", "S3_UPLOAD_BACKOFF_CAP_S", 0.0),
+    EnvVariable("verify_files_per_miner", "S3_VERIFY_FILES_PER_MINER", 0),
+    EnvVariable("eval_files_per_miner", "S3_EVAL_FILES_PER_MINER", 1),
+    EnvVariable("eval_concurrency", "S3_EVAL_CONCURRENCY", 1),
 )
-_KINDS: dict[str, type] = {f.name: type(f.default) for f in fields(S3Settings)}
+_KINDS = field_kinds(S3Settings)
 ENVIRONMENT_VARIABLES: tuple[str, ...] = tuple(spec.env for spec in _VARIABLES)
