@@ -4,7 +4,7 @@
 if nobody asked for it before (the same work from several validators is
 scraped once: it is keyed by its content, not by who sent it) and answers
 immediately. ``collect`` answers from the store: status, progress and the
-manifest of the zipcodes done so far. Work survives a restart: unfinished
+manifest of the zipcodes done so far (``scraping/collect.py``). Work survives a restart: unfinished
 assignments resume when the service starts.
 
 The batch scraper runs every zipcode through the ``PropertySource`` under one
@@ -23,10 +23,10 @@ from collections import Counter
 from collections.abc import Callable
 
 from common.chain import NeuronInfo
-from common.manifest import Manifest, ZipcodeManifest
-from common.protocol import AssignmentStatus, DataAssignmentRequest, Progress, PropertyAnswer
+from common.protocol import AssignmentStatus, DataAssignmentRequest, Progress
 from common.records import RecordDigester
 from scraping.adversaries import MinerContext
+from scraping.collect import collect_rows, manifest_from_rows, reply
 from scraping.lookups import (
     behaviour_context,
     lookup_rows,
@@ -104,11 +104,11 @@ class MinerService:
     ) -> DataAssignmentRequest:
         lookups = request.assignment_mode == "property_ids"
         if lookups and self.behaviour is None and not hasattr(self.source, "fetch_property"):
-            return _answer(
+            return reply(
                 request, AssignmentStatus.REJECTED, error="this source cannot look up properties"
             )
         if request.expires_at is not None and request.expires_at.timestamp() <= time.time():
-            return _answer(request, AssignmentStatus.REJECTED, error="assignment already expired")
+            return reply(request, AssignmentStatus.REJECTED, error="assignment already expired")
         key = request.assignment_key()
         known = self._status.get(key)
         if known is not None:
@@ -116,7 +116,7 @@ class MinerService:
             # That row is written behind the answer (group commit, milliseconds
             # later), so a burst of validators is not serialised on the disk.
             self._remember_request(caller.hotkey, request.request_id, key)
-            return _answer(request, AssignmentStatus(known), accepted=True)
+            return reply(request, AssignmentStatus(known), accepted=True)
         deadline = (
             request.expires_at.timestamp()
             if request.expires_at
@@ -186,7 +186,7 @@ class MinerService:
             logger.warning(
                 "busy: rejected %s from validator uid %s", request.request_id, caller.uid
             )
-            return _answer(request, AssignmentStatus.REJECTED, error="miner busy")
+            return reply(request, AssignmentStatus.REJECTED, error="miner busy")
         if created:
             logger.info(
                 "assignment %s from validator uid %s: %d %s (key %s)",
@@ -197,7 +197,7 @@ class MinerService:
                 key,
             )
             self._launch(key)
-        return _answer(request, AssignmentStatus(status), accepted=True)
+        return reply(request, AssignmentStatus(status), accepted=True)
 
     def _remember_request(self, validator: str, request_id: str, key: str) -> None:
         def work(db) -> None:
@@ -219,48 +219,33 @@ class MinerService:
     async def _collect(
         self, caller: NeuronInfo, request: DataAssignmentRequest
     ) -> DataAssignmentRequest:
-        found = await self.store.run(
-            lambda db: _collect_rows(db, caller.hotkey, request.request_id)
-        )
+        found = await self.store.run(lambda db: collect_rows(db, caller.hotkey, request.request_id))
         if found is None:
-            return _answer(request, AssignmentStatus.REJECTED, error="unknown request_id")
+            return reply(request, AssignmentStatus.REJECTED, error="unknown request_id")
         if found[0] == "property_ids":
             _, status, total, rows = found
             progress = Progress(
                 zipcodes_done=len(rows), zipcodes_total=total, records=sum(r[2] for r in rows)
             )
-            return _answer(
+            return reply(
                 request,
                 AssignmentStatus(status),
                 progress=progress,
                 property_answers=property_answers(rows),
             )
         _, status, total, zipcode_rows, record_rows, epoch_id, nonce = found
-        records: dict[tuple[str, str], list[tuple[str, str]]] = {}
-        for source, zipcode, zpid, record_hash in record_rows:
-            records.setdefault((source, zipcode), []).append((zpid, record_hash))
         files = (
             await self.uploader.manifest_files(epoch_id, zipcode_rows)
             if self.uploader is not None and epoch_id
             else {}
         )
-        entries = [
-            ZipcodeManifest(
-                zipcode=zipcode,
-                source=source,
-                record_count=len(records.get((source, zipcode), [])),
-                records=records.get((source, zipcode), []),
-                files=files.get((source, zipcode), []),
-            )
-            for source, zipcode in zipcode_rows
-        ]
-        manifest = Manifest(
-            epoch_id=epoch_id, epoch_nonce=nonce, miner_hotkey=self.hotkey, zipcodes=entries
+        manifest = manifest_from_rows(
+            self.hotkey, epoch_id, nonce, zipcode_rows, record_rows, files
         )
         progress = Progress(
             zipcodes_done=len(zipcode_rows), zipcodes_total=total, records=len(record_rows)
         )
-        return _answer(request, AssignmentStatus(status), progress=progress, manifest=manifest)
+        return reply(request, AssignmentStatus(status), progress=progress, manifest=manifest)
 
     def _launch(self, key: str) -> None:
         if key in self._tasks and not self._tasks[key].done():
@@ -440,67 +425,6 @@ class MinerService:
                 ),
             )
         )
-
-
-def _collect_rows(db, validator: str, request_id: str):
-    row = db.execute(
-        "SELECT a.key, a.status, a.zipcodes_total, a.request_json FROM requests r "
-        "JOIN assignments a ON a.key = r.key WHERE r.validator=? AND r.request_id=?",
-        (validator, request_id),
-    ).fetchone()
-    if row is None:
-        return None
-    key, status, total, request_json = row
-    request = json.loads(request_json)
-    if request.get("assignment_mode") == "property_ids":
-        rows = db.execute(
-            "SELECT source, zpid, found, zipcode, record_hash FROM properties"
-            " WHERE key=? AND done=1 ORDER BY source, zpid",
-            (key,),
-        ).fetchall()
-        return "property_ids", status, total, rows
-    zipcode_rows = db.execute(
-        "SELECT source, zipcode FROM zipcodes WHERE key=? AND done=1 ORDER BY source, zipcode",
-        (key,),
-    ).fetchall()
-    record_rows = db.execute(
-        "SELECT source, zipcode, zpid, record_hash FROM records WHERE key=?"
-        " ORDER BY source, zipcode, zpid",
-        (key,),
-    ).fetchall()
-    return (
-        "zipcodes",
-        status,
-        total,
-        zipcode_rows,
-        record_rows,
-        request.get("epoch_id"),
-        request.get("epoch_nonce"),
-    )
-
-
-def _answer(
-    request: DataAssignmentRequest,
-    status: AssignmentStatus,
-    *,
-    accepted: bool | None = None,
-    error: str | None = None,
-    progress: Progress | None = None,
-    manifest: Manifest | None = None,
-    property_answers: list[PropertyAnswer] | None = None,
-) -> DataAssignmentRequest:
-    return request.model_copy(
-        update={
-            "property_answers": property_answers,
-            "accepted": accepted
-            if accepted is not None
-            else status not in (AssignmentStatus.REJECTED, AssignmentStatus.FAILED),
-            "status": status,
-            "error": error,
-            "progress": progress,
-            "manifest": manifest,
-        }
-    )
 
 
 def _epoch_number(epoch_id: object) -> int:
