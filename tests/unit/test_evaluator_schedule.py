@@ -26,8 +26,8 @@ from vali_utils.store import ValidatorStore
 pytestmark = pytest.mark.unit
 
 # Long enough that what runs between an S3 round and the next cycle on a loaded
-# machine (the round's SQLite commit, a gc pass: 0.6 s measured in a full-suite run)
-# stays well inside the join window (half the collect window: 1.1 s here).
+# machine (a gc pass, the round's SQLite commit; a 0.6 s delay was seen in a
+# full-suite run) stays well inside the join window (half the collect window: 1.1 s).
 EPOCH_S = 3.0
 
 
