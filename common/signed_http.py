@@ -1,10 +1,14 @@
 """Signed HTTP between neurons: ``btauth/1`` (bittensor.http_auth) over aiohttp.
 
 Server side, one wrapper turns a typed handler into an aiohttp handler that
-enforces, in order: body size (413), signature, receiver, freshness and replay
-(401), registration, permit and stake of the caller (403), the caller's rate
-limit (429 with ``Retry-After``), and the body's schema (400 bad JSON, 422
-invalid fields). Every error is ``{"error": {"code", "message", "request_id"}}``.
+enforces, in order, everything that needs no body first: the declared size
+(413), the auth headers' shape, receiver and freshness (401), registration,
+permit and stake of the hotkey they name (403); then it reads the body under
+a deadline and a slot (``common/http_server.BodyGate``: 408, 503), verifies
+the signature and replay (401), the caller's rate limit (429 with
+``Retry-After``), and the body's schema (400 bad JSON, 422 invalid fields).
+An unregistered caller is refused before a byte of its body is read or a
+nonce of its is stored. Every error is ``{"error": {"code", "message", "request_id"}}``.
 
     handler = signed_endpoint(policy, DataAssignmentRequest, serve)
     app.router.add_post(ROUTE, handler)
@@ -15,18 +19,17 @@ refuses with ``raise RequestRefused(404, "not_found", "...")``.
 
     app.router.add_get("/v1/epochs/{epoch_id}/block", signed_route(policy, serve_block))
 
-Client side, ``SignedClient`` signs each body with a hotkey resolved once and
-posts it with a timeout; answers come back parsed or as ``ErrorBody``.
+Client side, ``SignedClient`` (``common/signed_client.py``, re-exported here)
+signs each body and reads a bounded answer; answers come back parsed or as
+``ErrorBody``.
 
     client = SignedClient(wallet.hotkey, session)
     status, answer = await client.post(endpoint, hotkey, ROUTE, request, DataAssignmentRequest)
-    status, answer = await client.get("http://api:8092", api_hotkey, "/v1/epochs/current", Block)
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import time
@@ -34,14 +37,28 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import aiohttp
-import yarl
 from aiohttp import web
 from bittensor import http_auth
 from pydantic import BaseModel, ValidationError
 
 from common.chain import MetagraphSnapshot, NeuronInfo
+from common.http_server import SMALL_BODY_BYTES, BodyGate, BodyRefused
 from common.protocol import ErrorBody
+from common.signed_client import SignedAnswer, SignedClient, answer_cap
+
+__all__ = [  # the client lives in common/signed_client.py; callers import it from here too
+    "AccessPolicy",
+    "RateLimiter",
+    "RequestRefused",
+    "SignedAnswer",
+    "SignedCall",
+    "SignedClient",
+    "answer_cap",
+    "error_response",
+    "new_request_id",
+    "signed_endpoint",
+    "signed_route",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +157,8 @@ class AccessPolicy:
     rate_limiter: Any = None  # RateLimiter or anything with take(hotkey) -> seconds to wait
     nonce_store: Any = field(default=PROCESS_NONCE_STORE)
     only_hotkeys: frozenset[str] | None = None
+    # Shared by every policy of one server: its deadline and slots hold per process.
+    body_gate: BodyGate = field(default_factory=BodyGate)
 
     def refusal(self, hotkey: str) -> tuple[str, str] | None:
         """(reason code, message) for why ``hotkey`` may not call, or None when it may."""
@@ -165,18 +184,62 @@ class AccessPolicy:
         return None if refusal is None else refusal[1]
 
 
-async def _read_limited(request: web.Request, limit: int) -> bytes | None:
-    if request.content_length is not None:
-        if request.content_length > limit:
-            return None
-        return await request.read()  # length known and within the cap: one read
-    chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+def claimed_sender(headers: Any, self_hotkey: str, now_ns: int | None = None) -> str:
+    """The hotkey the auth headers name, once all ``http_auth.verify`` checks without the body hold.
+
+    Header shape (MalformedAuth), receiver (WrongReceiver) and freshness of the
+    nanosecond nonce (StaleRequest), as ``verify`` checks them; the signature
+    covers sha256(body), so it and the replay check wait for the body. The
+    name is a claim until then: only ever used to refuse early.
+    """
+    version = headers.get(http_auth.HEADER_VERSION)
+    if version != http_auth.VERSION:
+        raise http_auth.MalformedAuth(
+            f"missing or unsupported {http_auth.HEADER_VERSION} (expected {http_auth.VERSION!r})"
+        )
+    sender = headers.get(http_auth.HEADER_HOTKEY)
+    if not sender:
+        raise http_auth.MalformedAuth(f"missing {http_auth.HEADER_HOTKEY}")
+    raw_nonce = headers.get(http_auth.HEADER_NONCE)
+    if raw_nonce is None:
+        raise http_auth.MalformedAuth(f"missing {http_auth.HEADER_NONCE}")
+    try:
+        nonce = int(raw_nonce)
+    except ValueError:
+        raise http_auth.MalformedAuth(
+            f"{http_auth.HEADER_NONCE} is not a decimal integer"
+        ) from None
+    if headers.get(http_auth.HEADER_SIGNATURE) is None:
+        raise http_auth.MalformedAuth(f"missing {http_auth.HEADER_SIGNATURE}")
+    receiver = headers.get(http_auth.HEADER_RECEIVER)
+    if receiver is None:
+        raise http_auth.WrongReceiver(
+            f"missing {http_auth.HEADER_RECEIVER}: this server requires receiver-bound requests"
+        )
+    if receiver != self_hotkey:
+        raise http_auth.WrongReceiver("request was signed for a different receiving hotkey")
+    now = time.time_ns() if now_ns is None else now_ns
+    if now - nonce > http_auth.DEFAULT_MAX_AGE * 1e9:
+        raise http_auth.StaleRequest(
+            f"nonce is older than the {http_auth.DEFAULT_MAX_AGE:g}s freshness window"
+        )
+    if nonce - now > http_auth.DEFAULT_ALLOWED_SKEW * 1e9:
+        raise http_auth.StaleRequest(
+            f"nonce is more than {http_auth.DEFAULT_ALLOWED_SKEW:g}s in the future"
+        )
+    return sender
+
+
+def _refuse_unread(request: web.Request, response: web.Response) -> web.Response:
+    """Close the connection after a refusal when a large body is still on its way.
+
+    aiohttp would otherwise read and discard it; a small one is in its buffer already.
+    """
+    if request.body_exists:
+        declared = request.content_length
+        if declared is None or declared > SMALL_BODY_BYTES:
+            response.force_close()
+    return response
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +274,7 @@ def signed_route(
     query: type[BaseModel] | None = None,
     strict: bool = True,
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """An aiohttp handler: size cap, signature, policy, rate limit, body and query, then ``serve``.
+    """An aiohttp handler: size, auth headers, policy, body, signature, rate limit, then ``serve``.
 
     ``body=None`` means the route takes no body (a signed GET). With
     ``strict``, a body on such a route, or a query string on a route without
@@ -224,11 +287,58 @@ def signed_route(
 
     async def handler(request: web.Request) -> web.Response:
         request_id = request.get(REQUEST_ID) or new_request_id()
-        raw = await _read_limited(request, policy.max_body_bytes)
-        if raw is None:
-            return error_response(
-                413, "body_too_large", f"body over {policy.max_body_bytes} bytes", request_id
+        declared = request.content_length
+        if declared is not None and declared > policy.max_body_bytes:
+            return _refuse_unread(
+                request,
+                error_response(
+                    413, "body_too_large", f"body over {policy.max_body_bytes} bytes", request_id
+                ),
             )
+        try:
+            claimed = claimed_sender(request.headers, policy.self_hotkey)
+        except http_auth.AuthError as exc:
+            return _refuse_unread(
+                request, error_response(401, type(exc).__name__, str(exc), request_id)
+            )
+        # Who may call is settled before the body is read or a nonce stored, so a
+        # caller that may not call costs no memory and leaves no row behind.
+        refusal = policy.refusal(claimed)
+        if refusal is not None:
+            reason, message = refusal
+            logger.info("refused %s: %s (request %s)", claimed, message, request_id)
+            if reason == "metagraph_unavailable":
+                response = error_response(503, "unavailable", message, request_id)
+                response.headers["Retry-After"] = "5"
+            else:
+                response = error_response(403, "forbidden", message, request_id)
+            response[AUTH_REASON] = reason
+            return _refuse_unread(request, response)
+        try:
+            raw = await policy.body_gate.read(request, policy.max_body_bytes)
+        except BodyRefused as refused:
+            peer = request.remote or "-"
+            if refused.dropped:
+                logger.info(
+                    "dropped: %s from %s (request %s): %s",
+                    claimed,
+                    peer,
+                    request_id,
+                    refused.message,
+                )
+            elif refused.status != 413:
+                logger.info(
+                    "refused %s from %s (request %s): %s",
+                    claimed,
+                    peer,
+                    request_id,
+                    refused.message,
+                )
+            response = error_response(refused.status, refused.code, refused.message, request_id)
+            if refused.status == 503:
+                response.headers["Retry-After"] = "1"
+            response.force_close()  # what is left of the body is never read
+            return response
         try:
             caller = http_auth.verify(
                 request.headers,
@@ -242,17 +352,6 @@ def signed_route(
             return error_response(401, type(exc).__name__, str(exc), request_id)
         hotkey = caller.hotkey_ss58
         request[CALLER] = hotkey
-        refusal = policy.refusal(hotkey)
-        if refusal is not None:
-            reason, message = refusal
-            logger.info("refused %s: %s (request %s)", hotkey, message, request_id)
-            if reason == "metagraph_unavailable":
-                response = error_response(503, "unavailable", message, request_id)
-                response.headers["Retry-After"] = "5"
-            else:
-                response = error_response(403, "forbidden", message, request_id)
-            response[AUTH_REASON] = reason
-            return response
         graph = policy.metagraph()
         neuron = graph.by_hotkey(hotkey) if graph else None
         if neuron is None and policy.only_hotkeys is None:  # deregistered between the reads
@@ -318,111 +417,3 @@ def signed_endpoint(
         return await serve(call.neuron, call.body)
 
     return signed_route(policy, adapter, body=model, strict=False)
-
-
-@dataclass(frozen=True, slots=True)
-class SignedAnswer:
-    """What came back: HTTP status (0 when nothing did), the parsed answer, ``Retry-After``."""
-
-    status: int
-    answer: Any  # the answer model, or ErrorBody
-    retry_after_s: float | None = None
-
-
-def _base_url(endpoint: str) -> str:
-    """``ip:port`` (a neuron on chain) or a full ``http(s)://host[:port]`` base URL."""
-    return endpoint.rstrip("/") if "://" in endpoint else f"http://{endpoint}"
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: rare, and a bounded backoff covers it
-
-
-class SignedClient:
-    """Signs and sends requests to other neurons and services; one per process, session reused."""
-
-    def __init__(self, signer: Any, session: aiohttp.ClientSession, timeout_s: float = 5.0) -> None:
-        self.signer = signer
-        self.session = session
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
-
-    async def post(
-        self,
-        endpoint: str,
-        receiver_hotkey: str,
-        path: str,
-        body: BaseModel,
-        answer_model: type[Model],
-        timeout_s: float | None = None,
-    ) -> tuple[int, Model | ErrorBody]:
-        """POST ``body`` signed for ``receiver_hotkey``; returns (status, parsed answer).
-
-        Network failures and timeouts come back as status 0 with an ErrorBody,
-        never as exceptions, so a dead miner is just an answer.
-        """
-        raw = body.model_dump_json(exclude_none=True).encode()
-        answer = await self.send(
-            "POST", endpoint, receiver_hotkey, path, raw, answer_model, timeout_s
-        )
-        return answer.status, answer.answer
-
-    async def get(
-        self,
-        endpoint: str,
-        receiver_hotkey: str,
-        path: str,
-        answer_model: type[Model],
-        timeout_s: float | None = None,
-    ) -> tuple[int, Model | ErrorBody]:
-        """Signed GET of ``path`` (query string included, already URL-encoded)."""
-        answer = await self.send(
-            "GET", endpoint, receiver_hotkey, path, b"", answer_model, timeout_s
-        )
-        return answer.status, answer.answer
-
-    async def send(
-        self,
-        method: str,
-        endpoint: str,
-        receiver_hotkey: str,
-        path: str,
-        raw: bytes,
-        answer_model: type[Model],
-        timeout_s: float | None = None,
-    ) -> SignedAnswer:
-        """Sign and send ``raw`` to ``endpoint`` + ``path``; never raises for network failures.
-
-        ``endpoint`` is ``ip:port`` or a base URL (``https://api.example.org``).
-        ``path`` is signed and sent byte for byte, so it must already be encoded.
-        """
-        headers = http_auth.sign(
-            self.signer, method=method, path=path, body=raw, receiver_ss58=receiver_hotkey
-        )
-        if raw:
-            headers["Content-Type"] = "application/json"
-        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else self.timeout
-        url = yarl.URL(_base_url(endpoint) + path, encoded=True)
-        try:
-            async with self.session.request(
-                method, url, data=raw or None, headers=headers, timeout=timeout
-            ) as response:
-                data = await response.read()
-                status = response.status
-                retry_after = _retry_after(response.headers.get("Retry-After"))
-        except TimeoutError:
-            return SignedAnswer(0, ErrorBody(code="timeout", message=f"no answer from {endpoint}"))
-        except aiohttp.ClientError as exc:
-            return SignedAnswer(0, ErrorBody(code="unreachable", message=f"{endpoint}: {exc}"))
-        if status == 200:
-            try:
-                return SignedAnswer(status, answer_model.model_validate_json(data))
-            except ValidationError as exc:
-                return SignedAnswer(status, ErrorBody(code="bad_answer", message=str(exc)[:300]))
-        try:
-            error = ErrorBody.model_validate(json.loads(data)["error"])
-        except (ValueError, KeyError, TypeError, ValidationError):
-            error = ErrorBody(code=f"http_{status}", message=data[:200].decode(errors="replace"))
-        return SignedAnswer(status, error, retry_after)

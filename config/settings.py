@@ -27,6 +27,31 @@ SERVICE_ROLES = ("data_api",)
 ALL_ROLES = ROLES + SERVICE_ROLES
 
 
+# --- Transport limits (docs/limits.md) ------------------------------------------------
+# Servers (the miner and the Data API):
+# A request's headers must arrive within this long of the connection opening (or of
+# the previous answer on a kept-alive connection, so it is also the idle timeout).
+# Above aiohttp clients' 15 s keep-alive, so a client never reuses a connection the
+# server is closing; honest headers take milliseconds.
+HTTP_HEADER_TIMEOUT_S = 20.0
+# Waiting for a read slot plus reading the body. Honest bodies are a few KB and
+# arrive in milliseconds; the 4 MiB body cap at 10 s is still 400 KB/s.
+HTTP_BODY_TIMEOUT_S = 10.0
+# Open connections held at once; the server also stays HTTP_FD_RESERVE under the
+# process's open-file limit, so accept() never fails with EMFILE. At the cap a new
+# connection takes the place of the oldest one that has sent no request.
+HTTP_MAX_CONNECTIONS = 1000
+# File descriptors kept free of peers: SQLite, logs, outbound sessions, uploads.
+HTTP_FD_RESERVE = 128
+# Bodies above 64 KiB read at once (smaller ones are already in aiohttp's buffer):
+# 16 x the 4 MiB body cap is 64 MiB of request bodies at worst.
+HTTP_MAX_BODY_READS = 16
+# Clients (SignedClient): the largest answer read when the caller gives no cap of
+# its own. An honest collect answer for a 20-zipcode batch is 0.1-1.2 MB (about 60
+# bytes a record); callers that know what they asked pass a tighter cap.
+DEFAULT_MAX_ANSWER_BYTES = 8 * 1024 * 1024
+
+
 class SettingsError(ValueError):
     """A setting is missing or invalid; the message is one line for the operator."""
 
@@ -67,6 +92,11 @@ class Settings:
     min_validator_stake: float = 0.0
     requests_per_minute: int = 600
     max_body_bytes: int = 4 * 1024 * 1024
+    # HTTP servers (miner, Data API): docs/limits.md
+    http_header_timeout_s: float = HTTP_HEADER_TIMEOUT_S
+    http_body_timeout_s: float = HTTP_BODY_TIMEOUT_S
+    http_max_connections: int = HTTP_MAX_CONNECTIONS
+    http_max_body_reads: int = HTTP_MAX_BODY_READS
     # Validator
     cycle_seconds: float = 4 * 3600.0
     collect_fraction: float = 0.75
@@ -227,6 +257,44 @@ SETTINGS: tuple[Setting, ...] = (
         "largest request body accepted (413 beyond)",
         roles=ALL_ROLES,
         minimum=1024,
+    ),
+    Setting(
+        "http_header_timeout_s",
+        "--http.header.timeout",
+        "HTTP_HEADER_TIMEOUT_S",
+        float,
+        "seconds a connection may take to send a request's headers (also the idle "
+        "keep-alive timeout); slower connections are closed",
+        roles=("miner", "data_api"),
+        minimum=1,
+    ),
+    Setting(
+        "http_body_timeout_s",
+        "--http.body.timeout",
+        "HTTP_BODY_TIMEOUT_S",
+        float,
+        "seconds to wait for a read slot and read a request's body (408 or 503 beyond)",
+        roles=("miner", "data_api"),
+        minimum=0.5,
+    ),
+    Setting(
+        "http_max_connections",
+        "--http.max.connections",
+        "HTTP_MAX_CONNECTIONS",
+        int,
+        "connections held at once (also kept 128 under the open-file limit, ulimit -n); "
+        "at the cap the oldest connection that sent no request makes room",
+        roles=("miner", "data_api"),
+        minimum=8,
+    ),
+    Setting(
+        "http_max_body_reads",
+        "--http.max.body.reads",
+        "HTTP_MAX_BODY_READS",
+        int,
+        "request bodies over 64 KiB read at once (memory: this x MAX_BODY_BYTES at worst)",
+        roles=("miner", "data_api"),
+        minimum=1,
     ),
     Setting(
         "cycle_seconds",

@@ -30,6 +30,7 @@ from common.data_api_models import (
     StatusReport,
     UploadUrlRequest,
 )
+from common.http_server import BodyGate, ConnectionGate, RunningServer, ServerLimits, serve_app
 from common.signed_http import AccessPolicy, signed_route
 from data_api.guards import SqliteNonceStore, SqliteRateLimiter, guard_connection
 from data_api.metrics import ApiMetrics
@@ -52,6 +53,8 @@ def build_app(
     options: ApiOptions,
     nonce_store: object,
     rate_limiter: object,
+    connections: ConnectionGate,
+    bodies: BodyGate,
 ) -> web.Application:
     """The aiohttp application: every route but health and metrics is signed."""
 
@@ -62,6 +65,7 @@ def build_app(
             max_body_bytes=options.max_body_bytes,
             rate_limiter=rate_limiter,
             nonce_store=nonce_store,
+            body_gate=bodies,
             **who,
         )
 
@@ -71,7 +75,8 @@ def build_app(
 
     # aiohttp's own cap sits above ours, so ours answers first with a JSON 413.
     app = web.Application(
-        client_max_size=options.max_body_bytes + 1024, middlewares=[routes.metrics.middleware]
+        client_max_size=options.max_body_bytes + 1024,
+        middlewares=[connections.middleware, routes.metrics.middleware],
     )
     add = app.router
     add.add_get("/v1/health", routes.health)
@@ -103,13 +108,13 @@ class RunningApi:
     store: ApiStore
     blocks: BlockService
     metrics: ApiMetrics
-    _runner: web.AppRunner
+    _server: RunningServer
     _guard_conn: sqlite3.Connection
     _checkpoints: asyncio.Task
 
     async def close(self) -> None:
         self._checkpoints.cancel()
-        await self._runner.cleanup()
+        await self._server.close()
         await asyncio.to_thread(self.store.close)
         self._guard_conn.close()
 
@@ -136,11 +141,14 @@ async def start_data_api(
     universe: Universe | None = None,
     now: Callable[[], float] = time.time,
     reuse_port: bool = False,
+    limits: ServerLimits | None = None,
 ) -> RunningApi:
     """Open the store, build the app and serve it on ``host:port`` (0: a free port).
 
     ``now`` is the epoch clock's time source (tests move it; signatures are
-    always checked against the real clock). Raises OSError when the port is taken.
+    always checked against the real clock). ``limits``: connections, deadlines and
+    body slots (``common/http_server.py``; defaults from ``config/settings.py``).
+    Raises OSError when the port is taken.
     """
     if universe is None:
         universe = await asyncio.to_thread(load_universe)
@@ -153,6 +161,8 @@ async def start_data_api(
     # Listing tokens are sealed with a key of their own, derived from the block secret.
     tokens = TokenSealer(hmac.new(secret, b"read-url-tokens/v1", hashlib.sha256).digest())
     routes = Routes(owner_hotkey, options, blocks, store, s3, universe, metrics, metagraph, tokens)
+    limits = limits or ServerLimits()
+    connections = ConnectionGate(limits)
     app = build_app(
         routes,
         owner_hotkey,
@@ -160,22 +170,21 @@ async def start_data_api(
         options,
         SqliteNonceStore(guard_conn),
         SqliteRateLimiter(guard_conn, options.requests_per_minute),
+        connections,
+        BodyGate(limits),
     )
-    runner = web.AppRunner(app, access_log=None)  # our middleware logs each request
-    await runner.setup()
     # reuse_port: several service processes (workers) may serve one port on Linux;
-    # they share blocks, nonces and rate counters through the database.
-    site = web.TCPSite(runner, host, port, reuse_port=reuse_port)
+    # they share blocks, nonces and rate counters through the database. Each
+    # process holds its own connection cap and body slots.
     try:
-        await site.start()
+        server = await serve_app(app, connections, host, port, reuse_port=reuse_port)
     except OSError:
-        await runner.cleanup()
         store.close()
         guard_conn.close()
         raise
-    bound = site._server.sockets[0].getsockname()[1]  # the real port when port=0
+    bound = server.port  # the real port when port=0
     url = f"http://{host}:{bound}"
     checkpoints = asyncio.create_task(_checkpoint_forever(store), name="wal-checkpoints")
     return RunningApi(
-        url, bound, owner_hotkey, store, blocks, metrics, runner, guard_conn, checkpoints
+        url, bound, owner_hotkey, store, blocks, metrics, server, guard_conn, checkpoints
     )

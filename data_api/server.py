@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 
 from common.chain import open_chain
+from common.http_server import ServerLimits
 from common.metagraph import MetagraphSync
 from common.s3_layout import InvalidKey, check_prefix
 from common.wallet import load_wallet
@@ -94,6 +95,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         settings.api_host,
         settings.api_port,
         reuse_port=settings.api_reuse_port,
+        limits=ServerLimits.from_settings(settings),
     )
     endpoint = db_path.parent / ENDPOINT_FILE
     document = {"url": api.url, "hotkey": owner, "pid": os.getpid(), "netuid": settings.netuid}

@@ -19,6 +19,7 @@ import aiohttp
 from aiohttp import web
 
 from common.chain import ChainUnavailable, open_chain
+from common.http_server import BodyGate, ConnectionGate, ServerLimits, serve_app
 from common.metagraph import MetagraphSync
 from common.protocol import ROUTE, DataAssignmentRequest
 from common.signed_http import AccessPolicy, RateLimiter, signed_endpoint
@@ -82,6 +83,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await service.start()
     MinerMetrics(service, source).serve(settings.metrics_port, settings.host)
 
+    limits = ServerLimits.from_settings(settings)
+    connections = ConnectionGate(limits)
     policy = AccessPolicy(
         self_hotkey=hotkey,
         metagraph=lambda: sync.snapshot,
@@ -89,15 +92,15 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         min_stake=settings.min_validator_stake,
         max_body_bytes=settings.max_body_bytes,
         rate_limiter=RateLimiter(settings.requests_per_minute),
+        body_gate=BodyGate(limits),
     )
-    app = web.Application(client_max_size=settings.max_body_bytes + 1024)
+    app = web.Application(
+        client_max_size=settings.max_body_bytes + 1024, middlewares=[connections.middleware]
+    )
     app.router.add_post(ROUTE, signed_endpoint(policy, DataAssignmentRequest, service.handle))
     app.router.add_get("/health", lambda _r: web.json_response({"status": "ok", "hotkey": hotkey}))
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # the real port when --port 0
+    server = await serve_app(app, connections, settings.host, settings.port)
+    port = server.port  # the real port when --port 0
     ip = settings.external_ip or settings.host
     logger.info(
         "miner %s serving on %s:%d (netuid %s)", hotkey, settings.host, port, settings.netuid
@@ -120,7 +123,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         await service.stop()
         await close_uploader()
         await session.close()
-        await runner.cleanup()
+        await server.close()
         await store.close()
         close = getattr(source, "close", None)
         if close is not None:
