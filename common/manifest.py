@@ -10,10 +10,21 @@ about S3 is checked against the objects themselves
 single-file form, still accepted.
 
     manifest = Manifest.model_validate_json(body)      # ValidationError -> 422
+
+A miner does not send its manifest before the assignment's deadline: it
+sends ``manifest_commitment(manifest, salt)`` (commit), and the manifest
+with the salt after it (reveal); the validator keeps the manifest only when
+the two match.
+
+    commitment = manifest_commitment(manifest, salt)  # miner, on every collect
+    assert manifest_commitment(revealed, revealed_salt) == held  # validator, after
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import secrets
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -86,3 +97,54 @@ class Manifest(BaseModel):
         if self.version != MANIFEST_VERSION:
             raise ValueError(f"manifest version {self.version} is not {MANIFEST_VERSION}")
         return self
+
+
+# --- commit, then reveal (DESIGN 4.1) -------------------------------------------------
+
+COMMITMENT_DOMAIN = b"zsubnet/manifest-commitment/v1\x00"
+SALT_BYTES = 32
+
+
+def committed_content(manifest: Manifest) -> bytes:
+    """The canonical bytes a commitment covers: the manifest's records part.
+
+    Epoch id, nonce, hotkey and, per zipcode, source, zipcode, record count
+    and the sorted ``(zpid, record_hash)`` list; zipcodes sorted too, so the
+    order a miner lists them in does not matter. ``files`` (and the older
+    ``s3_key``/``content_hash``) are left out on purpose: background uploads
+    keep finishing until the deadline, so the file list may still grow after
+    the last commitment, and it needs no commitment, because every file is
+    checked against its S3 object, which the Data API only accepts (upload
+    URLs) before the deadline.
+    """
+    zipcodes = sorted(
+        [z.source, z.zipcode, z.record_count, sorted([zpid, h] for zpid, h in z.records)]
+        for z in manifest.zipcodes
+    )
+    document = [
+        manifest.version,
+        manifest.epoch_id,
+        manifest.epoch_nonce,
+        manifest.miner_hotkey,
+        zipcodes,
+    ]
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def manifest_commitment(manifest: Manifest, salt: str) -> str:
+    """sha256 over the domain, the secret salt (hex) and ``committed_content``, as hex.
+
+    Raises ValueError for a salt that is not ``SALT_BYTES`` bytes of hex.
+    """
+    raw_salt = bytes.fromhex(salt)
+    if len(raw_salt) != SALT_BYTES:
+        raise ValueError(f"salt must be {SALT_BYTES} bytes")
+    digest = hashlib.sha256(COMMITMENT_DOMAIN)
+    digest.update(raw_salt)
+    digest.update(committed_content(manifest))
+    return digest.hexdigest()
+
+
+def new_salt() -> str:
+    """A fresh secret salt (hex): one per assignment, revealed only after its deadline."""
+    return secrets.token_hex(SALT_BYTES)

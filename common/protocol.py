@@ -7,20 +7,32 @@ parses is also a body of sane size.
 
     request = DataAssignmentRequest(request_id=..., phase="assign", ...)
     body = request.model_dump_json().encode()
+
+Phases (protocol version 2): ``assign`` (acknowledged at once), ``collect``
+(status, progress and a ``commitment`` to the manifest, never the manifest,
+until the deadline), ``reveal`` (after the deadline: the manifest and the
+``salt`` of the ``commitment`` the validator names). ``protocol_version`` is
+sent by every sender; a body without it is a version 1 sender, refused with
+426 by a version 2 miner. A version 1 miner refuses the unknown field with
+422 naming ``protocol_version``, which the validator reports as "the miner
+must upgrade".
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from common.manifest import Manifest
+from common.manifest import SALT_BYTES, Manifest
 from common.records import RECORD_HASH_HEX_CHARS
 
 ROUTE = "/DataAssignmentRequest"
+PROTOCOL_VERSION = 2  # 2: commit before the deadline, reveal after it
+LEGACY_PROTOCOL_VERSION = 1  # what a body without protocol_version speaks
 MAX_ZIPCODES_PER_SOURCE = 200
 MAX_PROPERTY_IDS_PER_SOURCE = 1000
 
@@ -54,6 +66,10 @@ class Progress(BaseModel):
 
 
 RecordHash = Annotated[str, StringConstraints(pattern=rf"^[0-9a-f]{{{RECORD_HASH_HEX_CHARS}}}$")]
+Commitment = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]  # sha256 hex
+Salt = Annotated[str, StringConstraints(pattern=rf"^[0-9a-f]{{{2 * SALT_BYTES}}}$")]
+# sr25519/ed25519 signatures are 64 bytes: "0x" and 128 hex digits.
+HotkeySignature = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-f]{128}$")]
 
 
 class PropertyAnswer(BaseModel):
@@ -80,12 +96,14 @@ class PropertyAnswer(BaseModel):
 
 
 class DataAssignmentRequest(BaseModel):
-    """One assignment (phase ``assign``) or a poll for its results (phase ``collect``)."""
+    """One assignment (``assign``), a poll for its commitment (``collect``), or its reveal."""
 
     model_config = ConfigDict(extra="forbid")
 
+    # Sent by every sender; see sent_protocol_version for a body without it.
+    protocol_version: int = Field(default=PROTOCOL_VERSION, ge=1, le=1_000_000)
     request_id: RequestId
-    phase: Literal["assign", "collect"]
+    phase: Literal["assign", "collect", "reveal"]
     assignment_mode: Literal["zipcodes", "property_ids"] = "zipcodes"
     zipcode_assignments: dict[
         Source, Annotated[list[Zipcode], Field(max_length=MAX_ZIPCODES_PER_SOURCE)]
@@ -105,7 +123,13 @@ class DataAssignmentRequest(BaseModel):
     accepted: bool | None = None
     status: AssignmentStatus | None = None
     progress: Progress | None = None
-    manifest: Manifest | None = None
+    manifest: Manifest | None = None  # only in a reveal answer (zipcodes mode)
+    # collect answers: the commitment to the manifest of the zipcodes done so far,
+    # signed by the miner's hotkey (commitment_message); a reveal request names
+    # the commitment the validator holds, and its answer carries the salt.
+    commitment: Commitment | None = None
+    commitment_signature: HotkeySignature | None = None
+    salt: Salt | None = None
     property_answers: list[PropertyAnswer] | None = Field(
         default=None, max_length=MAX_PROPERTY_IDS_PER_SOURCE * len(Source)
     )
@@ -118,12 +142,18 @@ class DataAssignmentRequest(BaseModel):
                 raise ValueError("an assign request in zipcodes mode needs zipcode_assignments")
             if self.assignment_mode == "property_ids" and not any(self.property_ids.values()):
                 raise ValueError("an assign request in property_ids mode needs property_ids")
+        if self.phase == "reveal" and self.commitment is None:
+            raise ValueError("a reveal request names the commitment it holds")
         return self
+
+    def sent_protocol_version(self) -> int:
+        """The protocol version the sender spoke: 1 when the body did not say."""
+        if "protocol_version" not in self.model_fields_set:
+            return LEGACY_PROTOCOL_VERSION
+        return self.protocol_version
 
     def assignment_key(self) -> str:
         """Identity of the work itself: the same for every validator sending it."""
-        import hashlib
-
         parts = [
             self.epoch_id or "",
             self.epoch_nonce or "",
@@ -134,6 +164,11 @@ class DataAssignmentRequest(BaseModel):
             repr(sorted((s.value, sorted(p)) for s, p in self.property_ids.items())),
         ]
         return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
+
+
+def commitment_message(assignment_key: str, epoch_id: str | None, commitment: str) -> bytes:
+    """What a miner's hotkey signs for a commitment: proof of what it committed, and to what."""
+    return f"zsubnet/commitment/v1|{assignment_key}|{epoch_id or ''}|{commitment}".encode()
 
 
 class ErrorBody(BaseModel):

@@ -3,9 +3,13 @@
 ``assign`` records the assignment and the asking validator, starts the work
 if nobody asked for it before (the same work from several validators is
 scraped once: it is keyed by its content, not by who sent it) and answers
-immediately. ``collect`` answers from the store: status, progress and the
-manifest of the zipcodes done so far (``scraping/collect.py``). Work survives a restart: unfinished
-assignments resume when the service starts.
+immediately. ``collect`` answers from the store: status, progress and a
+commitment to the manifest of the zipcodes done so far, signed by the
+miner's hotkey when the service has its signer; ``reveal``, after the
+deadline, the manifest of a commitment it issued and the assignment's salt
+(``scraping/collect.py``). A request of another protocol version is refused
+with 426. Work survives a restart: unfinished assignments resume when the
+service starts.
 
 The batch scraper runs every zipcode through the ``PropertySource`` under one
 semaphore shared by all assignments (the source's concurrency budget), stores
@@ -21,12 +25,31 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from common.chain import NeuronInfo
-from common.protocol import AssignmentStatus, DataAssignmentRequest, Progress
+from common.manifest import manifest_commitment, new_salt
+from common.protocol import (
+    PROTOCOL_VERSION,
+    AssignmentStatus,
+    DataAssignmentRequest,
+    Progress,
+    commitment_message,
+)
 from common.records import RecordDigester
+from common.signed_http import RequestRefused
 from scraping.adversaries import MinerContext
-from scraping.collect import collect_rows, manifest_from_rows, reply
+from scraping.collect import (
+    StoredAssignment,
+    answered_lookups,
+    commit_work,
+    covered_by,
+    finished_work,
+    manifest_from_rows,
+    record_commitment,
+    reply,
+    stored_assignment,
+)
 from scraping.lookups import (
     behaviour_context,
     lookup_rows,
@@ -56,8 +79,12 @@ class MinerService:
         behaviour: object | None = None,
         behaviour_scrape: Callable[[str], list[dict]] | None = None,
         uploader: Uploader | None = None,
+        signer: object | None = None,
     ) -> None:
         self.store = store
+        # The hotkey's keypair (``sign(bytes) -> bytes``): commitments go out signed,
+        # proof for the validator of what this miner committed. None: unsigned.
+        self.signer = signer
         self.source = source
         self.hotkey = hotkey
         self.behaviour = behaviour  # local subnet only: a simulator behaviour
@@ -95,8 +122,27 @@ class MinerService:
     async def handle(
         self, caller: NeuronInfo, request: DataAssignmentRequest
     ) -> DataAssignmentRequest:
+        """Answer one request; raises ``RequestRefused`` (a 4xx) for what cannot be answered."""
+        version = request.sent_protocol_version()
+        if version != PROTOCOL_VERSION:
+            who = "validator" if version < PROTOCOL_VERSION else "miner"
+            logger.warning(
+                "refused %s from validator uid %s: protocol v%d, this miner speaks v%d",
+                request.request_id,
+                caller.uid,
+                version,
+                PROTOCOL_VERSION,
+            )
+            raise RequestRefused(
+                426,
+                "unsupported_protocol",
+                f"request speaks protocol v{version}; this miner speaks v{PROTOCOL_VERSION}:"
+                f" the {who} must upgrade",
+            )
         if request.phase == "assign":
             return await self._assign(caller, request)
+        if request.phase == "reveal":
+            return await self._reveal(caller, request)
         return await self._collect(caller, request)
 
     async def _assign(
@@ -153,7 +199,7 @@ class MinerService:
                     return AssignmentStatus.REJECTED.value, False
                 db.execute(
                     "INSERT INTO assignments (key, request_json, status, zipcodes_total,"
-                    " created_at, deadline_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    " created_at, deadline_at, salt) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         key,
                         stored,
@@ -161,6 +207,7 @@ class MinerService:
                         len(pairs),
                         time.time(),
                         deadline,
+                        new_salt(),
                     ),
                 )
                 db.executemany(
@@ -216,36 +263,133 @@ class MinerService:
         if not task.cancelled() and task.exception() is not None:
             logger.error("could not record a request: %s", task.exception())
 
+    async def _stored(
+        self, caller: NeuronInfo, request: DataAssignmentRequest
+    ) -> StoredAssignment | None:
+        return await self.store.run(
+            lambda db: stored_assignment(db, caller.hotkey, request.request_id)
+        )
+
     async def _collect(
         self, caller: NeuronInfo, request: DataAssignmentRequest
     ) -> DataAssignmentRequest:
-        found = await self.store.run(lambda db: collect_rows(db, caller.hotkey, request.request_id))
+        """Status, progress and the commitment to the work done so far; never the manifest."""
+        found = await self._stored(caller, request)
         if found is None:
             return reply(request, AssignmentStatus.REJECTED, error="unknown request_id")
-        if found[0] == "property_ids":
-            _, status, total, rows = found
+        status = AssignmentStatus(found.status)
+        if found.lookups:
+            rows = await self.store.run(lambda db: answered_lookups(db, found.key))
             progress = Progress(
-                zipcodes_done=len(rows), zipcodes_total=total, records=sum(r[2] for r in rows)
+                zipcodes_done=len(rows),
+                zipcodes_total=found.zipcodes_total,
+                records=sum(r[2] for r in rows),
             )
             return reply(
-                request,
-                AssignmentStatus(status),
-                progress=progress,
-                property_answers=property_answers(rows),
+                request, status, progress=progress, property_answers=property_answers(rows)
             )
-        _, status, total, zipcode_rows, record_rows, epoch_id, nonce = found
+        # The status is read before the work: "completed" then means all of it is in.
+        work, commitment, known = await self.store.run(
+            lambda db: commit_work(db, found, self.hotkey)
+        )
+        covered = len(work.zipcode_rows)
+        if not known:
+            # Written before the answer leaves: every commitment a validator holds
+            # can be revealed, also after a crash.
+            await self.store.write(
+                lambda db: record_commitment(db, found.key, commitment, covered, time.time())
+            )
+            logger.info(
+                "assignment %s: commitment %s covers %d zipcodes (validator uid %s, request %s)",
+                found.key,
+                commitment[:12],
+                covered,
+                caller.uid,
+                request.request_id,
+            )
+        progress = Progress(
+            zipcodes_done=covered,
+            zipcodes_total=found.zipcodes_total,
+            records=len(work.record_rows),
+        )
+        signature = None
+        if self.signer is not None:
+            message = commitment_message(found.key, found.epoch_id, commitment)
+            signature = "0x" + bytes(self.signer.sign(message)).hex()  # type: ignore[attr-defined]
+        return reply(
+            request,
+            status,
+            progress=progress,
+            commitment=commitment,
+            commitment_signature=signature,
+        )
+
+    async def _reveal(
+        self, caller: NeuronInfo, request: DataAssignmentRequest
+    ) -> DataAssignmentRequest:
+        """The manifest of a commitment this miner issued, and the salt; after the deadline only."""
+        found = await self._stored(caller, request)
+        if found is None:
+            return reply(request, AssignmentStatus.REJECTED, error="unknown request_id")
+        if found.lookups:
+            raise RequestRefused(
+                400, "nothing_to_reveal", "property lookups are answered in collect"
+            )
+        now = time.time()
+        if found.deadline_at is not None and now < found.deadline_at:
+            deadline = datetime.fromtimestamp(found.deadline_at, UTC).isoformat()
+            raise RequestRefused(
+                403,
+                "reveal_before_deadline",
+                f"request {request.request_id}: manifests are revealed after the deadline"
+                f" {deadline}, {found.deadline_at - now:.1f}s from now",
+            )
+        commitment = request.commitment or ""
+        covered = await self.store.run(lambda db: covered_by(db, found.key, commitment))
+        if covered is None:
+            raise RequestRefused(
+                404,
+                "unknown_commitment",
+                f"request {request.request_id}: this miner issued no commitment {commitment[:16]}",
+            )
+        work = await self.store.run(lambda db: finished_work(db, found.key, covered))
         files = (
-            await self.uploader.manifest_files(epoch_id, zipcode_rows)
-            if self.uploader is not None and epoch_id
+            await self.uploader.manifest_files(found.epoch_id, work.zipcode_rows)
+            if self.uploader is not None and found.epoch_id
             else {}
         )
         manifest = manifest_from_rows(
-            self.hotkey, epoch_id, nonce, zipcode_rows, record_rows, files
+            self.hotkey,
+            found.epoch_id,
+            found.epoch_nonce,
+            work.zipcode_rows,
+            work.record_rows,
+            files,
+        )
+        if manifest_commitment(manifest, found.salt) != commitment:
+            # A finished zipcode's records never change: this is a bug, not a peer's doing.
+            raise RuntimeError(f"assignment {found.key}: rebuilt manifest misses its commitment")
+        logger.info(
+            "assignment %s: revealed %d zipcodes of commitment %s to validator uid %s (request %s)",
+            found.key,
+            covered,
+            commitment[:12],
+            caller.uid,
+            request.request_id,
         )
         progress = Progress(
-            zipcodes_done=len(zipcode_rows), zipcodes_total=total, records=len(record_rows)
+            zipcodes_done=covered,
+            zipcodes_total=found.zipcodes_total,
+            records=len(work.record_rows),
         )
-        return reply(request, AssignmentStatus(status), progress=progress, manifest=manifest)
+        return reply(
+            request,
+            AssignmentStatus(found.status),
+            progress=progress,
+            manifest=manifest,
+            commitment=commitment,
+            salt=found.salt,
+        )
 
     def _launch(self, key: str) -> None:
         if key in self._tasks and not self._tasks[key].done():
@@ -395,11 +539,21 @@ class MinerService:
 
         def write(db) -> None:
             def work(db):
+                done = db.execute(
+                    "SELECT done FROM zipcodes WHERE key=? AND source=? AND zipcode=?",
+                    (key, source_name, zipcode),
+                ).fetchone()
+                if done is None or done[0]:
+                    # Finished zipcodes never change: commitments issued cover them.
+                    return
                 db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?)", rows)
+                # done_order numbers zipcodes as they finish: a commitment covering n
+                # zipcodes is rebuilt from the first n (scraping/collect.py).
                 db.execute(
-                    "UPDATE zipcodes SET done=1, record_count=?, dropped=?"
+                    "UPDATE zipcodes SET done=1, record_count=?, dropped=?, done_order="
+                    "(SELECT COALESCE(MAX(done_order), 0) + 1 FROM zipcodes WHERE key=?)"
                     " WHERE key=? AND source=? AND zipcode=?",
-                    (len(rows), sum(dropped.values()), key, source_name, zipcode),
+                    (len(rows), sum(dropped.values()), key, key, source_name, zipcode),
                 )
 
             transaction(db, work)

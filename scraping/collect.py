@@ -1,56 +1,156 @@
-"""What a miner answers to ``collect``: read from its store, never from memory.
+"""What a miner answers to ``collect`` and ``reveal``: read from its store, never from memory.
 
-``collect_rows`` reads a validator's request and the work done for it (the
-zipcodes and records, or the property lookups); ``manifest_from_rows`` turns
-zipcode work into the ``Manifest`` the validator checks; ``reply`` sends the
-request back with the miner's status. Everything is keyed by the asking
-validator's hotkey, so one validator cannot read another's request ids.
+Commit, then reveal (DESIGN 4.1). Before the deadline a ``collect`` answer
+carries status, progress and a commitment (``common.manifest.manifest_commitment``)
+to the manifest of the zipcodes finished so far, never the manifest: a
+validator, or anyone re-sending the same assignment content, learns nothing
+a copier could use. Zipcodes are numbered in the order they were finished
+(``zipcodes.done_order``) and every commitment issued is stored with the
+number of zipcodes it covered, so ``reveal`` rebuilds the manifest of any
+commitment the miner issued, also after a restart, from the first that many
+zipcodes. A finished zipcode's records never change, so the same count gives
+the same manifest and the same commitment.
+
+    found = stored_assignment(db, validator_hotkey, request_id)   # None: never asked
+    work, commitment, known = commit_work(db, found, hotkey)      # collect
+    covered = covered_by(db, found.key, commitment)               # reveal: None if never issued
+
+Everything is keyed by the asking validator's hotkey, so one validator cannot
+read another's request ids.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
+from dataclasses import dataclass
 
-from common.manifest import Manifest, ManifestFile, ZipcodeManifest
+from common.manifest import Manifest, ManifestFile, ZipcodeManifest, manifest_commitment
 from common.protocol import AssignmentStatus, DataAssignmentRequest, Progress, PropertyAnswer
 
 
-def collect_rows(db, validator: str, request_id: str):
-    """What the store holds for a validator's request: None when it never asked it."""
+@dataclass(frozen=True, slots=True)
+class StoredAssignment:
+    """One assignment as the store holds it, found through a validator's request id."""
+
+    key: str
+    status: str
+    zipcodes_total: int
+    deadline_at: float | None
+    salt: str
+    request: dict
+
+    @property
+    def lookups(self) -> bool:
+        return self.request.get("assignment_mode") == "property_ids"
+
+    @property
+    def epoch_id(self) -> str | None:
+        return self.request.get("epoch_id")
+
+    @property
+    def epoch_nonce(self) -> str | None:
+        return self.request.get("epoch_nonce")
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedWork:
+    """Finished zipcodes (in the order they were finished) and their records."""
+
+    zipcode_rows: list[tuple[str, str]]  # (source, zipcode)
+    record_rows: list[tuple[str, str, str, str]]  # (source, zipcode, zpid, record_hash)
+
+
+def stored_assignment(
+    db: sqlite3.Connection, validator: str, request_id: str
+) -> StoredAssignment | None:
+    """The assignment behind a validator's request id: None when it never asked it."""
     row = db.execute(
-        "SELECT a.key, a.status, a.zipcodes_total, a.request_json FROM requests r "
-        "JOIN assignments a ON a.key = r.key WHERE r.validator=? AND r.request_id=?",
+        "SELECT a.key, a.status, a.zipcodes_total, a.deadline_at, a.salt, a.request_json"
+        " FROM requests r JOIN assignments a ON a.key = r.key"
+        " WHERE r.validator=? AND r.request_id=?",
         (validator, request_id),
     ).fetchone()
     if row is None:
         return None
-    key, status, total, request_json = row
-    request = json.loads(request_json)
-    if request.get("assignment_mode") == "property_ids":
-        rows = db.execute(
-            "SELECT source, zpid, found, zipcode, record_hash FROM properties"
-            " WHERE key=? AND done=1 ORDER BY source, zpid",
-            (key,),
-        ).fetchall()
-        return "property_ids", status, total, rows
+    key, status, total, deadline_at, salt, request_json = row
+    return StoredAssignment(key, status, total, deadline_at, salt, json.loads(request_json))
+
+
+def answered_lookups(db: sqlite3.Connection, key: str) -> list[tuple]:
+    """Answered property lookups: (source, zpid, found, zipcode, record_hash)."""
+    return db.execute(
+        "SELECT source, zpid, found, zipcode, record_hash FROM properties"
+        " WHERE key=? AND done=1 ORDER BY source, zpid",
+        (key,),
+    ).fetchall()
+
+
+def finished_work(db: sqlite3.Connection, key: str, covered: int | None = None) -> FinishedWork:
+    """The first ``covered`` zipcodes finished (all of them when None) and their records."""
+    limit = covered if covered is not None else -1  # LIMIT -1: no limit
     zipcode_rows = db.execute(
-        "SELECT source, zipcode FROM zipcodes WHERE key=? AND done=1 ORDER BY source, zipcode",
-        (key,),
+        "SELECT source, zipcode FROM zipcodes WHERE key=? AND done=1 ORDER BY done_order LIMIT ?",
+        (key, limit),
     ).fetchall()
-    record_rows = db.execute(
-        "SELECT source, zipcode, zpid, record_hash FROM records WHERE key=?"
-        " ORDER BY source, zipcode, zpid",
-        (key,),
-    ).fetchall()
-    return (
-        "zipcodes",
-        status,
-        total,
-        zipcode_rows,
-        record_rows,
-        request.get("epoch_id"),
-        request.get("epoch_nonce"),
+    wanted = set(zipcode_rows)
+    record_rows = [
+        row
+        for row in db.execute(
+            "SELECT source, zipcode, zpid, record_hash FROM records WHERE key=?"
+            " ORDER BY source, zipcode, zpid",
+            (key,),
+        )
+        if (row[0], row[1]) in wanted
+    ]
+    return FinishedWork([tuple(r) for r in zipcode_rows], record_rows)
+
+
+def commit_work(
+    db: sqlite3.Connection, assignment: StoredAssignment, hotkey: str
+) -> tuple[FinishedWork, str, bool]:
+    """The work finished so far, its commitment, and whether that commitment was issued before.
+
+    Runs on the store's thread: the hashing stays off the event loop.
+    """
+    work = finished_work(db, assignment.key)
+    manifest = manifest_from_rows(
+        hotkey,
+        assignment.epoch_id,
+        assignment.epoch_nonce,
+        work.zipcode_rows,
+        work.record_rows,
+        {},
     )
+    commitment = manifest_commitment(manifest, assignment.salt)
+    known = (
+        db.execute(
+            "SELECT 1 FROM commitments WHERE key=? AND commitment=?",
+            (assignment.key, commitment),
+        ).fetchone()
+        is not None
+    )
+    return work, commitment, known
+
+
+def record_commitment(
+    db: sqlite3.Connection, key: str, commitment: str, covered: int, issued_at: float
+) -> None:
+    """Remember an issued commitment and how many zipcodes it covered (reveal rebuilds it)."""
+    db.execute(
+        "INSERT OR IGNORE INTO commitments (key, commitment, zipcodes_covered, issued_at)"
+        " VALUES (?, ?, ?, ?)",
+        (key, commitment, covered, issued_at),
+    )
+
+
+def covered_by(db: sqlite3.Connection, key: str, commitment: str) -> int | None:
+    """How many zipcodes an issued commitment covered; None when it was never issued."""
+    row = db.execute(
+        "SELECT zipcodes_covered FROM commitments WHERE key=? AND commitment=?",
+        (key, commitment),
+    ).fetchone()
+    return None if row is None else int(row[0])
 
 
 def reply(
@@ -62,8 +162,11 @@ def reply(
     progress: Progress | None = None,
     manifest: Manifest | None = None,
     property_answers: list[PropertyAnswer] | None = None,
+    commitment: str | None = None,
+    commitment_signature: str | None = None,
+    salt: str | None = None,
 ) -> DataAssignmentRequest:
-    """The request sent back with the miner's status and what it has."""
+    """The request sent back with the miner's status and what it may show now."""
     return request.model_copy(
         update={
             "property_answers": property_answers,
@@ -74,6 +177,9 @@ def reply(
             "error": error,
             "progress": progress,
             "manifest": manifest,
+            "commitment": commitment,
+            "commitment_signature": commitment_signature,
+            "salt": salt,
         }
     )
 

@@ -7,11 +7,19 @@ on disk.
 
     store = await MinerStore.open(path)
     await store.run(lambda db: db.execute(...))
+
+The schema is versioned (``meta.schema_version``): ``_SCHEMA`` is version 1
+and ``MIGRATIONS[v]`` takes a store from version ``v`` to ``v + 1``. Version
+2 adds what commit-then-reveal needs: a secret salt per assignment, the order
+zipcodes were finished in (``done_order``) and, per commitment the miner
+issued, how many zipcodes it covered, so any commitment's manifest can be
+rebuilt after a restart without storing a manifest per poll.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import Callable
@@ -19,8 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from common.manifest import new_salt
+
 T = TypeVar("T")
-SCHEMA_VERSION = 1
+logger = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -75,6 +85,24 @@ CREATE TABLE IF NOT EXISTS properties (
 CREATE INDEX IF NOT EXISTS assignments_status ON assignments(status);
 """
 
+# MIGRATIONS[v] takes the schema from version v to v + 1 (version 1 is _SCHEMA).
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "ALTER TABLE assignments ADD COLUMN salt TEXT",
+        "ALTER TABLE zipcodes ADD COLUMN done_order INTEGER",
+        # Zipcodes finished before the upgrade: in (source, zipcode) order, which
+        # is the order the collect answers of version 1 listed them in.
+        "UPDATE zipcodes SET done_order = (SELECT COUNT(*) FROM zipcodes z WHERE z.key ="
+        " zipcodes.key AND z.done = 1 AND (z.source, z.zipcode) <= (zipcodes.source,"
+        " zipcodes.zipcode)) WHERE done = 1",
+        "CREATE TABLE commitments (key TEXT NOT NULL, commitment TEXT NOT NULL,"
+        " zipcodes_covered INTEGER NOT NULL, issued_at REAL NOT NULL,"
+        " PRIMARY KEY (key, commitment))",
+        "CREATE INDEX commitments_covered ON commitments(key, zipcodes_covered)",
+    ),
+}
+SCHEMA_VERSION = 1 + len(MIGRATIONS)
+
 
 class MinerStore:
     def __init__(self, path: Path) -> None:
@@ -98,10 +126,19 @@ class MinerStore:
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
         row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if row is None:
-            db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) != SCHEMA_VERSION:
-            raise RuntimeError(f"{self.path}: schema {row[0]} is not {SCHEMA_VERSION}")
+        if row is None:  # a new store: _SCHEMA is version 1
+            db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+            version = 1
+        else:
+            version = int(row[0])
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path}: schema {version} is newer than this miner ({SCHEMA_VERSION});"
+                " upgrade the miner"
+            )
+        for current in range(version, SCHEMA_VERSION):
+            transaction(db, lambda d, v=current: _migrate(d, v))
+            logger.info("%s: schema migrated to version %d", self.path, current + 1)
         self._db = db
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -172,6 +209,19 @@ class MinerStore:
 
         await self.run(shut)
         self._executor.shutdown(wait=True)
+
+
+def _migrate(db: sqlite3.Connection, version: int) -> None:
+    for statement in MIGRATIONS[version]:
+        db.execute(statement)
+    if version == 1:
+        # Assignments taken before the upgrade get their secret salt now.
+        keys = [r[0] for r in db.execute("SELECT key FROM assignments WHERE salt IS NULL")]
+        db.executemany(
+            "UPDATE assignments SET salt=? WHERE key=?",
+            [(new_salt(), key) for key in keys],
+        )
+    db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(version + 1),))
 
 
 def transaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:

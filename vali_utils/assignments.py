@@ -6,6 +6,11 @@ never be credited to the wrong miner by position. ``progress()`` and
 ``restore()`` move it to and from the validator's store, so a restarted
 validator resumes where it was. ``tiebreak_answers`` reads the property-id
 lookups of tie-breakers the way the consensus core takes them.
+
+Commit, then reveal: before the deadline a zipcode assignment holds the
+miner's last commitment (``see_commitment``), when it was first seen and
+whether it came with status completed; after the deadline only a revealed
+manifest matching it is kept (``vali_utils/exchange.py``).
 """
 
 from __future__ import annotations
@@ -65,14 +70,56 @@ class Assignment:
     retryable: bool = False  # the last send got no answer (timeout, unreachable)
     dirty: bool = False  # changed since it was last written to the store
     released: bool = False  # its manifest went to the engine and was dropped (the store has it)
+    # Commit, then reveal (zipcode assignments): the last commitment received before
+    # the deadline, the miner's signature of it, when it was first seen, and whether
+    # it was seen with status completed (completed_after_s is measured from then).
+    commitment: str | None = None
+    commitment_signature: str | None = None
+    commitment_seen_wall: float | None = None
+    commitment_completed: bool = False
 
     @property
     def collected(self) -> bool:
-        """Completed, and its answer is in hand (or was, before ``release_manifest``)."""
-        answer = self.manifest if self.tiebreak is None else self.property_answers
-        return self.status == AssignmentStatus.COMPLETED.value and (
-            answer is not None or self.released
+        """Nothing more to ask the miner for.
+
+        A tie-break lookup: completed with its answers in hand. A zipcode
+        assignment: its manifest revealed (or released to the engine); until
+        the deadline it is polled, since only its last commitment counts.
+        """
+        if self.tiebreak is None:
+            return self.manifest is not None or self.released
+        return self.status == AssignmentStatus.COMPLETED.value and self.property_answers is not None
+
+    @property
+    def deadline_wall(self) -> float | None:
+        expires = self.request.expires_at
+        return expires.timestamp() if expires is not None else None
+
+    def see_commitment(
+        self, commitment: str, signature: str | None, completed: bool, now: float
+    ) -> bool:
+        """Record a commitment received before the deadline; True when something changed.
+
+        A new commitment restarts the clock: completion is the first time the
+        final commitment was seen with status completed, so a miner that claims
+        completion early and changes its manifest later is timed at the change.
+        """
+        if commitment != self.commitment:
+            self.commitment = commitment
+            self.commitment_signature = signature
+            self.commitment_seen_wall = now
+            self.commitment_completed = completed
+        elif completed and not self.commitment_completed:
+            self.commitment_completed = True
+        else:
+            return False
+        self.completed_after_s = (
+            max(0.0, now - self.dispatched_wall)
+            if self.commitment_completed and self.dispatched_wall is not None
+            else None
         )
+        self.dirty = True
+        return True
 
     def release_manifest(self) -> None:
         """Drop the manifest once the engine holds its answers as arrays.
@@ -101,6 +148,10 @@ class Assignment:
             self.completed_after_s,
             answer,
             self.error,
+            self.commitment,
+            self.commitment_signature,
+            self.commitment_seen_wall,
+            self.commitment_completed,
         )
 
     def restore(self, progress: Progress) -> None:
@@ -110,6 +161,10 @@ class Assignment:
         self.dispatched_wall = progress.dispatched_wall
         self.completed_after_s = progress.completed_after_s
         self.error = progress.error
+        self.commitment = progress.commitment
+        self.commitment_signature = progress.commitment_signature
+        self.commitment_seen_wall = progress.commitment_seen_wall
+        self.commitment_completed = progress.commitment_completed
         if progress.answer_json:
             if self.tiebreak is None:
                 self.manifest = Manifest.model_validate_json(progress.answer_json)
@@ -138,6 +193,23 @@ def tiebreak_answers(assignments: list[Assignment]) -> list[TiebreakAnswer]:
             records[zpid] = hash_to_int(answer.record_hash) if here else None
         answers.append(TiebreakAnswer(a.miner, a.tiebreak.batch_id, records))
     return answers
+
+
+def protocol_refusal(status: int, answer: object, ours: int) -> str | None:
+    """Why a miner refused our protocol version, or None when that was not the refusal.
+
+    A miner of this version answers 426 naming both versions; one from before
+    versioning refuses the unknown ``protocol_version`` field with 422.
+    """
+    code, message = getattr(answer, "code", ""), str(getattr(answer, "message", ""))
+    if status == 426 or code == "unsupported_protocol":
+        return message[:300]
+    if status == 422 and "protocol_version" in message:
+        return (
+            f"the miner speaks protocol v1 (it does not know protocol_version); this validator"
+            f" speaks v{ours}: the miner must upgrade"
+        )
+    return None
 
 
 def describe_answer(status: int, answer: object) -> str:

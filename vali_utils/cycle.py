@@ -1,4 +1,9 @@
-"""One consensus cycle on the wire: plan, dispatch, collect, tie-breaks, consensus.
+"""One consensus cycle on the wire: plan, dispatch, collect, reveal, tie-breaks, consensus.
+
+Collect gathers each miner's commitment to its manifest until the deadline;
+after it, reveal asks for the manifests and keeps those that match what was
+committed (``vali_utils/exchange.py``), so consensus always starts after the
+deadline, with every miner's final uploads listed.
 
 When the two groups of a batch disagree on records, the disputed zpids go to
 a few fresh miners in ``property_ids`` mode (``consensus/tiebreak.py`` picks
@@ -186,17 +191,19 @@ class ConsensusCycle:
 
         started = time.monotonic()
         await self.exchange.collect(assignments, deadline_wall, block.epoch)
+        revealed = await self.exchange.reveal(assignments, deadline_wall, block.epoch)
         await self.exchange.save(block.epoch, assignments, "collected", force=True)
         timings["collect_s"] = time.monotonic() - started
 
         s3_verdicts: dict[str, ManifestVerdict] = {}
         if self.s3 is not None:
-            s3_verdicts = await self._verify_uploads(block, assignments, deadline_wall)
+            s3_verdicts = await self._verify_uploads(block, assignments)
         liars = rejected_hotkeys(s3_verdicts)
         started = time.monotonic()
         submissions, dropped = self.submissions(
             [a for a in assignments if a.miner.hotkey not in liars], block.nonce
         )
+        dropped.update(revealed)
         responders = len({a.miner.hotkey for a in assignments if a.manifest is not None})
         for a in assignments:
             a.release_manifest()  # the submissions hold the answers now
@@ -302,22 +309,17 @@ class ConsensusCycle:
         await self.exchange.collect(assignments, deadline_wall, epoch, what="tie-break lookups")
 
     async def _verify_uploads(
-        self, block: EpochBlock, assignments: list[Assignment], deadline_wall: float
+        self, block: EpochBlock, assignments: list[Assignment]
     ) -> dict[str, ManifestVerdict]:
         """Check a seeded sample of each miner's manifest files against its S3 objects.
 
-        Miners upload in the background after answering, so the manifests are
-        asked for once more at the deadline (a file is listed once uploaded).
+        The manifests are the revealed ones, asked for after the deadline, so
+        they list every file uploaded in time (uploads finish in the background,
+        and the Data API hands out no upload URL after the deadline nor read
+        URLs before it).
         """
-        wait = deadline_wall - time.time()
-        if wait > 0:
-            logger.info("epoch %d: waiting %.1fs for uploads until the deadline", block.epoch, wait)
-            await asyncio.sleep(wait)
-        accepted = [a for a in assignments if a.accepted and a.group is not None]
-        await self.exchange.bounded(self.exchange.poll(a) for a in accepted)
-        await self.exchange.save(block.epoch, assignments, force=True)
         manifests: dict[str, list[Manifest]] = {}
-        for a in accepted:
+        for a in assignments:
             if a.manifest is not None:
                 manifests.setdefault(a.miner.hotkey, []).append(a.manifest)
         return await verify_manifests(

@@ -1,15 +1,24 @@
 """Talking to miners during a cycle: send assignments, collect answers, survive restarts.
 
 ``MinerExchange`` sends each ``Assignment`` over signed HTTP, polls the
-accepted ones until they complete or the deadline passes, and writes what
-changed to the validator's store after each round, so a restarted validator
-resumes without sending anything twice. A miner that gave no answer at all
+accepted ones until the deadline, and writes what changed to the
+validator's store after each round, so a restarted validator resumes
+without sending anything twice. A miner that gave no answer at all
 (timeout, unreachable) is sent its assignment again, up to
 ``DISPATCH_ATTEMPTS`` sends; one that refused is not.
+
+Commit, then reveal (DESIGN 4.1): before the deadline a miner's collect
+answer carries a commitment to its manifest, never the manifest. The
+exchange keeps the last commitment received before the deadline, when it
+was first seen and whether it came with status completed (the completion
+time); after the deadline ``reveal`` asks each miner for the manifest and
+salt of that commitment and keeps only a manifest that hashes to it.
+Tie-break lookups (``property_ids``) are answered in collect as before.
 
     exchange = MinerExchange(client, concurrency=64, poll_s=5, store=store)
     await exchange.dispatch(assignments)
     await exchange.collect(assignments, deadline_wall, epoch)
+    dropped = await exchange.reveal(assignments, deadline_wall, epoch)
 """
 
 from __future__ import annotations
@@ -17,16 +26,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 
-from common.protocol import ROUTE, AssignmentStatus, DataAssignmentRequest
+from bittensor import sp_core
+
+from common.manifest import manifest_commitment
+from common.protocol import (
+    PROTOCOL_VERSION,
+    ROUTE,
+    AssignmentStatus,
+    DataAssignmentRequest,
+    commitment_message,
+)
 from common.signed_http import SignedClient
-from vali_utils.assignments import Assignment, describe_answer
+from vali_utils.assignments import Assignment, describe_answer, protocol_refusal
 from vali_utils.store import ValidatorStore
 
 logger = logging.getLogger(__name__)
 
 PROGRESS_S = 10.0  # seconds between progress lines of a long phase
 DISPATCH_ATTEMPTS = 3  # sends of an assignment a miner did not answer (timeout, unreachable)
+# Reveals are asked this long after the deadline: a miner whose clock is a little
+# behind ours would refuse a reveal "before the deadline".
+REVEAL_MARGIN_S = 1.0
+REVEAL_ATTEMPTS = 3  # sends of a reveal that got no answer or "before the deadline"
+REVEAL_RETRY_S = 1.0  # between those sends
 
 
 class MinerExchange:
@@ -138,6 +162,17 @@ class MinerExchange:
                 assignment.status = answer.status.value if answer.status else None
             else:
                 assignment.error = describe_answer(status, answer)
+                mismatch = protocol_refusal(status, answer, PROTOCOL_VERSION)
+                if mismatch is not None:
+                    assignment.error = f"protocol: {mismatch}"
+                    logger.warning(
+                        "uid %d (%s) refused %s over the protocol version: %s",
+                        assignment.miner.uid,
+                        assignment.miner.hotkey,
+                        assignment.request.request_id,
+                        mismatch,
+                    )
+                    return
                 logger.info(
                     "uid %d (%s) did not accept %s: %s",
                     assignment.miner.uid,
@@ -155,8 +190,11 @@ class MinerExchange:
         epoch: int,
         what: str = "assignments",
     ) -> None:
-        # Done means completed *and* collected: an acknowledgement can already say
-        # "completed" (another validator asked first), with nothing collected yet.
+        """Poll until the deadline (tie-break lookups: until all are collected).
+
+        Zipcode assignments are polled until the deadline even once completed:
+        only the last commitment before it counts, and polls are small.
+        """
         pending = [a for a in assignments if a.accepted and not a.collected]
         retry = self.to_retry(assignments)
         while (pending or retry) and time.time() < deadline_wall:
@@ -167,13 +205,103 @@ class MinerExchange:
             await self.save(epoch, assignments)  # what was collected survives a restart
             pending = [a for a in pending if not a.collected]
             retry = self.to_retry(assignments)
-            done = sum(a.status == AssignmentStatus.COMPLETED.value for a in assignments)
+            done = sum(_completed(a) for a in assignments)
             logger.info("epoch %d: collect %d/%d %s completed", epoch, done, len(assignments), what)
             if pending or retry:
                 await asyncio.sleep(min(self.poll_s, max(0.0, deadline_wall - time.time())))
-        if pending and time.time() >= deadline_wall:
-            # A last look at the deadline: partial work counts for what it covers.
-            await self.bounded(self.poll(a) for a in pending)
+        lookups = [a for a in pending if a.tiebreak is not None]
+        if lookups and time.time() >= deadline_wall:
+            # A last look at the deadline: partial lookups count for what they cover.
+            await self.bounded(self.poll(a) for a in lookups)
+
+    async def reveal(
+        self, assignments: list[Assignment], deadline_wall: float, epoch: int
+    ) -> Counter:
+        """After the deadline, each miner's manifest for the commitment held; returns drops.
+
+        A manifest that does not hash (with the revealed salt) to the commitment
+        is dropped ("reveal_mismatch"), as is one the miner would not reveal
+        ("not_revealed"). A miner that never reported completion with its final
+        commitment is timed at the deadline.
+        """
+        dropped: Counter = Counter()
+        todo = [
+            a
+            for a in assignments
+            if a.tiebreak is None and a.commitment is not None and not a.collected
+        ]
+        wait = deadline_wall + REVEAL_MARGIN_S - time.time()
+        if todo and wait > 0:
+            logger.info("epoch %d: waiting %.1fs for the deadline to ask reveals", epoch, wait)
+            await asyncio.sleep(wait)
+        await self.bounded((self._reveal(a, dropped) for a in todo), "reveal")
+        for a in todo:
+            if a.manifest is not None and a.completed_after_s is None and a.dispatched_wall:
+                a.completed_after_s = max(0.0, deadline_wall - a.dispatched_wall)
+        await self.save(epoch, assignments)
+        if todo:
+            logger.info(
+                "epoch %d: %d of %d commitments revealed%s",
+                epoch,
+                sum(a.manifest is not None for a in todo),
+                len(todo),
+                f", dropped {dict(dropped)}" if dropped else "",
+            )
+        return dropped
+
+    async def _reveal(self, assignment: Assignment, dropped: Counter) -> None:
+        request = assignment.request.model_copy(
+            update={
+                "phase": "reveal",
+                "zipcode_assignments": {},
+                "commitment": assignment.commitment,
+            }
+        )
+        miner, request_id = assignment.miner, assignment.request.request_id
+        for attempt in range(1, REVEAL_ATTEMPTS + 1):
+            status, answer = await self.client.post(
+                assignment.endpoint,
+                miner.hotkey,
+                ROUTE,
+                request,
+                DataAssignmentRequest,
+                self.request_timeout_s,
+            )
+            if status == 200 and isinstance(answer, DataAssignmentRequest):
+                break
+            too_early = status == 403 and getattr(answer, "code", "") == "reveal_before_deadline"
+            if attempt == REVEAL_ATTEMPTS or not (status == 0 or too_early):
+                assignment.error = f"reveal {describe_answer(status, answer)}"[:500]
+                assignment.dirty = True
+                dropped["not_revealed"] += 1
+                logger.warning(
+                    "uid %d (%s) did not reveal %s: %s",
+                    miner.uid,
+                    miner.hotkey,
+                    request_id,
+                    assignment.error,
+                )
+                return
+            await asyncio.sleep(REVEAL_RETRY_S)
+        manifest, salt = answer.manifest, answer.salt
+        if (
+            manifest is None
+            or salt is None
+            or manifest_commitment(manifest, salt) != assignment.commitment
+        ):
+            assignment.error = "reveal_mismatch"
+            assignment.dirty = True
+            dropped["reveal_mismatch"] += 1
+            logger.warning(
+                "uid %d (%s): the manifest revealed for %s does not match commitment %s: dropped",
+                miner.uid,
+                miner.hotkey,
+                request_id,
+                (assignment.commitment or "")[:16],
+            )
+            return
+        assignment.manifest = manifest
+        assignment.dirty = True
 
     @staticmethod
     def to_retry(assignments: list[Assignment]) -> list[Assignment]:
@@ -195,21 +323,77 @@ class MinerExchange:
             DataAssignmentRequest,
             self.request_timeout_s,
         )
+        now = time.time()  # when the answer was seen: the validator's clock, never the miner's
         if status != 200 or not isinstance(answer, DataAssignmentRequest):
             assignment.error = f"collect {status}"
             return
         status_before = assignment.status
         assignment.status = answer.status.value if answer.status else None
-        if answer.manifest is not None:
-            assignment.manifest = answer.manifest
-        if answer.property_answers is not None:
-            assignment.property_answers = answer.property_answers
-        if (
-            assignment.status == AssignmentStatus.COMPLETED.value
-            and assignment.completed_after_s is None
-            and assignment.dispatched_wall is not None
-        ):
-            assignment.completed_after_s = max(0.0, time.time() - assignment.dispatched_wall)
-        # Partial manifests are written at the end of the phase; a status change now.
+        if assignment.tiebreak is None:
+            self._see_commitment(assignment, answer, now)
+        else:
+            if answer.property_answers is not None:
+                assignment.property_answers = answer.property_answers
+            if (
+                assignment.status == AssignmentStatus.COMPLETED.value
+                and assignment.completed_after_s is None
+                and assignment.dispatched_wall is not None
+            ):
+                assignment.completed_after_s = max(0.0, now - assignment.dispatched_wall)
+        # Partial answers are written at the end of the phase; a status change now.
         if assignment.status != status_before:
             assignment.dirty = True
+
+    @staticmethod
+    def _see_commitment(assignment: Assignment, answer: DataAssignmentRequest, now: float) -> None:
+        """Keep a commitment received before the deadline (a manifest sent early is not read)."""
+        if answer.commitment is None:
+            return
+        deadline = assignment.deadline_wall
+        if deadline is not None and now >= deadline:
+            return  # after the deadline: only what was committed before it counts
+        if answer.commitment != assignment.commitment and not _signature_ok(assignment, answer):
+            assignment.error = "bad commitment signature"
+            logger.warning(
+                "uid %d (%s): commitment for %s carries a bad signature: not kept",
+                assignment.miner.uid,
+                assignment.miner.hotkey,
+                assignment.request.request_id,
+            )
+            return
+        completed = assignment.status == AssignmentStatus.COMPLETED.value
+        if assignment.see_commitment(
+            answer.commitment, answer.commitment_signature, completed, now
+        ):
+            logger.debug(
+                "uid %d (%s): %s commitment %s%s",
+                assignment.miner.uid,
+                assignment.miner.hotkey[:10],
+                assignment.request.request_id,
+                answer.commitment[:12],
+                " (completed)" if assignment.commitment_completed else "",
+            )
+
+
+def _completed(assignment: Assignment) -> bool:
+    if assignment.tiebreak is None:
+        return assignment.commitment_completed
+    return assignment.status == AssignmentStatus.COMPLETED.value
+
+
+def _signature_ok(assignment: Assignment, answer: DataAssignmentRequest) -> bool:
+    """The miner's hotkey signed this commitment for this assignment (unsigned passes).
+
+    Miners without their signer wired in send no signature; a signature that
+    is sent must verify.
+    """
+    if answer.commitment_signature is None or answer.commitment is None:
+        return True
+    message = commitment_message(
+        assignment.request.assignment_key(), assignment.request.epoch_id, answer.commitment
+    )
+    signature = bytes.fromhex(answer.commitment_signature.removeprefix("0x"))
+    try:
+        return bool(sp_core.verify(message, signature, assignment.miner.hotkey))
+    except ValueError:
+        return False

@@ -6,8 +6,10 @@ cycle it was in from here:
 - the eligible miners of the cycle are kept, so the plan after a restart is
   the plan before it, whatever the metagraph says now;
 - every assignment's progress (acknowledged, status, when it was sent, the
-  manifest or lookups collected) is written as it changes, so nothing
-  collected is lost and nothing acknowledged is sent again;
+  miner's last commitment before the deadline with when it was first seen
+  and whether it came completed, the manifest revealed or lookups collected)
+  is written as it changes, so nothing collected is lost, nothing
+  acknowledged is sent again and completion times do not move;
 - spot-check verdicts are kept, so a check is not repeated with another answer;
 - the scoring state and the cycle's "scored" mark are written in one
   transaction, so a cycle is counted exactly once;
@@ -90,6 +92,15 @@ MIGRATIONS: tuple[str, ...] = (
         set_at REAL
     );
     """,
+    # 1 -> 2: commit, then reveal (DESIGN 4.1). The last commitment a miner sent
+    # before the deadline, its hotkey's signature of it, when it was first seen
+    # and whether it was seen with status completed.
+    """
+    ALTER TABLE assignments ADD COLUMN commitment TEXT;
+    ALTER TABLE assignments ADD COLUMN commitment_signature TEXT;
+    ALTER TABLE assignments ADD COLUMN commitment_seen_wall REAL;
+    ALTER TABLE assignments ADD COLUMN commitment_completed INTEGER NOT NULL DEFAULT 0
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 KEEP_EPOCHS = 12  # cycles whose assignments and verdicts are kept (two days at 4 h)
@@ -105,6 +116,10 @@ class Progress:
     completed_after_s: float | None
     answer_json: str | None
     error: str | None
+    commitment: str | None = None
+    commitment_signature: str | None = None
+    commitment_seen_wall: float | None = None
+    commitment_completed: bool = False
 
 
 class ValidatorStore:
@@ -248,11 +263,15 @@ class ValidatorStore:
         rows = await self.run(
             lambda db: db.execute(
                 "SELECT request_id, hotkey, accepted, status, dispatched_wall,"
-                " completed_after_s, answer_json, error FROM assignments WHERE epoch=?",
+                " completed_after_s, answer_json, error, commitment, commitment_signature,"
+                " commitment_seen_wall, commitment_completed FROM assignments WHERE epoch=?",
                 (epoch,),
             ).fetchall()
         )
-        return {(r[0], r[1]): Progress(bool(r[2]), *r[3:]) for r in rows}
+        return {
+            (r[0], r[1]): Progress(bool(r[2]), *r[3:11], commitment_completed=bool(r[11]))
+            for r in rows
+        }
 
     async def save_progress(
         self, epoch: int, kind: str, items: Iterable[tuple[str, str, Progress]]
@@ -270,6 +289,10 @@ class ValidatorStore:
                 p.completed_after_s,
                 p.answer_json,
                 p.error,
+                p.commitment,
+                p.commitment_signature,
+                p.commitment_seen_wall,
+                int(p.commitment_completed),
             )
             for request_id, hotkey, p in items
         ]
@@ -279,7 +302,10 @@ class ValidatorStore:
             lambda db: _transaction(
                 db,
                 lambda d: d.executemany(
-                    "INSERT OR REPLACE INTO assignments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO assignments (epoch, request_id, hotkey, kind,"
+                    " accepted, status, dispatched_wall, completed_after_s, answer_json, error,"
+                    " commitment, commitment_signature, commitment_seen_wall,"
+                    " commitment_completed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 ),
             )
