@@ -243,6 +243,20 @@ class Routes:
     async def read_urls(self, call: SignedCall) -> ReadUrls:
         gateway = self._gateway()
         asked: ReadUrlsRequest = call.body
+        # Commit, then reveal (DESIGN 4.1): an epoch's files are readable only after
+        # its deadline, so nobody reads a miner's work while others can still copy it.
+        # Without an epoch the listing would span the open one too.
+        if asked.epoch_id is None:
+            raise RequestRefused(
+                422, "epoch_required", "read URLs are issued per epoch: give epoch_id"
+            )
+        if not self.blocks.is_revealed(asked.epoch_id):
+            deadline = utc(self.options.epoch.deadline(asked.epoch_id)).isoformat()
+            raise RequestRefused(
+                403,
+                "read_urls_hidden",
+                f"read URLs for epoch {asked.epoch_id} are issued after its deadline {deadline}",
+            )
         try:
             prefix = read_prefix(
                 gateway.prefix,

@@ -7,7 +7,7 @@
     except DataAPIUnavailable:
         ...                                        # api.reachable is False: fall back
     reveal = await api.honeypots(epoch_id)         # after the deadline; DataAPIRefused before
-    page, token = await api.read_url_page(hotkey, epoch_id, 200, None)   # for PresignedReader
+    page, token = await api.read_url_page(hotkey, epoch_id, 200, None)   # after the deadline too
 
     upload = await request_upload_url(client, url, api_hotkey, UploadUrlRequest(...))
 
@@ -15,7 +15,10 @@ Connection failures, timeouts, 5xx and 429 are retried with exponential
 backoff and jitter (429 waits its ``Retry-After``, bounded), each retry
 signed afresh. Then ``DataAPIUnavailable`` says the API could not be used;
 any other refusal (401, 403, 404, 409, 422) is ``DataAPIRefused`` at once,
-since asking again would not change the answer.
+since asking again would not change the answer. Honeypots (403
+``honeypots_hidden``) and read URLs (403 ``read_urls_hidden``) of an epoch
+are refused before its deadline: "not yet", never an outage (``reachable``
+stays True).
 """
 
 from __future__ import annotations
@@ -260,7 +263,11 @@ class ValidatorDataAPI:
         max_keys: int = 200,
         continuation_token: str | None = None,
     ) -> ReadUrls:
-        """One page of presigned GETs for a miner's files (narrowed as far as given)."""
+        """One page of presigned GETs for a miner's files of an epoch (narrowed as far as given).
+
+        Raises DataAPIRefused: 403 ``read_urls_hidden`` before the epoch's
+        deadline (commit, then reveal), 422 ``epoch_required`` without an epoch.
+        """
         body = ReadUrlsRequest(
             miner_hotkey=miner_hotkey,
             epoch_id=epoch_id,

@@ -37,6 +37,8 @@ from vali_utils.spot_check import Verifier
 
 logger = logging.getLogger(__name__)
 
+READ_URLS_HIDDEN = "read_urls_hidden"  # data_api/routes.py: an epoch's files before its deadline
+
 
 def open_s3(
     settings: Settings, api: ValidatorDataAPI | None, session: aiohttp.ClientSession
@@ -54,8 +56,20 @@ def open_s3(
         async def read_urls(hotkey: str, epoch: int, max_keys: int, token: str | None):
             try:
                 return await api.read_url_page(hotkey, epoch, max_keys, token)
-            except (DataAPIUnavailable, DataAPIRefused) as exc:
+            except DataAPIRefused as exc:
+                if exc.code == READ_URLS_HIDDEN:
+                    # Asked before the epoch's deadline: "not yet", not an outage. The
+                    # cycle and the passes read only closed epochs, so this is a clock
+                    # out of step with the Data API's.
+                    logger.warning(
+                        "read URLs of epoch %d refused before its deadline (is this"
+                        " validator's clock ahead of the Data API's?): %s",
+                        epoch,
+                        exc,
+                    )
                 # The reader turns this into "S3 unavailable": no evidence, nobody blamed.
+                raise ValueError(f"Data API: {exc}") from exc
+            except DataAPIUnavailable as exc:
                 raise ValueError(f"Data API: {exc}") from exc
 
         logger.info("reading miners' S3 files through presigned URLs from the Data API")

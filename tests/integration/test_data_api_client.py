@@ -106,10 +106,11 @@ def test_miner_helper_gets_an_upload_url_and_the_validator_reads_it(
     s3_endpoint,
 ):
     data = b"a zipcode file"
+    api_clock = subnet.clock()
 
     async def scenario():
         async with (
-            running(subnet, tmp_path / "api.sqlite", s3=s3_endpoint) as api,
+            running(subnet, tmp_path / "api.sqlite", api_clock, s3=s3_endpoint) as api,
             aiohttp.ClientSession() as session,
         ):
             vali = client(api.url, subnet, session, None, subnet.clock())
@@ -129,6 +130,13 @@ def test_miner_helper_gets_an_upload_url_and_the_validator_reads_it(
                 wrong = request.model_copy(update={"epoch_id": block.epoch_id - 1})
                 await request_upload_url(miner, api.url, subnet.owner.hotkey, wrong, FAST)
             assert refused.value.code == "wrong_epoch"
+            # Read URLs of an epoch come after its deadline; before it, "not yet",
+            # and the API still counts as reachable.
+            with pytest.raises(DataAPIRefused) as refused:
+                await vali.read_url_page(subnet.people["miner"].hotkey, block.epoch_id, 10, None)
+            assert (refused.value.status, refused.value.code) == (403, "read_urls_hidden")
+            assert vali.reachable is True
+            api_clock.now = block.expires_at.timestamp()
             page, token = await vali.read_url_page(
                 subnet.people["miner"].hotkey, block.epoch_id, 10, None
             )

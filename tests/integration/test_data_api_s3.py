@@ -2,7 +2,8 @@
 
 A miner's presigned upload can only land under its own hotkey's prefix, in
 the current epoch, for a zipcode of the block; validators read miners' files
-through presigned GETs, page by page.
+through presigned GETs, page by page, and only once the epoch's deadline has
+passed (commit, then reveal: before it, another miner's files could be copied).
 """
 
 from __future__ import annotations
@@ -127,10 +128,11 @@ def test_miners_upload_only_under_their_own_prefix(subnet, tmp_path, s3_endpoint
 def test_validators_read_a_miners_files_through_presigned_urls(subnet, tmp_path, s3_endpoint):
     miner = subnet.people["miner2"]
     files = [f"file {i} of miner2".encode() for i in range(3)]
+    clock = subnet.clock(into_epoch_s=60)
 
     async def scenario():
         async with (
-            running(subnet, tmp_path / "api.sqlite", s3=s3_endpoint) as api,
+            running(subnet, tmp_path / "api.sqlite", clock, s3=s3_endpoint) as api,
             aiohttp.ClientSession() as s,
         ):
             validator = subnet.people["validator"]
@@ -146,6 +148,21 @@ def test_validators_read_a_miners_files_through_presigned_urls(subnet, tmp_path,
 
             def read_body(**fields) -> bytes:
                 return json.dumps({"miner_hotkey": miner.hotkey} | fields).encode()
+
+            # Before the epoch's deadline nobody reads its files (commit, then reveal),
+            # and a listing without an epoch would span the open one.
+            status, payload, _ = await call(
+                s, api, validator, "POST", "/v1/s3/read-urls", read_body(epoch_id=subnet.epoch)
+            )
+            assert status == 403, payload
+            assert_json_error(status, payload, "read_urls_hidden")
+            assert "deadline" in payload["error"]["message"]
+            clock.now = (subnet.epoch + 0.5) * EPOCH_S  # the deadline
+            status, payload, _ = await call(
+                s, api, validator, "POST", "/v1/s3/read-urls", read_body()
+            )
+            assert status == 422, payload
+            assert_json_error(status, payload, "epoch_required")
 
             status, page, _ = await call(
                 s, api, validator, "POST", "/v1/s3/read-urls", read_body(epoch_id=subnet.epoch)
@@ -165,7 +182,12 @@ def test_validators_read_a_miners_files_through_presigned_urls(subnet, tmp_path,
             ]
             # Paged: the token continues this listing only.
             status, first, _ = await call(
-                s, api, validator, "POST", "/v1/s3/read-urls", read_body(max_keys=2)
+                s,
+                api,
+                validator,
+                "POST",
+                "/v1/s3/read-urls",
+                read_body(epoch_id=subnet.epoch, max_keys=2),
             )
             assert len(first["objects"]) == 2 and first["next_token"]
             status, second, _ = await call(
@@ -174,20 +196,23 @@ def test_validators_read_a_miners_files_through_presigned_urls(subnet, tmp_path,
                 validator,
                 "POST",
                 "/v1/s3/read-urls",
-                read_body(max_keys=2, continuation_token=first["next_token"]),
+                read_body(
+                    epoch_id=subnet.epoch, max_keys=2, continuation_token=first["next_token"]
+                ),
             )
             assert status == 200
             assert {o["key"] for o in first["objects"] + second["objects"]} == set(keys)
             other = json.dumps(
                 {
                     "miner_hotkey": subnet.people["miner"].hotkey,
+                    "epoch_id": subnet.epoch,
                     "continuation_token": first["next_token"],
                 }
             ).encode()
             for raw in (
                 other,
-                read_body(continuation_token="forged.token"),
-                read_body(continuation_token="%%%"),
+                read_body(epoch_id=subnet.epoch, continuation_token="forged.token"),
+                read_body(epoch_id=subnet.epoch, continuation_token="%%%"),
             ):
                 status, payload, _ = await call(s, api, validator, "POST", "/v1/s3/read-urls", raw)
                 assert status == 400, payload
