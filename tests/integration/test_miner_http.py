@@ -1,22 +1,28 @@
 """A real miner process on loopback, answering signed requests from every kind of caller.
 
 Each refused request gets its own status code and a JSON error, and the miner
-keeps serving registered validators afterwards.
+keeps serving registered validators afterwards. Before an assignment's
+deadline a collect answer carries a commitment, never the manifest, whoever
+asks; the manifest is revealed after the deadline and hashes to the
+commitment.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import socket
 import time
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
 from bittensor import http_auth
 
-from common.protocol import DataAssignmentRequest
+from common.manifest import Manifest, manifest_commitment
+from common.protocol import PROTOCOL_VERSION, DataAssignmentRequest
 from tests.integration.neurons import (
     make_wallet,
     post_signed,
@@ -28,9 +34,16 @@ from tests.integration.neurons import (
 pytestmark = pytest.mark.integration
 
 ZIPCODES = ["10001", "10002", "10003", "10004"]
+DEADLINE_S = 6.0  # assignments whose reveal a test waits for: scraped in well under this
+HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-def assign_body(request_id: str, zipcodes=ZIPCODES, epoch: str = "epoch-1") -> bytes:
+def assign_body(
+    request_id: str,
+    zipcodes=ZIPCODES,
+    epoch: str = "epoch-1",
+    expires_at: datetime | None = None,
+) -> bytes:
     return (
         DataAssignmentRequest(
             request_id=request_id,
@@ -39,6 +52,7 @@ def assign_body(request_id: str, zipcodes=ZIPCODES, epoch: str = "epoch-1") -> b
             batch_id=0,
             overlap_group=0,
             epoch_id=epoch,
+            expires_at=expires_at,
         )
         .model_dump_json(exclude_none=True)
         .encode()
@@ -51,6 +65,19 @@ def collect_body(request_id: str) -> bytes:
         .model_dump_json(exclude_none=True)
         .encode()
     )
+
+
+def reveal_body(request_id: str, commitment: str) -> bytes:
+    return (
+        DataAssignmentRequest(request_id=request_id, phase="reveal", commitment=commitment)
+        .model_dump_json(exclude_none=True)
+        .encode()
+    )
+
+
+def wait_past(deadline: datetime) -> None:
+    """Let the wall clock pass an assignment's deadline (a time, not an event to await)."""
+    time.sleep(max(0.0, deadline.timestamp() - time.time()) + 0.05)
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +147,11 @@ async def _session_call(subnet, signer_name, body, **kwargs):
         )
 
 
-def test_registered_validator_is_served_and_collects_a_manifest(subnet):
-    status, answer, headers = run(_session_call(subnet, "validator", assign_body("ok-1")))
+def test_collect_commits_before_the_deadline_and_reveal_shows_the_manifest_after(subnet):
+    expires = datetime.now(UTC) + timedelta(seconds=DEADLINE_S)
+    status, answer, headers = run(
+        _session_call(subnet, "validator", assign_body("ok-1", expires_at=expires))
+    )
     assert status == 200, answer
     assert answer["accepted"] is True
     assert answer["status"] in ("accepted", "in_progress", "completed")
@@ -130,35 +160,85 @@ def test_registered_validator_is_served_and_collects_a_manifest(subnet):
     while True:
         status, answer, _ = run(_session_call(subnet, "validator", collect_body("ok-1")))
         assert status == 200
+        assert "manifest" not in answer and "salt" not in answer  # never before the deadline
         if answer["status"] == "completed" or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert answer["status"] == "completed"
-    manifest = answer["manifest"]
-    assert manifest["miner_hotkey"] == subnet["people"]["miner"].hotkey
-    assert sorted(z["zipcode"] for z in manifest["zipcodes"]) == ZIPCODES
-    assert all(z["record_count"] == len(z["records"]) for z in manifest["zipcodes"])
+    assert answer["protocol_version"] == PROTOCOL_VERSION
+    commitment = answer["commitment"]
+    assert HEX64.fullmatch(commitment)
+    assert answer["progress"]["zipcodes_done"] == 4
+    # The same work gives the same commitment on every poll: completion time stays put.
+    again = run(_session_call(subnet, "validator", collect_body("ok-1")))[1]
+    assert again["commitment"] == commitment and "manifest" not in again
+
+    status, refused, _ = run(_session_call(subnet, "validator", reveal_body("ok-1", commitment)))
+    assert status == 403, refused
+    assert refused["error"]["code"] == "reveal_before_deadline"
+    assert "deadline" in refused["error"]["message"]
+
+    wait_past(expires)
+    status, revealed, _ = run(_session_call(subnet, "validator", reveal_body("ok-1", commitment)))
+    assert status == 200, revealed
+    manifest = Manifest.model_validate(revealed["manifest"])
+    assert manifest_commitment(manifest, revealed["salt"]) == commitment
+    assert manifest.miner_hotkey == subnet["people"]["miner"].hotkey
+    assert sorted(z.zipcode for z in manifest.zipcodes) == ZIPCODES
+    assert all(z.record_count == len(z.records) for z in manifest.zipcodes)
     assert answer["progress"] == {
         "zipcodes_done": 4,
         "zipcodes_total": 4,
-        "records": sum(z["record_count"] for z in manifest["zipcodes"]),
+        "records": sum(z.record_count for z in manifest.zipcodes),
     }
+    status, unknown, _ = run(_session_call(subnet, "validator", reveal_body("ok-1", "0" * 64)))
+    assert status == 404 and unknown["error"]["code"] == "unknown_commitment"
 
 
-def test_the_same_assignment_from_two_validators_is_scraped_once(subnet):
-    for who in ("validator", "validator2"):
+def test_the_same_assignment_from_two_validators_is_scraped_once_and_shows_no_manifest(subnet):
+    """A second permit holder re-sending the same content learns a hash, not the work."""
+    expires = datetime.now(UTC) + timedelta(seconds=DEADLINE_S)
+    for who, request_id in (("validator", "shared-1"), ("validator2", "snoop-1")):
         status, answer, _ = run(
-            _session_call(subnet, who, assign_body("shared-1", epoch="epoch-9"))
+            _session_call(subnet, who, assign_body(request_id, epoch="epoch-9", expires_at=expires))
         )
         assert status == 200 and answer["accepted"]
-    time.sleep(1.0)
-    answers = [
-        run(_session_call(subnet, who, collect_body("shared-1")))[1]
-        for who in ("validator", "validator2")
-    ]
-    assert answers[0]["manifest"] == answers[1]["manifest"]
+    deadline = time.monotonic() + 20
+    while True:
+        answers = [
+            run(_session_call(subnet, who, collect_body(request_id)))[1]
+            for who, request_id in (("validator", "shared-1"), ("validator2", "snoop-1"))
+        ]
+        if all(a["status"] == "completed" for a in answers) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    for answer in answers:
+        assert "manifest" not in answer and "salt" not in answer
+        assert answer["status"] == "completed"
+    assert answers[0]["commitment"] == answers[1]["commitment"]
+    status, refused, _ = run(
+        _session_call(subnet, "validator2", reveal_body("snoop-1", answers[1]["commitment"]))
+    )
+    assert status == 403 and refused["error"]["code"] == "reveal_before_deadline"
     log = (subnet["root"] / "miner.log").read_text()
     assert log.count("assignment shared-1 from validator") == 1
+    assert "snoop-1 from validator" not in log
+
+
+@pytest.mark.parametrize("version", [None, PROTOCOL_VERSION + 1])
+def test_another_protocol_version_gets_a_clear_refusal(subnet, version):
+    """An old validator (no protocol_version) or a newer one: 426 naming both versions."""
+    document = json.loads(assign_body(f"proto-{version}"))
+    if version is None:
+        del document["protocol_version"]
+    else:
+        document["protocol_version"] = version
+    status, answer, _ = run(_session_call(subnet, "validator", json.dumps(document).encode()))
+    assert status == 426, answer
+    assert answer["error"]["code"] == "unsupported_protocol"
+    message = answer["error"]["message"]
+    assert f"v{version or 1}" in message and f"v{PROTOCOL_VERSION}" in message
+    assert ("validator must upgrade" if version is None else "miner must upgrade") in message
 
 
 @pytest.mark.parametrize(

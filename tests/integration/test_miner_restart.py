@@ -1,7 +1,9 @@
 """A miner killed (SIGKILL) mid-assignment still answers ``collect`` after a restart.
 
-Zipcodes finished before the kill are in the manifest, unchanged; the rest
-resume and the assignment completes.
+Zipcodes finished before the kill are kept, unchanged; the rest resume and
+the assignment completes. After the deadline the miner reveals the manifest
+of any commitment it issued, also one issued before the kill (a validator's
+last poll may come before the last zipcode is done).
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
 
+from common.manifest import Manifest, manifest_commitment
 from common.protocol import DataAssignmentRequest
 from tests.integration.neurons import (
     clear_endpoint,
@@ -23,12 +27,13 @@ from tests.integration.neurons import (
     write_chain,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ZIPCODES = [f"{20001 + i:05d}" for i in range(10)]
+DEADLINE_S = 20.0  # 10 zipcodes at 0.4 s, a kill and a restart fit well inside this
 
 
-def body(phase: str) -> bytes:
+def body(phase: str, commitment: str | None = None, expires: datetime | None = None) -> bytes:
     request = DataAssignmentRequest(
         request_id="restart-1",
         phase=phase,
@@ -36,6 +41,8 @@ def body(phase: str) -> bytes:
         batch_id=3,
         overlap_group=1,
         epoch_id="epoch-5",
+        expires_at=expires,
+        commitment=commitment,
     )
     return request.model_dump_json(exclude_none=True).encode()
 
@@ -51,7 +58,8 @@ def call(endpoint, validator, miner, raw: bytes) -> tuple[int, dict]:
     return asyncio.run(go())
 
 
-def test_killed_miner_answers_collect_for_finished_zipcodes(tmp_path):
+def test_killed_miner_keeps_its_commitments_and_reveals_them_after_the_deadline(tmp_path):
+    expires = datetime.now(UTC) + timedelta(seconds=DEADLINE_S)
     wallets = tmp_path / "wallets"
     validator, miner = make_wallet(wallets, "validator"), make_wallet(wallets, "miner")
     chain = tmp_path / "chain.json"
@@ -61,17 +69,18 @@ def test_killed_miner_answers_collect_for_finished_zipcodes(tmp_path):
     process = spawn_miner(tmp_path, wallets, chain, "miner", *slow)
     try:
         endpoint = wait_for_endpoint(chain, miner.hotkey, process)
-        status, answer = call(endpoint, validator, miner, body("assign"))
+        status, answer = call(endpoint, validator, miner, body("assign", expires=expires))
         assert status == 200 and answer["accepted"]
         deadline = time.monotonic() + 20
         while True:
             status, answer = call(endpoint, validator, miner, body("collect"))
             assert status == 200
+            assert "manifest" not in answer
             if answer["progress"]["zipcodes_done"] >= 3 or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
-        before = {z["zipcode"]: z["records"] for z in answer["manifest"]["zipcodes"]}
-        assert 3 <= len(before) < len(ZIPCODES)
+        early, early_done = answer["commitment"], answer["progress"]["zipcodes_done"]
+        assert 3 <= early_done < len(ZIPCODES)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
@@ -83,17 +92,29 @@ def test_killed_miner_answers_collect_for_finished_zipcodes(tmp_path):
         status, answer = call(endpoint, validator, miner, body("collect"))
         assert status == 200
         assert answer["status"] in ("in_progress", "completed")
-        after = {z["zipcode"]: z["records"] for z in answer["manifest"]["zipcodes"]}
-        for zipcode, records in before.items():
-            assert after[zipcode] == records  # finished work survived the kill unchanged
+        assert answer["progress"]["zipcodes_done"] >= early_done  # finished work survived
         deadline = time.monotonic() + 30
         while answer["status"] != "completed" and time.monotonic() < deadline:
             time.sleep(0.2)
             status, answer = call(endpoint, validator, miner, body("collect"))
         assert answer["status"] == "completed"
-        assert sorted(z["zipcode"] for z in answer["manifest"]["zipcodes"]) == ZIPCODES
+        final = answer["commitment"]
+        assert final != early
         log = (tmp_path / "miner.log").read_text()
         assert "resuming assignment" in log
+
+        time.sleep(max(0.0, expires.timestamp() - time.time()) + 0.05)  # the wall-clock deadline
+        revealed = {}
+        for commitment in (early, final):
+            status, answer = call(endpoint, validator, miner, body("reveal", commitment))
+            assert status == 200, answer
+            manifest = Manifest.model_validate(answer["manifest"])
+            assert manifest_commitment(manifest, answer["salt"]) == commitment
+            revealed[commitment] = {z.zipcode: z.records for z in manifest.zipcodes}
+        assert len(revealed[early]) == early_done
+        assert sorted(revealed[final]) == ZIPCODES
+        for zipcode, records in revealed[early].items():
+            assert revealed[final][zipcode] == records  # finished work never changes
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=15)
