@@ -192,15 +192,16 @@ def claimed_sender(headers: Any, self_hotkey: str, now_ns: int | None = None) ->
     covers sha256(body), so it and the replay check wait for the body. The
     name is a claim until then: only ever used to refuse early.
     """
-    version = headers.get(http_auth.HEADER_VERSION)
+    headers = {key.lower(): value for key, value in headers.items()}
+    version = headers.get(http_auth.HEADER_VERSION.lower())
     if version != http_auth.VERSION:
         raise http_auth.MalformedAuth(
             f"missing or unsupported {http_auth.HEADER_VERSION} (expected {http_auth.VERSION!r})"
         )
-    sender = headers.get(http_auth.HEADER_HOTKEY)
+    sender = headers.get(http_auth.HEADER_HOTKEY.lower())
     if not sender:
         raise http_auth.MalformedAuth(f"missing {http_auth.HEADER_HOTKEY}")
-    raw_nonce = headers.get(http_auth.HEADER_NONCE)
+    raw_nonce = headers.get(http_auth.HEADER_NONCE.lower())
     if raw_nonce is None:
         raise http_auth.MalformedAuth(f"missing {http_auth.HEADER_NONCE}")
     try:
@@ -209,9 +210,9 @@ def claimed_sender(headers: Any, self_hotkey: str, now_ns: int | None = None) ->
         raise http_auth.MalformedAuth(
             f"{http_auth.HEADER_NONCE} is not a decimal integer"
         ) from None
-    if headers.get(http_auth.HEADER_SIGNATURE) is None:
+    if headers.get(http_auth.HEADER_SIGNATURE.lower()) is None:
         raise http_auth.MalformedAuth(f"missing {http_auth.HEADER_SIGNATURE}")
-    receiver = headers.get(http_auth.HEADER_RECEIVER)
+    receiver = headers.get(http_auth.HEADER_RECEIVER.lower())
     if receiver is None:
         raise http_auth.WrongReceiver(
             f"missing {http_auth.HEADER_RECEIVER}: this server requires receiver-bound requests"
