@@ -1,0 +1,248 @@
+"""Commit, then reveal, against hostile miners on loopback (real signed HTTP both ways).
+
+Guards against two incidents of the collect phase before protocol v2:
+
+- a miner answered "completed" with an empty manifest right after assign (the
+  validator records completion once), swapped in a real manifest at the
+  deadline and was still paid the fast-completion bonus: now completion is
+  the first time the *final* commitment was seen completed;
+- a miner could show one manifest while the epoch ran and another after:
+  now only a revealed manifest that hashes to the last commitment counts.
+
+And an old (protocol v1) miner meeting this validator is told to upgrade, in
+a log line, instead of scoring a silent zero.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+
+import aiohttp
+import pytest
+from aiohttp import web
+from bittensor.sp_core import Keypair
+from pydantic import ConfigDict, create_model
+
+from common.chain import MetagraphSnapshot, NeuronInfo
+from common.manifest import Manifest, ZipcodeManifest, manifest_commitment, new_salt
+from common.protocol import ROUTE, AssignmentStatus, DataAssignmentRequest
+from common.signed_http import AccessPolicy, SignedClient, signed_endpoint
+from consensus.assignment import MinerInfo
+from vali_utils.assignments import SOURCE, Assignment
+from vali_utils.exchange import MinerExchange
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+
+ZIPCODES = ["10001", "10002", "10003"]
+DEADLINE_S = 2.0
+POLL_S = 0.1
+SWITCH_AT_POLL = 5  # the hostile miner changes its manifest from this poll on
+
+VALIDATOR = Keypair.create_from_uri("//Alice")
+MINER = Keypair.create_from_uri("//Bob")
+
+
+def manifest_of(zipcodes: list[str], records_each: int) -> Manifest:
+    return Manifest(
+        epoch_id="epoch-1",
+        miner_hotkey=MINER.ss58_address,
+        zipcodes=[
+            ZipcodeManifest(
+                zipcode=z,
+                source=SOURCE.value,
+                record_count=records_each,
+                records=[(f"{z}{i:03d}", f"{i:032x}") for i in range(records_each)],
+            )
+            for z in zipcodes
+        ],
+    )
+
+
+class HostileMiner:
+    """Claims completion at once with a thin manifest (M1), commits the real one (M2) later.
+
+    ``reveal`` says what it shows after the deadline: ``"committed"`` (the
+    manifest of its last commitment) or ``"other"`` (M1 under M2's commitment).
+    It also sends M1 itself in its early collect answers, which must not count.
+    """
+
+    def __init__(self, reveal: str) -> None:
+        self.reveal = reveal
+        self.salt = new_salt()
+        self.early = manifest_of(ZIPCODES[:1], 0)
+        self.final = manifest_of(ZIPCODES, 3)
+        self.polls = 0
+        self.first_served: dict[str, float] = {}  # commitment -> wall time first sent
+
+    def commitment(self, manifest: Manifest) -> str:
+        return manifest_commitment(manifest, self.salt)
+
+    async def handle(self, caller: NeuronInfo, request: DataAssignmentRequest):
+        done = {"accepted": True, "status": AssignmentStatus.COMPLETED}
+        if request.phase == "assign":
+            return request.model_copy(update=done)
+        if request.phase == "collect":
+            self.polls += 1
+            manifest = self.early if self.polls < SWITCH_AT_POLL else self.final
+            commitment = self.commitment(manifest)
+            self.first_served.setdefault(commitment, time.time())
+            leak = self.early if manifest is self.early else None
+            return request.model_copy(update=done | {"commitment": commitment, "manifest": leak})
+        shown = self.final if self.reveal == "committed" else self.early
+        return request.model_copy(update=done | {"manifest": shown, "salt": self.salt})
+
+
+def snapshot(port: int) -> MetagraphSnapshot:
+    return MetagraphSnapshot(
+        1,
+        1,
+        (
+            NeuronInfo(0, VALIDATOR.ss58_address, "ck-v", 1000.0, True, None),
+            NeuronInfo(1, MINER.ss58_address, "ck-m", 1.0, False, f"127.0.0.1:{port}"),
+        ),
+    )
+
+
+async def serve(handler, model=DataAssignmentRequest) -> tuple[web.AppRunner, str]:
+    """A miner endpoint on loopback behind the real signed-HTTP checks."""
+    graph: list[MetagraphSnapshot] = []
+    policy = AccessPolicy(self_hotkey=MINER.ss58_address, metagraph=lambda: graph[0])
+    app = web.Application()
+    app.router.add_post(ROUTE, signed_endpoint(policy, model, handler))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    graph.append(snapshot(port))
+    return runner, f"127.0.0.1:{port}"
+
+
+def assignment(endpoint: str, deadline_wall: float) -> Assignment:
+    request = DataAssignmentRequest(
+        request_id="e1-b0-g0",
+        phase="assign",
+        zipcode_assignments={SOURCE: ZIPCODES},
+        batch_id=0,
+        overlap_group=0,
+        epoch_id="epoch-1",
+        expires_at=datetime.fromtimestamp(deadline_wall, UTC),
+    )
+    return Assignment(None, MinerInfo(1, MINER.ss58_address, "ck-m"), endpoint, request)
+
+
+async def run_exchange(endpoint: str) -> tuple[Assignment, dict]:
+    deadline_wall = time.time() + DEADLINE_S
+    a = assignment(endpoint, deadline_wall)
+    async with aiohttp.ClientSession() as session:
+        exchange = MinerExchange(SignedClient(VALIDATOR, session), poll_s=POLL_S)
+        await exchange.dispatch([a])
+        await exchange.collect([a], deadline_wall, 1)
+        assert a.manifest is None  # a manifest sent before the deadline is never taken
+        dropped = await exchange.reveal([a], deadline_wall, 1)
+    return a, dict(dropped)
+
+
+async def test_a_manifest_changed_after_an_early_claim_is_timed_at_the_change():
+    miner = HostileMiner(reveal="committed")
+    runner, endpoint = await serve(miner.handle)
+    try:
+        a, dropped = await run_exchange(endpoint)
+    finally:
+        await runner.cleanup()
+    early, final = miner.commitment(miner.early), miner.commitment(miner.final)
+    assert miner.polls > SWITCH_AT_POLL  # polled until the deadline, past the switch
+    assert a.commitment == final and a.commitment_completed
+    # Timed from the first sight of the final commitment, not from the early claim.
+    assert a.commitment_seen_wall >= miner.first_served[final]
+    assert a.completed_after_s == pytest.approx(a.commitment_seen_wall - a.dispatched_wall)
+    assert a.completed_after_s >= miner.first_served[final] - a.dispatched_wall
+    assert a.completed_after_s > miner.first_served[early] - a.dispatched_wall + 3 * POLL_S
+    assert a.manifest == miner.final and dropped == {}
+
+
+async def test_a_reveal_other_than_the_commitment_is_dropped(caplog):
+    miner = HostileMiner(reveal="other")
+    runner, endpoint = await serve(miner.handle)
+    try:
+        with caplog.at_level(logging.WARNING, logger="vali_utils.exchange"):
+            a, dropped = await run_exchange(endpoint)
+    finally:
+        await runner.cleanup()
+    assert a.commitment == miner.commitment(miner.final)
+    assert a.manifest is None and a.error == "reveal_mismatch"
+    assert dropped == {"reveal_mismatch": 1}
+    lines = [r.getMessage() for r in caplog.records if "does not match" in r.getMessage()]
+    assert len(lines) == 1
+    assert MINER.ss58_address in lines[0] and "e1-b0-g0" in lines[0] and "uid 1" in lines[0]
+
+
+async def test_a_signed_commitment_is_kept_with_its_proof_and_a_forged_one_is_not():
+    """The miner's hotkey signs (assignment key, epoch, commitment); a wrong signer is refused."""
+    from common.protocol import commitment_message
+
+    salt, manifest = new_salt(), manifest_of(ZIPCODES, 2)
+    commitment = manifest_commitment(manifest, salt)
+    signer = {"key": MINER}
+    keys: list[str] = []
+
+    async def handle(caller, request):
+        done = {"accepted": True, "status": AssignmentStatus.COMPLETED}
+        if request.phase == "assign":
+            keys.append(request.assignment_key())  # a real miner keys its store by this
+            return request.model_copy(update=done)
+        if request.phase == "reveal":
+            return request.model_copy(update=done | {"manifest": manifest, "salt": salt})
+        message = commitment_message(keys[-1], request.epoch_id, commitment)
+        signature = "0x" + bytes(signer["key"].sign(message)).hex()
+        return request.model_copy(
+            update=done | {"commitment": commitment, "commitment_signature": signature}
+        )
+
+    runner, endpoint = await serve(handle)
+    try:
+        deadline_wall = time.time() + DEADLINE_S
+        honest, forged = assignment(endpoint, deadline_wall), assignment(endpoint, deadline_wall)
+        async with aiohttp.ClientSession() as session:
+            exchange = MinerExchange(SignedClient(VALIDATOR, session), poll_s=POLL_S)
+            await exchange.dispatch([honest, forged])
+            await exchange.poll(honest)
+            assert honest.commitment == commitment and honest.commitment_signature
+            signer["key"] = VALIDATOR  # now signed by another hotkey than the miner's
+            await exchange.poll(forged)
+            assert forged.commitment is None and forged.error == "bad commitment signature"
+    finally:
+        await runner.cleanup()
+
+
+async def test_an_old_protocol_miner_is_told_to_upgrade(caplog):
+    """A v1 miner refuses the unknown protocol_version field (422): the log says upgrade."""
+    fields = {
+        name: (field.annotation, field)
+        for name, field in DataAssignmentRequest.model_fields.items()
+        if name != "protocol_version"
+    }
+    v1_request = create_model(
+        "V1DataAssignmentRequest", __config__=ConfigDict(extra="forbid"), **fields
+    )
+
+    async def old_miner(caller, request):
+        raise AssertionError("a v2 body must not parse as v1")
+
+    runner, endpoint = await serve(old_miner, v1_request)
+    try:
+        a = assignment(endpoint, time.time() + DEADLINE_S)
+        async with aiohttp.ClientSession() as session:
+            exchange = MinerExchange(SignedClient(VALIDATOR, session), poll_s=POLL_S)
+            with caplog.at_level(logging.WARNING, logger="vali_utils.exchange"):
+                await exchange.dispatch([a])
+    finally:
+        await runner.cleanup()
+    assert not a.accepted and not a.retryable
+    assert a.error.startswith("protocol:") and "must upgrade" in a.error
+    lines = [r.getMessage() for r in caplog.records if "protocol version" in r.getMessage()]
+    assert len(lines) == 1
+    assert "miner must upgrade" in lines[0] and "v1" in lines[0] and "v2" in lines[0]
+    assert MINER.ss58_address in lines[0]
