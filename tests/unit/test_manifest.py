@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from common.manifest import MAX_RECORDS_PER_ZIPCODE, Manifest
+from common.manifest import (
+    MAX_RECORDS_PER_ZIPCODE,
+    Manifest,
+    ManifestFile,
+    ZipcodeManifest,
+    manifest_commitment,
+    new_salt,
+)
 from consensus.answers import answers_from_manifest
 
 pytestmark = pytest.mark.unit
@@ -89,3 +96,46 @@ def test_duplicate_zpids_inside_a_manifest_entry_are_counted():
     assert len(answers["77494"]) == 0
     assert dropped["duplicate_zpid"] == 1
     assert dropped["conflicting_duplicate"] >= 1
+
+
+# --- commit, then reveal -----------------------------------------------------------------
+
+
+def _committable(zipcodes, files_per_zipcode=0):
+    entries = []
+    for z in zipcodes:
+        files = [
+            ManifestFile(
+                key=f"data/hotkey=hk/epoch=1/source=ZILLOW_SOLD/zipcode={z}/{'a' * 64}.jsonl.gz",
+                content_hash="a" * 64,
+                record_count=2,
+                size=10,
+            )
+        ][:files_per_zipcode]
+        entries.append(
+            ZipcodeManifest(
+                zipcode=z,
+                source="ZILLOW_SOLD",
+                record_count=2,
+                records=[("11", "0" * 32), ("22", "1" * 32)],
+                files=files,
+            )
+        )
+    return Manifest(epoch_id="epoch-1", epoch_nonce="ab" * 8, miner_hotkey="hk", zipcodes=entries)
+
+
+def test_a_commitment_covers_the_records_not_their_order_nor_the_files():
+    salt = new_salt()
+    base = manifest_commitment(_committable(["10001", "10002"]), salt)
+    assert manifest_commitment(_committable(["10002", "10001"]), salt) == base
+    # Files may still land until the deadline: they are checked against S3, not committed.
+    assert manifest_commitment(_committable(["10001", "10002"], files_per_zipcode=1), salt) == base
+    assert manifest_commitment(_committable(["10001"]), salt) != base
+    assert manifest_commitment(_committable(["10001", "10002"]), new_salt()) != base
+    changed = _committable(["10001", "10002"]).model_copy(update={"epoch_nonce": "cd" * 8})
+    assert manifest_commitment(changed, salt) != base
+
+
+def test_a_salt_of_the_wrong_size_is_refused():
+    with pytest.raises(ValueError):
+        manifest_commitment(_committable(["10001"]), "ab" * 8)
