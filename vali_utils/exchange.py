@@ -51,6 +51,9 @@ DISPATCH_ATTEMPTS = 3  # sends of an assignment a miner did not answer (timeout,
 REVEAL_MARGIN_S = 1.0
 REVEAL_ATTEMPTS = 3  # sends of a reveal that got no answer or "before the deadline"
 REVEAL_RETRY_S = 1.0  # between those sends
+# A zipcode collect answer holds status, progress and a commitment (about 1 KB):
+# read no more than this of it, whatever the miner sends.
+COLLECT_ANSWER_BYTES = 64 * 1024
 
 
 class MinerExchange:
@@ -322,6 +325,7 @@ class MinerExchange:
             request,
             DataAssignmentRequest,
             self.request_timeout_s,
+            max_bytes=COLLECT_ANSWER_BYTES if assignment.tiebreak is None else None,
         )
         now = time.time()  # when the answer was seen: the validator's clock, never the miner's
         if status != 200 or not isinstance(answer, DataAssignmentRequest):
