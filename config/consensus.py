@@ -59,19 +59,25 @@ class ConsensusConfig:
     copy_min_shared: int = 5  # identical deviations two miners must share
     copy_min_jaccard: float = 0.5  # overlap of their deviation sets
     copy_tie_window_s: float = 1.0  # closer completions than this cannot say who copied
-    cartel_min_shared: int = 5  # identical unconfirmed records shared across coldkeys
     honeypot_empty_max_records: int = 2  # records tolerated in a no-residential honeypot
     honeypot_min_precision: float = 0.5  # against a reference honeypot's records
     honeypot_min_records: int = 3  # records needed before a reference honeypot judges
-    spot_checks_per_cycle: int = 100  # records verified through the validator's own source
+    # Records verified through the validator's own source: one lookup each, so
+    # 300 per 4 h cycle is about 1,800 source calls a day.
+    spot_checks_per_cycle: int = 300
     spot_checks_per_disputed_batch: int = 3  # disputed records checked first, per batch
     spot_checks_per_batch: int = 1  # random confirmed records, per batch
+    # Records no group accepted that two or more coldkeys reported, per batch:
+    # where a bloc's omissions or a cartel's inventions show (consensus/evidence.py).
+    spot_checks_per_uncertain_batch: int = 4
+    # A submission whose votes on checked records were wrong at least this often,
+    # and more often than right, keeps only its right share of tally weight.
+    evidence_min_wrong: int = 2
     capture_min_failures: int = 2  # failed spot checks that mark a group as captured
     spot_check_flag_min_failures: int = 2  # failed checks that flag the miners behind them
     # A deviation shared by more miners than this is common to the batch (a
     # listing posted mid-cycle, a price the source changed), not a fingerprint.
     copy_max_sharers: int = 3
-    cartel_max_sharers: int = 20  # invented listings shared by up to a whole batch
     # Tie-breaks: records the two groups of a batch disagree on, re-checked in the
     # same cycle by miners of neither group (one per coldkey), who answer with
     # the property's record hash or "does not exist".

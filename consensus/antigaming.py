@@ -9,11 +9,12 @@ knows (the cycle seed), so two validators choose the same records to verify.
   own source and passes verdicts back; a source failure is ``no_evidence``.
 - Copying shows in shared idiosyncrasies: two miners of different coldkeys
   with the same misses and the same wrong values in a batch. Honest noise is
-  independent, so honest miners share almost none. The later of the two
-  (validator's clock) is the copier; when the clock cannot tell, nobody is
-  penalised and the pair is still reported.
-- A cartel shows as identical *unconfirmed* records (listings nobody else
-  found) across coldkeys: every member is flagged.
+  independent, so honest miners share almost none. A pair is flagged only
+  when one of its shared deviations is verified false by the validator's own
+  source; the later of the two (validator's clock) is the copier; when the
+  clock cannot tell, nobody is penalised.
+- A cartel is caught by evidence, not by agreement: records several
+  coldkeys share that the source does not find (``evaluation.py``).
 """
 
 from __future__ import annotations
@@ -66,12 +67,15 @@ def _first_per_run(order_columns: tuple[np.ndarray, ...], limit: int) -> np.ndar
     return order[np.arange(order.size) - run_start < limit]
 
 
-def select_spot_checks(draft: ConsensusDraft, seed: bytes) -> list[SpotCheckRequest]:
-    """Choose the cycle's spot checks: disputed records first, then a seeded sample.
+def select_spot_checks(
+    draft: ConsensusDraft, seed: bytes, uncertain: Sequence[SpotCheckRequest] = ()
+) -> list[SpotCheckRequest]:
+    """Choose the cycle's spot checks: disputed records, then uncertain ones, then a sample.
 
     Deterministic in (draft, seed). At most ``spot_checks_per_disputed_batch``
     disputed records per batch (alternating between the groups that accepted
-    them) and ``spot_checks_per_batch`` confirmed records per batch, capped at
+    them), the ``uncertain`` checks (``consensus/evidence.py``) and
+    ``spot_checks_per_batch`` confirmed records per batch, capped at
     ``spot_checks_per_cycle`` in all; batches take turns in a seeded order.
     """
     cfg = draft.config
@@ -119,6 +123,13 @@ def select_spot_checks(draft: ConsensusDraft, seed: bytes) -> list[SpotCheckRequ
                 )
                 picked += 1
 
+    uncertain_checks = []
+    for request in uncertain:
+        zi = draft.zipcode_index[request.zipcode]
+        if (zi, request.zpid, request.record_hash) not in seen:
+            seen.add((zi, request.zpid, request.record_hash))
+            uncertain_checks.append(request)
+
     keys = comparison.confirmed_keys
     c_zi = keys >> ZPID_BITS
     c_rank = seeded_rank(seed + b"sample", zipcode_number[c_zi], keys & ((1 << ZPID_BITS) - 1))
@@ -140,7 +151,7 @@ def select_spot_checks(draft: ConsensusDraft, seed: bytes) -> list[SpotCheckRequ
             samples.append(
                 SpotCheckRequest(draft.zipcodes[zi], zpid, value, fields, batch_id, "sample")
             )
-    return (disputed_checks + samples)[: cfg.spot_checks_per_cycle]
+    return (disputed_checks + uncertain_checks + samples)[: cfg.spot_checks_per_cycle]
 
 
 def apply_verdicts(
@@ -206,88 +217,84 @@ def detect_copies(
     deviation_miner: np.ndarray,
     deviation_batch: np.ndarray,
     deviation_key: np.ndarray,
-    deviation_unconfirmed: np.ndarray,
+    deviation_verified: np.ndarray,
     completion: dict[tuple[int, int], float | None],
 ) -> list[Flag]:
-    """Flag copiers and cartels from deviations shared across coldkeys.
+    """Flag copiers from deviations shared across coldkeys, where the source backs them.
 
     Takes one entry per deviation (a miss, a wrong value or an unconfirmed
-    record, on an evidence zipcode): the miner's index into ``miners``, its batch, a key that is
-    equal for identical deviations, and whether it is an unconfirmed record.
-    ``completion`` maps (miner index, batch) to the validator-measured
-    completion time. Returns flags with the pair, batch and counts as evidence.
+    record, on an evidence zipcode): the miner's index into ``miners``, its
+    batch, a key that is equal for identical deviations, and whether the
+    validator's own source checked it false. ``completion`` maps (miner
+    index, batch) to the validator-measured completion time (None: it never
+    said it completed, so it counts as completing at the deadline). A pair
+    sharing enough deviations is a copying pair only when at least one of
+    them is verified: agreement alone is never evidence (honest miners
+    calling the same source can agree on its errors too). Returns flags with
+    the pair, batch and counts as evidence.
     """
     cfg = draft.config
     per_miner_batch = Counter(zip(deviation_miner.tolist(), deviation_batch.tolist(), strict=True))
-    shared, shared_unconfirmed = _shared_deviation_counts(
+    shared, shared_verified = _shared_deviation_counts(
         cfg.copy_max_sharers,
-        cfg.cartel_max_sharers,
         _coldkey_ids(miners),
         deviation_miner,
         deviation_batch,
         deviation_key,
-        deviation_unconfirmed,
+        deviation_verified,
     )
     flags: list[Flag] = []
-    candidates = {p for p, n in shared.items() if n >= cfg.copy_min_shared} | {
-        p for p, n in shared_unconfirmed.items() if n >= cfg.cartel_min_shared
-    }
-    for a, b, batch in sorted(candidates):
-        count = shared.get((a, b, batch), 0)
-        unconfirmed_count = shared_unconfirmed.get((a, b, batch), 0)
+    for a, b, batch in sorted(p for p, n in shared.items() if n >= cfg.copy_min_shared):
+        count = shared[(a, b, batch)]
+        verified = shared_verified.get((a, b, batch), 0)
         union = per_miner_batch[(a, batch)] + per_miner_batch[(b, batch)] - count
         jaccard = count / union if union else 0.0
+        if jaccard < cfg.copy_min_jaccard or verified < 1:
+            continue
+        deadline = cfg.assignment_timeout_s
+        ta = completion.get((a, batch))
+        tb = completion.get((b, batch))
+        ta = deadline if ta is None else ta
+        tb = deadline if tb is None else tb
+        if abs(ta - tb) <= cfg.copy_tie_window_s:
+            continue  # the clock cannot say who copied whom: no penalty
+        copier = a if ta > tb else b
         evidence = {
             "batch_id": batch,
             "pair": [miners[a].hotkey, miners[b].hotkey],
             "shared_deviations": count,
-            "shared_unconfirmed": unconfirmed_count,
+            "verified_false": verified,
             "jaccard": round(jaccard, 3),
+            "copier_later_s": abs(ta - tb),
         }
-        if unconfirmed_count >= cfg.cartel_min_shared:
-            for m in (a, b):
-                flags.append(Flag(miners[m].hotkey, FlagKind.CARTEL, evidence))
-            continue
-        if count < cfg.copy_min_shared or jaccard < cfg.copy_min_jaccard:
-            continue
-        ta, tb = completion.get((a, batch)), completion.get((b, batch))
-        if ta is None or tb is None or abs(ta - tb) <= cfg.copy_tie_window_s:
-            continue  # the clock cannot say who copied whom: no penalty
-        copier = a if ta > tb else b
-        flags.append(
-            Flag(
-                miners[copier].hotkey, FlagKind.COPYING, evidence | {"copier_later_s": abs(ta - tb)}
-            )
-        )
+        flags.append(Flag(miners[copier].hotkey, FlagKind.COPYING, evidence))
     return flags
 
 
 def _shared_deviation_counts(
     copy_max: int,
-    cartel_max: int,
     coldkey_of: np.ndarray,
     miner: np.ndarray,
     batch: np.ndarray,
     key: np.ndarray,
-    unconfirmed: np.ndarray,
+    verified: np.ndarray,
 ) -> tuple[Counter, Counter]:
     """Count, per (miner a, miner b, batch), the identical deviations a and b share.
 
-    Returns (all shared deviations, shared unconfirmed records). A deviation
-    shared by more than ``copy_max`` miners is common to the batch (a listing
-    posted mid-cycle), not a copying fingerprint; an invented listing is a
-    cartel's mark however many share it (up to ``cartel_max``). Pairs under
-    one coldkey are skipped: assignment keeps them apart already.
+    Returns (all shared deviations, shared verified ones). A deviation shared
+    by more than ``copy_max`` miners is common to the batch (a listing posted
+    mid-cycle), not a copying fingerprint. Pairs under one coldkey are
+    skipped: assignment keeps them apart already.
     """
     order = np.argsort(key, kind="stable")
-    key, miner, batch, unconfirmed = key[order], miner[order], batch[order], unconfirmed[order]
+    key, miner, batch, verified = key[order], miner[order], batch[order], verified[order]
     if key.size == 0:
         return Counter(), Counter()
     bounds = np.flatnonzero(key[1:] != key[:-1]) + 1
     starts = np.concatenate(([0], bounds))
     sizes = np.diff(np.concatenate((starts, [key.size])))
-    a_parts, b_parts, batch_parts, unconfirmed_parts, small_parts = [], [], [], [], []
-    for size in range(2, max(copy_max, cartel_max) + 1):
+    a_parts, b_parts, batch_parts, verified_parts = [], [], [], []
+    for size in range(2, copy_max + 1):
         first = starts[sizes == size]
         if first.size == 0:
             continue
@@ -295,17 +302,14 @@ def _shared_deviation_counts(
         a_parts.append(miner[first[:, None] + i].ravel())
         b_parts.append(miner[first[:, None] + j].ravel())
         batch_parts.append(np.repeat(batch[first], i.size))
-        unconfirmed_parts.append(np.repeat(unconfirmed[first] & (size <= cartel_max), i.size))
-        small_parts.append(np.full(first.size * i.size, size <= copy_max))
+        verified_parts.append(np.repeat(verified[first], i.size))
     if not a_parts:
         return Counter(), Counter()
     a, b = np.concatenate(a_parts), np.concatenate(b_parts)
-    pair_batch, pair_unconfirmed = np.concatenate(batch_parts), np.concatenate(unconfirmed_parts)
-    pair_small = np.concatenate(small_parts)
+    pair_batch, pair_verified = np.concatenate(batch_parts), np.concatenate(verified_parts)
     keep = (a != b) & (coldkey_of[a] != coldkey_of[b])
     lo, hi = np.minimum(a, b)[keep], np.maximum(a, b)[keep]
-    pair_batch, pair_unconfirmed = pair_batch[keep], pair_unconfirmed[keep]
-    pair_small = pair_small[keep]
+    pair_batch, pair_verified = pair_batch[keep], pair_verified[keep]
     n = int(coldkey_of.size)
     n_batches = int(pair_batch.max()) + 1 if pair_batch.size else 1
     code = (lo * n + hi) * n_batches + pair_batch
@@ -318,7 +322,7 @@ def _shared_deviation_counts(
             out[(*divmod(pair, n), pair_batch_id)] = c
         return out
 
-    return count(code[pair_small]), count(code[pair_unconfirmed])
+    return count(code), count(code[pair_verified])
 
 
 def _coldkey_ids(miners: Sequence[MinerInfo]) -> np.ndarray:

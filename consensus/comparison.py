@@ -15,7 +15,7 @@ import numpy as np
 
 from config.consensus import ConsensusConfig
 from consensus.answers import hash_to_int
-from consensus.draft import EPS, ZPID_BITS, Comparison, ConsensusDraft, lookup, run_boundaries
+from consensus.draft import ZPID_BITS, Comparison, ConsensusDraft, lookup, run_boundaries
 from consensus.types import Honeypot
 
 
@@ -134,24 +134,31 @@ def _uncertain_keys(
     cell_zipcode: np.ndarray,
     accepted_keys: np.ndarray,
 ) -> np.ndarray:
-    """Zipcode keys no valid group accepted but the batch's weight did not reject either."""
-    gc = draft.groups
+    """Zipcode keys no valid group accepted, yet reported by two or more coldkeys.
+
+    A listing that independent owners both report is not an invention of
+    either, whatever the head count against it (a bloc that leaves real
+    listings out must not make the miners who report them look like
+    fabricators): it judges nobody until the validator's own source settles
+    it. A listing only one coldkey reports stays unconfirmed.
+    """
     nz = draft.n_zipcodes
-    in_valid = valid_cell[gc.key_cell]
-    cells = gc.key_cell[in_valid]
-    zkey = ((cells % nz) << ZPID_BITS) | gc.key_zpid[in_valid]
-    weight = gc.support[in_valid] * gc.cell_weight[cells]
-    order = np.argsort(zkey, kind="stable")
-    zkey, weight = zkey[order], weight[order]
-    starts = run_boundaries(zkey)
-    if not starts.size:
+    if draft.row_zpid.size == 0:
         return np.zeros(0, np.int64)
-    keys = zkey[starts]
-    reported = np.add.reduceat(weight, starts)
-    zipcode_weight = np.bincount(cell_zipcode, weights=gc.cell_weight * valid_cell, minlength=nz)
-    share = reported / np.maximum(zipcode_weight[keys >> ZPID_BITS], EPS)
-    contested = share >= 1 - draft.config.consensus_threshold - EPS
-    return keys[contested & ~lookup(accepted_keys, keys)[1]]
+    response_cell = draft.submission_group[draft.response_submission] * nz + draft.response_zipcode
+    voting = valid_cell[response_cell]
+    if draft.empty_abstains.size:
+        voting &= ~draft.empty_abstains
+    row_voting = voting[draft.row_response]
+    row_zi = draft.response_zipcode[draft.row_response][row_voting]
+    zkey = (row_zi << ZPID_BITS) | draft.row_zpid[row_voting]
+    coldkey = draft.coldkey_id[draft.response_submission[draft.row_response[row_voting]]]
+    order = np.lexsort((coldkey, zkey))
+    pair_zkey = zkey[order][run_boundaries(zkey[order], coldkey[order])]  # one per (key, owner)
+    starts = run_boundaries(pair_zkey)
+    owners = np.diff(np.append(starts, pair_zkey.size))
+    contested = pair_zkey[starts][owners >= 2]
+    return contested[~lookup(accepted_keys, contested)[1]]
 
 
 def _apply_honeypots(

@@ -91,6 +91,10 @@ class ConsensusDraft:
     comparison: Comparison
     dropped: Counter
     credibility: Mapping[str, float] = field(default_factory=dict)  # as passed to evaluate
+    coldkey_id: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # per submission
+    # Per response: an empty answer where its group's majority reports listings (no vote).
+    empty_abstains: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    sorted_rows: object | None = None  # the tally's sort order, reused by every re-tally
     # The comparison after spot checks, tie-breaks and honeypots (set by finalize):
     # the consensus the S3 evaluation checks miners' files against.
     final_comparison: Comparison | None = None
@@ -198,7 +202,13 @@ def flatten(
         comparison=None,  # type: ignore[arg-type]
         dropped=dropped,
         credibility=dict(credibility),
+        coldkey_id=_coldkey_ids([s.miner.coldkey for s in accepted]),
     )
+
+
+def _coldkey_ids(coldkeys: list[str]) -> np.ndarray:
+    ids: dict[str, int] = {}
+    return np.array([ids.setdefault(c, len(ids)) for c in coldkeys], np.int64)
 
 
 def lookup(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

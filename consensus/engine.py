@@ -52,9 +52,11 @@ from consensus.assignment import AssignmentPlan, MinerInfo
 from consensus.comparison import compare_groups
 from consensus.draft import ConsensusDraft, flatten
 from consensus.evaluation import evaluate_miners
+from consensus.evidence import evidence_weights, uncertain_checks, verified_resolutions
 from consensus.tally import group_consensus
 from consensus.tiebreak import (
     TiebreakAnswer,
+    TiebreakOutcome,
     TiebreakRequest,
     apply_resolution,
     plan_tiebreaks,
@@ -92,7 +94,7 @@ class ConsensusEngine:
 
     def spot_check_requests(self, draft: ConsensusDraft, seed: bytes) -> list[SpotCheckRequest]:
         """The records to verify through the validator's own source (seeded, deterministic)."""
-        return select_spot_checks(draft, seed)
+        return select_spot_checks(draft, seed, uncertain_checks(draft, seed))
 
     def tiebreak_requests(
         self, draft: ConsensusDraft, seed: bytes, pool: Sequence[MinerInfo] | None = None
@@ -118,12 +120,19 @@ class ConsensusEngine:
         captured, and ``tiebreak`` counts.
         """
         outcome = resolve_disputes(draft, *tiebreaks) if tiebreaks else None
+        # The tally again, each submission weighted by how its votes held up
+        # against the validator's own checks (always from scratch: finalize
+        # may be called more than once on one draft).
+        draft.groups = group_consensus(draft, evidence_weights(draft, verdicts))
         extra = resolution_checks(draft, outcome) if outcome else []
         captured, trust, missing = apply_verdicts(draft, verdicts, extra)
         comparison = compare_groups(draft, captured, trust, honeypots or {})
-        settled = apply_resolution(draft, comparison, outcome) if outcome else 0
+        verified = verified_resolutions(draft, verdicts)
+        # The validator's own source settles what it checked; tie-breakers the rest.
+        resolution = TiebreakOutcome(resolved={**(outcome.resolved if outcome else {}), **verified})
+        settled = apply_resolution(draft, comparison, resolution)
         draft.final_comparison = comparison
-        result = evaluate_miners(draft, comparison, captured, missing, honeypots or {})
+        result = evaluate_miners(draft, comparison, captured, missing, honeypots or {}, verified)
         if outcome is not None:
             score_tiebreakers(draft, outcome, result.miners)
             result.tiebreak.update(

@@ -61,8 +61,16 @@ def evaluate_miners(
     captured: set[int],
     missing: set[int],
     honeypots: Mapping[str, Honeypot],
+    verified: Mapping[int, int | None] | None = None,
 ) -> CycleResult:
+    """Score every miner of the plan against the final comparison, and flag with evidence.
+
+    ``missing`` holds the listings the validator's own source did not find;
+    ``verified`` every listing it checked (zkey -> hash found, None: not
+    found): a copy flag needs one of the pair's shared deviations among them.
+    """
     cfg = draft.config
+    verified = verified or {}
     index_of, miners = miner_index(draft)
     honeypot_zi = {
         draft.zipcode_index[z]: h for z, h in honeypots.items() if z in draft.zipcode_index
@@ -126,11 +134,16 @@ def evaluate_miners(
         (int(gi), s.miner.hotkey): si
         for si, (gi, s) in enumerate(zip(draft.submission_group, draft.submissions, strict=True))
     }
+    # An empty answer counts as answered only where the consensus found no
+    # listing: elsewhere it is a zipcode left undone, whatever it claims.
+    settled_empty = (comparison.confirmed_count == 0) & (comparison.disputed_count == 0)
+    rows_per_response = np.diff(draft.response_start)
     responses_of: dict[int, dict[int, int]] = defaultdict(dict)
     for r, (si, zi) in enumerate(
         zip(draft.response_submission.tolist(), draft.response_zipcode.tolist(), strict=True)
     ):
-        responses_of[si][zi] = r
+        if rows_per_response[r] > 0 or settled_empty[zi]:
+            responses_of[si][zi] = r
     completion: dict[tuple[int, int], float | None] = {}
     fabricated_by_miner: Counter[str] = Counter()
     judged_by_miner: Counter[str] = Counter()
@@ -199,6 +212,7 @@ def evaluate_miners(
         completion,
         index_of,
         miners,
+        verified,
     )
     for flag in flags:
         results[flag.hotkey].flags.append(flag)
@@ -267,20 +281,33 @@ def _honeypot_flags(
 
 
 def _spot_check_flags(draft: ConsensusDraft, missing: set[int], row_zkey: np.ndarray) -> list[Flag]:
-    """Flag miners who reported listings the validator's source says do not exist."""
+    """Flag miners who reported listings the validator's source says do not exist.
+
+    ``spot_check_flag_min_failures`` such listings flag a miner; when another
+    coldkey reported one of them too, the flag is a cartel's (the same
+    invention across owners), with the shared zpids as its evidence.
+    """
     if not missing:
         return []
     rows = np.flatnonzero(lookup(np.array(sorted(missing), np.int64), row_zkey)[1])
     failures: dict[str, list[int]] = defaultdict(list)
+    owners: dict[int, set[int]] = defaultdict(set)
     for row in rows.tolist():
         r = int(draft.row_response[row])
-        hotkey = draft.submissions[int(draft.response_submission[r])].miner.hotkey
-        failures[hotkey].append(int(draft.row_zpid[row]))
-    return [
-        Flag(hotkey, FlagKind.SPOT_CHECK, {"not_found_zpids": zpids[:10], "failures": len(zpids)})
-        for hotkey, zpids in sorted(failures.items())
-        if len(zpids) >= draft.config.spot_check_flag_min_failures
-    ]
+        s = int(draft.response_submission[r])
+        failures[draft.submissions[s].miner.hotkey].append(int(row_zkey[row]))
+        owners[int(row_zkey[row])].add(int(draft.coldkey_id[s]))
+    flags = []
+    for hotkey, zkeys in sorted(failures.items()):
+        if len(zkeys) < draft.config.spot_check_flag_min_failures:
+            continue
+        zpids = [z & ((1 << ZPID_BITS) - 1) for z in zkeys]
+        shared = [z & ((1 << ZPID_BITS) - 1) for z in zkeys if len(owners[z]) >= 2]
+        evidence = {"not_found_zpids": zpids[:10], "failures": len(zkeys)}
+        if shared:
+            evidence |= {"shared_zpids": shared[:10], "shared": len(shared)}
+        flags.append(Flag(hotkey, FlagKind.CARTEL if shared else FlagKind.SPOT_CHECK, evidence))
+    return flags
 
 
 def _copy_flags(
@@ -295,8 +322,14 @@ def _copy_flags(
     completion: dict[tuple[int, int], float | None],
     index_of: dict[str, int],
     miners: list[MinerInfo],
+    verified: Mapping[int, int | None],
 ) -> list[Flag]:
-    """Deviations (wrong values, unconfirmed records, misses) -> copy and cartel flags."""
+    """Deviations (wrong values, unconfirmed records, misses) -> copy flags.
+
+    A deviation is *verified* when the validator's own source checked its
+    listing and it is false: a wrong value or a record of a listing the
+    source did not find, a miss of one it found.
+    """
     nz = draft.n_zipcodes
     judged_zipcode = evidence.copy()
     if honeypot_zi:
@@ -311,7 +344,23 @@ def _copy_flags(
     row_zi = draft.response_zipcode[draft.row_response]
     row_zkey = (row_zi << ZPID_BITS) | draft.row_zpid
 
+    verified_keys = np.array(sorted(verified), np.int64)
+    verified_hash = np.array(
+        [0 if verified[k] is None else verified[k] for k in verified_keys.tolist()], np.int64
+    )
+    verified_found = np.array([verified[k] is not None for k in verified_keys.tolist()], bool)
+
+    def checked(zkeys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(checked, found, hash found) per key."""
+        if verified_keys.size == 0:
+            none = np.zeros(zkeys.size, bool)
+            return none, none, np.zeros(zkeys.size, np.int64)
+        at, hit = lookup(verified_keys, zkeys)
+        return hit, hit & verified_found[at], verified_hash[at]
+
     wrong = (mismatch | unconfirmed) & judged_zipcode[row_zi]
+    is_checked, found, found_hash = checked(row_zkey[wrong])
+    wrong_verified = is_checked & (~found | (found_hash != draft.row_hash[wrong]))
     wrong_key = row_zkey[wrong] * _MIX ^ draft.row_hash[wrong]
     wrong_miner = response_miner[draft.row_response[wrong]]
     wrong_batch = draft.zipcode_batch[row_zi[wrong]]
@@ -339,11 +388,15 @@ def _copy_flags(
         ticked = np.zeros(total, bool)
         ticked[slot_of_response[draft.row_response[present]] + pos[present]] = True
         missed = ~ticked
-        miss_key = comparison.confirmed_keys[c_index[missed]] * _MIX ^ _MISS_SALT
+        miss_zkey = comparison.confirmed_keys[c_index[missed]]
+        is_checked, found, _ = checked(miss_zkey)
+        miss_verified = is_checked & found
+        miss_key = miss_zkey * _MIX ^ _MISS_SALT
         miss_miner = response_miner[rep[missed]]
         miss_batch = draft.zipcode_batch[draft.response_zipcode[rep[missed]]]
     else:
         miss_key = miss_miner = miss_batch = np.zeros(0, np.int64)
+        miss_verified = np.zeros(0, bool)
 
     return detect_copies(
         draft,
@@ -351,6 +404,6 @@ def _copy_flags(
         np.concatenate([wrong_miner, miss_miner]),
         np.concatenate([wrong_batch, miss_batch]),
         np.concatenate([wrong_key, miss_key]),
-        np.concatenate([unconfirmed[wrong], np.zeros(miss_key.size, bool)]),
+        np.concatenate([wrong_verified, miss_verified]),
         completion,
     )

@@ -4,7 +4,12 @@ A record (zpid) is accepted when the credibility-weighted share of the
 group's responders who reported it reaches ``consensus_threshold``; its value
 is the record hash carrying the same share among those reporters (else the
 value is unresolved: presence only). Every row is sorted once by (cell, zpid,
-hash); both tallies reuse that order.
+hash); every tally reuses that order (kept on the draft, so the re-tally
+after spot checks costs no sort).
+
+An empty answer where the group's majority reports listings is no vote: it
+neither lowers the support of the listings others found nor counts as a
+responder (a miner cannot thin a zipcode's consensus by answering nothing).
 """
 
 from __future__ import annotations
@@ -64,12 +69,26 @@ def _sort_rows(draft: ConsensusDraft) -> _SortedRows:
     )
 
 
-def _tally(draft: ConsensusDraft, rows: _SortedRows, response_weight: np.ndarray) -> GroupConsensus:
-    """Weighted support and winning value of every (cell, zpid) key."""
+def _tally(
+    draft: ConsensusDraft,
+    rows: _SortedRows,
+    response_weight: np.ndarray,
+    counted: np.ndarray | None = None,
+) -> GroupConsensus:
+    """Weighted support and winning value of every (cell, zpid) key.
+
+    ``counted`` marks the responses that vote (all when None); the others
+    have no weight and are not responders.
+    """
     cfg = draft.config
     n_cells = rows.n_cells
+    if counted is not None:
+        response_weight = np.where(counted, response_weight, 0.0)
     cell_weight = np.bincount(rows.response_cell, weights=response_weight, minlength=n_cells)
-    cell_responders = np.bincount(rows.response_cell, minlength=n_cells)
+    cell_responders = np.bincount(
+        rows.response_cell[counted] if counted is not None else rows.response_cell,
+        minlength=n_cells,
+    )
     weight_sorted = response_weight[rows.response_sorted]
     key_starts, run_starts, run_key = rows.key_starts, rows.run_starts, rows.run_key
     if key_starts.size:
@@ -106,12 +125,15 @@ def _tally(draft: ConsensusDraft, rows: _SortedRows, response_weight: np.ndarray
 
 def _majority_agreement(
     draft: ConsensusDraft, rows: _SortedRows, first: GroupConsensus
-) -> np.ndarray:
-    """Per submission: mean Jaccard of its answers with its group's simple-majority sets.
+) -> tuple[np.ndarray, np.ndarray]:
+    """(per submission: mean Jaccard of its answers with its group's majority sets,
+    per response: an empty answer where the majority reports listings).
 
     A miner who answers with listings nobody else found (or leaves out most
     of what others found) abstains rather than votes in the second tally:
-    its silence on real listings says nothing about them.
+    its silence on real listings says nothing about them. Empty answers that
+    abstain are left out of the mean: they are unanswered zipcodes, which
+    scoring charges on their own.
     """
     majority_key = first.support >= 0.5
     majority_row = majority_key[rows.row_key]
@@ -119,26 +141,38 @@ def _majority_agreement(
     rows_per_response = np.diff(draft.response_start)
     in_majority = np.bincount(rows.response_sorted, weights=majority_row, minlength=n_responses)
     majority_size = np.bincount(first.key_cell, weights=majority_key, minlength=rows.n_cells)
+    empty_abstains = (rows_per_response == 0) & (majority_size[rows.response_cell] > 0)
     union = rows_per_response + majority_size[rows.response_cell] - in_majority
     jaccard = np.where(union > 0, in_majority / np.maximum(union, 1), 1.0)
     n_submissions = len(draft.submissions)
-    total = np.bincount(draft.response_submission, weights=jaccard, minlength=n_submissions)
-    count = np.bincount(draft.response_submission, minlength=n_submissions)
-    return np.where(count > 0, total / np.maximum(count, 1), 1.0)
+    voting = ~empty_abstains
+    total = np.bincount(
+        draft.response_submission[voting], weights=jaccard[voting], minlength=n_submissions
+    )
+    count = np.bincount(draft.response_submission[voting], minlength=n_submissions)
+    return np.where(count > 0, total / np.maximum(count, 1), 1.0), empty_abstains
 
 
-def group_consensus(draft: ConsensusDraft) -> GroupConsensus:
+def group_consensus(draft: ConsensusDraft, evidence: np.ndarray | None = None) -> GroupConsensus:
     """Two tallies: credibility weights, then weights scaled by agreement with the majority.
 
     The second tally keeps a minority of fabricators (who leave real listings
     out) from dragging honest listings under the threshold in the cycle
-    before their credibility has fallen. A colluding majority is not stopped
-    here; spot checks are what catch it.
+    before their credibility has fallen. A colluding majority or bloc is not
+    stopped here: spot checks are, and ``evidence`` (per submission, in
+    [0, 1]: how far its votes held up against this cycle's checks, see
+    ``consensus/evidence.py``) scales the second tally's weights when the
+    tally is run again after them.
     """
-    rows = _sort_rows(draft)
+    if draft.sorted_rows is None:
+        draft.sorted_rows = _sort_rows(draft)
+    rows = draft.sorted_rows
     first = _tally(draft, rows, draft.submission_weight[draft.response_submission])
-    agreement = _majority_agreement(draft, rows, first)
-    draft.effective_weight = np.maximum(
-        draft.config.min_credibility_weight * 0.1, draft.submission_weight * agreement
+    agreement, draft.empty_abstains = _majority_agreement(draft, rows, first)
+    weight = draft.submission_weight * agreement
+    if evidence is not None:
+        weight = weight * evidence
+    draft.effective_weight = np.maximum(draft.config.min_credibility_weight * 0.1, weight)
+    return _tally(
+        draft, rows, draft.effective_weight[draft.response_submission], ~draft.empty_abstains
     )
-    return _tally(draft, rows, draft.effective_weight[draft.response_submission])

@@ -8,14 +8,22 @@ A behaviour is any class with a ``name`` attribute and a method
 - ``miner``: the ``MinerInfo`` (uid, hotkey, coldkey) answering;
 - ``zipcodes``: the zipcodes of this assignment (list[str]);
 - ``scrape(zipcode) -> list[dict]``: this miner's honest view of a zipcode;
-- ``peer_responses(zipcode) -> dict[str, list[dict]]``: answers already given
-  by other miners of the same batch, by hotkey;
+- ``peer_responses(zipcode) -> dict[str, list[dict]]``: what this miner can
+  really see of other miners' answers at the time it answers. Validators
+  collect by commit, then reveal (nobody reads an answer before the
+  deadline), so this is only the answers already given by the other hotkeys
+  of its own coalition, by hotkey; ``{}`` outside a coalition;
 - ``rng``: a ``random.Random`` seeded for this miner and epoch;
 - ``epoch``: the epoch number;
 - ``stale(record) -> dict | None``: the record as an old snapshot shows it
   (built-ins only need it; a plugin may ignore it);
 - ``fetch(zpid) -> dict | None``: this miner's source looked up by property id
-  (None: no such listing), for property-id (tie-break) assignments.
+  (None: no such listing), for property-id (tie-break) assignments;
+- ``coalition``: the name of its coalition, or None;
+- ``coalition_assignments``: hotkey -> zipcodes assigned this cycle to the
+  other hotkeys of its coalition (empty outside one);
+- ``coalition_view(zipcode) -> list[dict]``: the coalition's one shared scrape
+  of a zipcode (a coalition pays for each zipcode once); None outside one.
 
 Property-id assignments (tie-breaks) call ``properties(ctx, zpids)`` when a
 behaviour has it: zpid -> record dict, or None for "does not exist"; a zpid
@@ -23,9 +31,25 @@ left out is unanswered; returning None is no answer at all. Without it,
 ``properties_from_respond`` answers from what ``respond`` gives for
 ``ctx.zipcodes``: the behaviour vouches for its own records and for nothing else.
 
-Optional class attributes: ``copies_peers = True`` makes the simulator let a
-behaviour answer after the other miners of its batch (so it has something to
-copy); ``shares_coldkey = True`` puts all its miners under one coldkey.
+Optional class attributes and methods, each modelling what the real
+validator lets a miner do:
+
+- ``copies_peers = True``: the simulator lets the behaviour answer after the
+  other miners of its batch (so a coalition member has something to copy);
+- ``shares_coldkey = True``: all its miners sit under one coldkey;
+- ``coalition = "name"``: its hotkeys (on different coldkeys) form a named
+  coalition that shares answers and assignments;
+- ``serves(epoch, miner) -> bool``: whether it publishes its endpoint this
+  cycle; a miner that does not serve is not in the cycle's plan;
+- ``commits(ctx, answer, finish_s) -> list[Commit]``: the commitments it sends
+  while the epoch runs: (seconds after dispatch, the answer committed to,
+  whether it says "completed"). The default is one ``Commit(finish_s, answer,
+  True)``. The validator keeps the last commitment before the deadline; its
+  completion time is when it first saw that commitment marked completed, or
+  the deadline when it never was;
+- ``reveal(ctx, committed) -> dict | None``: what it reveals after the
+  deadline (default: what it committed to). A reveal that does not match the
+  commitment is dropped: the miner gets nothing for that assignment.
 
 Plugins are loaded with ``load_behaviour("path/to/file.py:ClassName")`` or
 ``"package.module:ClassName"``; the built-ins are looked up by name.
@@ -33,11 +57,12 @@ Plugins are loaded with ``load_behaviour("path/to/file.py:ClassName")`` or
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import random
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -54,6 +79,18 @@ class MinerContext:
     epoch: int
     stale: Callable[[dict], dict | None]
     fetch: Callable[[int], dict | None] | None = None
+    coalition: str | None = None
+    coalition_assignments: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    coalition_view: Callable[[str], list[dict]] | None = None
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One commitment a miner sends while the epoch runs (what ``collect`` carries)."""
+
+    at_s: float  # seconds after the assignment was acknowledged
+    answer: dict[str, list[dict]] | None  # the answer committed to
+    completed: bool  # whether the miner says it is done
 
 
 def properties_from_respond(
@@ -154,7 +191,11 @@ class Inflate:
 
 
 class Copycat:
-    """Copies one other miner's answers (a peer it picks at random), errors included."""
+    """Copies one other miner's answers (a peer it picks at random), errors included.
+
+    It copies only what it can really see (``peer_responses``): under commit,
+    then reveal, that is nothing unless it is in a coalition with the miner.
+    """
 
     name = "copycat"
     copies_peers = True
@@ -209,9 +250,130 @@ class Stale:
         return out
 
 
+class Pool:
+    """A coalition on many coldkeys: each zipcode is scraped once, every member serves it.
+
+    One scrape paid per zipcode, the same answer (same records, same misses,
+    same stale values) from every member of the coalition.
+    """
+
+    name = "pool"
+    coalition = "pool"
+
+    def respond(self, ctx: MinerContext) -> dict[str, list[dict]] | None:
+        view = ctx.coalition_view or ctx.scrape
+        return {z: [dict(r) for r in view(z)] for z in ctx.zipcodes}
+
+
+class PoolOmit(Pool):
+    """A pool that also leaves out the same fifth of the listings everywhere.
+
+    Its members outvote independent miners on those listings where they can,
+    hoping the honest miners who report them look like fabricators.
+    """
+
+    name = "pool_omit"
+    coalition = "pool_omit"
+    omit_share = 0.2
+
+    def omitted(self, zpid: object) -> bool:
+        digest = hashlib.blake2b(f"{self.coalition}:{zpid}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest) % 1000 < self.omit_share * 1000
+
+    def respond(self, ctx: MinerContext) -> dict[str, list[dict]] | None:
+        answer = super().respond(ctx) or {}
+        return {
+            z: [r for r in records if not self.omitted(r.get("zpid"))]
+            for z, records in answer.items()
+        }
+
+
+class EarlyClaim(Honest):
+    """Says "completed" with an empty answer at once, then commits its real answer late.
+
+    Without commit, then reveal, the validator timed its completion at the
+    early claim and took the answer of a later poll: the fast bonus for work
+    finished late.
+    """
+
+    name = "early_claim"
+
+    def commits(self, ctx: MinerContext, answer: dict | None, finish_s: float) -> list[Commit]:
+        late = max(finish_s, ctx.rng.uniform(5400.0, 10000.0))
+        return [Commit(5.0, {}, True), Commit(late, answer, True)]
+
+
+class Silent:
+    """Copies the majority of what its peers answered and never reports completion.
+
+    Copy detection orders a copying pair by completion time; a miner that
+    never completes used to be skipped. It can copy only what it sees.
+    """
+
+    name = "silent"
+    copies_peers = True
+
+    def respond(self, ctx: MinerContext) -> dict[str, list[dict]] | None:
+        out = {}
+        for z in ctx.zipcodes:
+            peers = ctx.peer_responses(z)
+            if not peers:
+                continue
+            counts: dict[str, int] = {}
+            record_of: dict[str, dict] = {}
+            for records in peers.values():
+                for record in records:
+                    zpid = str(record.get("zpid"))
+                    counts[zpid] = counts.get(zpid, 0) + 1
+                    record_of.setdefault(zpid, record)
+            out[z] = [dict(record_of[k]) for k, n in sorted(counts.items()) if 2 * n > len(peers)]
+        return out or None
+
+    def commits(self, ctx: MinerContext, answer: dict | None, finish_s: float) -> list[Commit]:
+        return [Commit(finish_s, answer, False)]
+
+
+class Unserve(Honest):
+    """Publishes its endpoint one cycle in three and answers honestly then.
+
+    A score frozen while away would pay every cycle for the work of one.
+    """
+
+    name = "unserve"
+
+    def serves(self, epoch: int, miner: MinerInfo) -> bool:
+        return (epoch + miner.uid) % 3 == 0
+
+
+class Empty:
+    """Scrapes half of its zipcodes and answers the other half with empty lists."""
+
+    name = "empty"
+
+    def respond(self, ctx: MinerContext) -> dict[str, list[dict]] | None:
+        chosen = set(ctx.rng.sample(ctx.zipcodes, len(ctx.zipcodes) // 2))
+        return {z: ctx.scrape(z) if z in chosen else [] for z in ctx.zipcodes}
+
+
 BUILTIN_BEHAVIOURS: dict[str, type] = {
     cls.name: cls
-    for cls in (Honest, Offline, Lazy, Fabricate, Inflate, Copycat, Cartel, Sybil, Stale)
+    for cls in (
+        Honest,
+        Offline,
+        Lazy,
+        Fabricate,
+        Inflate,
+        Copycat,
+        Cartel,
+        Sybil,
+        Stale,
+        Pool,
+        PoolOmit,
+        EarlyClaim,
+        Silent,
+        Unserve,
+        Empty,
+    )
 }
 
 

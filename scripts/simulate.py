@@ -40,15 +40,24 @@ import random
 import sys
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sim_miners, also when loaded by path
+
+from sim_miners import (
+    COPY_DELAY_S,
+    HONEST_FINISH_S,
+    MinerWorld,
+    SimMiner,
+    settle_commits,
+)
 
 from common.records import RecordDigester
 from config.consensus import AssignmentConfig, ConsensusConfig, ScoringConfig
 from consensus.answers import ZipcodeAnswer, answer_from_digests, hash_to_int
 from consensus.assignment import MinerInfo, ZipcodeAssignmentManager
+from consensus.draft import ZPID_BITS
 from consensus.engine import ConsensusEngine
 from consensus.scoring import ScoringState, apply_cycle, compute_weights
 from consensus.tiebreak import TiebreakAnswer, TiebreakRequest
@@ -60,7 +69,7 @@ from consensus.types import (
     SpotCheckRequest,
     Verdict,
 )
-from scraping.adversaries import MinerContext, load_behaviour, properties_from_respond
+from scraping.adversaries import Commit, load_behaviour, properties_from_respond
 from scraping.adversaries import parse_adversary as parse_adversary_spec
 from scraping.synthetic import SyntheticWorld
 from vali_utils.spot_check import verdict_from_truth
@@ -68,13 +77,6 @@ from vali_utils.spot_check import verdict_from_truth
 HONEST = "honest"
 _DEFAULTS = AssignmentConfig()
 REFERENCE_HONEYPOT_SHARE = 0.01  # of each epoch's zipcodes, on top of the empty ones
-
-
-@dataclass
-class SimMiner:
-    info: MinerInfo
-    behaviour: object
-    kind: str
 
 
 def parse_adversary(text: str) -> tuple[str, float]:
@@ -119,6 +121,7 @@ class Simulation:
             args.miners, args.adversary, args.offline_fraction, args.seed
         )
         self.by_hotkey = {m.info.hotkey: m for m in self.miners}
+        self.miner_world = MinerWorld(self.world, args.seed, self.miners, args.honest_noise_free)
         self.assignment = ZipcodeAssignmentManager(
             AssignmentConfig(
                 zipcodes_per_batch=args.zipcodes_per_batch,
@@ -146,10 +149,11 @@ class Simulation:
         seed = hashlib.sha256(f"sim:{self.args.seed}:{epoch}".encode()).digest()
         zipcodes = list(self.world.iter_zipcodes(self.args.zipcodes, epoch))
         honeypots = self.honeypots(zipcodes, epoch)
-        # Miners that gave nothing last cycle are "recently failing": not eligible.
-        eligible = [m.info for m in self.miners if m.info.hotkey not in failing]
+        # Miners that gave nothing last cycle are "recently failing": not eligible;
+        # neither is one that does not publish its endpoint this cycle.
+        eligible = [m.info for m in self.miners if m.info.hotkey not in failing and m.serves(epoch)]
         plan = self.assignment.create_plan(zipcodes, eligible, seed)
-        submissions, responders = self.collect(plan, epoch)
+        submissions, responders, dropped = self.collect(plan, epoch)
         draft = self.engine.evaluate(plan, submissions, self.state.credibility())
         requests = self.engine.spot_check_requests(draft, seed)
         verdicts = [(r, self.verify(r)) for r in requests]
@@ -206,8 +210,54 @@ class Simulation:
                 default=0,
             ),
             "plan_hash": plan.plan_hash,
+            "dropped": dict(dropped),
+            # behaviour -> [groups paid the fast bonus, groups answered]
+            "fast_bonus": self.fast_bonus(result, submissions),
+            # behaviour -> [omitted listings confirmed, those independent miners reported]
+            "omitted": self.omitted_listings(draft, submissions),
         }
         return result, stats, assigned - answered
+
+    def fast_bonus(self, result: CycleResult, submissions: list[GroupSubmission]) -> dict:
+        answered: Counter[str] = Counter(s.miner.hotkey for s in submissions)
+        out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for hotkey, n in answered.items():
+            kind = self.by_hotkey[hotkey].kind
+            out[kind][0] += result.miners[hotkey].fast_groups if hotkey in result.miners else 0
+            out[kind][1] += n
+        return dict(out)
+
+    def omitted_listings(self, draft, submissions: list[GroupSubmission]) -> dict:
+        """Listings a coalition left out everywhere, reported by 3+ independent miners.
+
+        For behaviours with ``omitted(zpid)``: how many such listings there were
+        and how many ended confirmed, on zipcodes that are evidence.
+        """
+        comparison = draft.final_comparison or draft.comparison
+        evidence = comparison.confidence >= self.consensus_config.zipcode_confidence_threshold
+        confirmed = set(comparison.confirmed_keys.tolist())
+        reporters: dict[tuple[int, int], set[str]] = defaultdict(set)
+        for sub in submissions:
+            if self.by_hotkey[sub.miner.hotkey].coalition:
+                continue
+            for zipcode, answer in sub.answers.items():
+                zi = draft.zipcode_index[zipcode]
+                for zpid in answer.zpids.tolist():
+                    reporters[(zi, zpid)].add(sub.miner.coldkey)
+        out: dict[str, list[int]] = {}
+        for kind in sorted({m.kind for m in self.miners}):
+            behaviour = next(m.behaviour for m in self.miners if m.kind == kind)
+            omitted = getattr(behaviour, "omitted", None)
+            if omitted is None:
+                continue
+            total = hit = 0
+            for (zi, zpid), coldkeys in reporters.items():
+                if len(coldkeys) < 3 or not evidence[zi] or not omitted(str(zpid)):
+                    continue
+                total += 1
+                hit += ((zi << ZPID_BITS) | zpid) in confirmed
+            out[kind] = [hit, total]
+        return out
 
     def tiebreak_answers(self, requests: list[TiebreakRequest], epoch: int) -> list[TiebreakAnswer]:
         """Each tie-breaker looks the disputed properties up through its behaviour."""
@@ -217,15 +267,12 @@ class Simulation:
             zpids = [zpid for _, zpid in request.properties]
             for miner in request.miners:
                 sim = self.by_hotkey[miner.hotkey]
-                ctx = MinerContext(
-                    miner=miner,
-                    zipcodes=zipcodes,
-                    scrape=lambda z, hk=miner.hotkey: self.world.honest_view(z, hk, epoch),
-                    peer_responses=lambda z: {},
-                    rng=random.Random(f"tiebreak:{self.args.seed}:{epoch}:{miner.hotkey}"),
-                    epoch=epoch,
-                    stale=self.world.stale,
-                    fetch=self.world.lookup,
+                ctx = self.miner_world.context(
+                    sim,
+                    miner,
+                    zipcodes,
+                    epoch,
+                    random.Random(f"tiebreak:{self.args.seed}:{epoch}:{miner.hotkey}"),
                 )
                 found = properties_from_respond(sim.behaviour, ctx, zpids)
                 if found is None:
@@ -257,12 +304,14 @@ class Simulation:
             out[z] = Honeypot(z, HoneypotKind.REFERENCE, reference)
         return out
 
-    def collect(self, plan, epoch: int) -> tuple[list[GroupSubmission], _Responders]:
+    def collect(self, plan, epoch: int) -> tuple[list[GroupSubmission], _Responders, Counter]:
+        """Every miner's answer as the validator takes it: committed, revealed, timed."""
         submissions: list[GroupSubmission] = []
         responders = _Responders()
+        dropped: Counter = Counter()
         timeout = self.consensus_config.assignment_timeout_s
+        self.miner_world.begin_cycle(plan)
         for batch_id, groups in sorted(plan.batches.items()):
-            given: dict[str, dict[str, list[dict]]] = defaultdict(dict)
             finished: dict[str, float] = {}
             members = [(g, m) for g in groups for m in g.miners]
             rng = random.Random(f"order:{self.args.seed}:{epoch}:{batch_id}")
@@ -279,35 +328,37 @@ class Simulation:
                 miner_rng = random.Random(
                     f"miner:{self.args.seed}:{epoch}:{miner.hotkey}:{batch_id}"
                 )
-                ctx = MinerContext(
-                    miner=miner,
-                    zipcodes=list(group.zipcodes),
-                    scrape=lambda z, hk=miner.hotkey: self.world.honest_view(z, hk, epoch),
-                    peer_responses=lambda z, given=given: dict(given.get(z, {})),
-                    rng=miner_rng,
-                    epoch=epoch,
-                    stale=self.world.stale,
-                )
+                ctx = self.miner_world.context(sim, miner, list(group.zipcodes), epoch, miner_rng)
                 answer = sim.behaviour.respond(ctx)
-                if not answer:
-                    continue
                 if getattr(sim.behaviour, "copies_peers", False) and finished:
-                    elapsed = max(finished.values()) + miner_rng.uniform(30, 600)
+                    finish_s = max(finished.values()) + miner_rng.uniform(*COPY_DELAY_S)
                 else:
-                    elapsed = miner_rng.uniform(900, 7200)
-                if elapsed > timeout:
+                    finish_s = miner_rng.uniform(*HONEST_FINISH_S)
+                commit_fn = getattr(sim.behaviour, "commits", None)
+                commits = (
+                    commit_fn(ctx, answer, finish_s)
+                    if commit_fn is not None
+                    else [Commit(finish_s, answer, True)]
+                )
+                settled = settle_commits(commits, timeout)
+                if settled is None:
                     continue
-                finished[miner.hotkey] = elapsed
-                answers = {}
-                for zipcode, records in answer.items():
-                    given[zipcode][miner.hotkey] = records
-                    answers[zipcode] = self.to_answer(zipcode, records)
+                committed, completed_after_s = settled
+                reveal = getattr(sim.behaviour, "reveal", None)
+                if reveal is not None and reveal(ctx, committed) != committed:
+                    dropped["reveal_mismatch"] += 1
+                    continue
+                finished[miner.hotkey] = completed_after_s
+                self.miner_world.committed(sim, committed)
+                answers = {z: self.to_answer(z, records) for z, records in committed.items()}
                 submissions.append(
-                    GroupSubmission(miner, batch_id, group.overlap_group, answers, elapsed)
+                    GroupSubmission(
+                        miner, batch_id, group.overlap_group, answers, completed_after_s
+                    )
                 )
                 responders[batch_id] += 1
                 responders.keys_.add((batch_id, group.overlap_group, miner.hotkey))
-        return submissions, responders
+        return submissions, responders, dropped
 
     def to_answer(self, zipcode: str, records: list[dict]) -> ZipcodeAnswer:
         digests = [self.digester.digest(r) for r in records]
@@ -336,6 +387,17 @@ class Simulation:
         per_batch = [r for c in cycles for r in c["responders_per_batch"]]
         per_group = [r for c in cycles for r in c["group_responders"]]
         honest = [m for m in self.miners if m.kind == HONEST]
+        per_hotkey = {k: weight_share[k] / n for k, n in population.items()}
+        honest_per_hotkey = per_hotkey.get(HONEST, 0.0)
+        fast: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        omitted: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for c in cycles:
+            for kind, (paid, groups) in c["fast_bonus"].items():
+                fast[kind][0] += paid
+                fast[kind][1] += groups
+            for kind, (hit, total) in c["omitted"].items():
+                omitted[kind][0] += hit
+                omitted[kind][1] += total
         return {
             "args": {k: v for k, v in vars(self.args).items() if k != "json"},
             "batches": total_batches,
@@ -352,6 +414,20 @@ class Simulation:
             },
             "weight_share_by_behavior": {k: round(weight_share[k], 6) for k in sorted(population)},
             "flagged_by_behavior": dict(sorted(flagged_share.items())),
+            # weight share per hotkey of a behaviour / that of an honest hotkey
+            "earnings_ratio_by_behavior": {
+                k: round(v / honest_per_hotkey, 4) if honest_per_hotkey > 0 else None
+                for k, v in sorted(per_hotkey.items())
+            },
+            # share of the groups a behaviour answered that were paid the fast bonus
+            "fast_bonus_share_by_behavior": {
+                k: round(paid / groups, 4) for k, (paid, groups) in sorted(fast.items()) if groups
+            },
+            # listings a coalition left out that independent miners reported: share confirmed
+            "omitted_listings_confirmed_by_behavior": {
+                k: round(hit / total, 4) if total else None
+                for k, (hit, total) in sorted(omitted.items())
+            },
             "honest_false_flag_rate": _share(m.info.hotkey in flagged for m in honest),
             "max_miners_per_coldkey_in_group": max(
                 c["max_miners_per_coldkey_in_group"] for c in cycles
@@ -422,6 +498,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="skip the same-cycle re-check of disputed records by fresh miners",
     )
+    parser.add_argument(
+        "--honest-noise-free",
+        action="store_true",
+        help="honest views without misses or stale values: honest answers become identical, "
+        "as when every miner calls the same API at the same time",
+    )
     parser.add_argument("--json", type=Path, help="write the report here")
     args = parser.parse_args(argv)
     if args.miners < 1 or args.zipcodes < 1 or args.cycles < 1:
@@ -449,10 +531,12 @@ def main(argv: list[str] | None = None) -> int:
         f"confidence>0.7 before tie-breaks {report['batch_confidence_rate_before_tiebreak']:.3f}  "
         f"runtime {report['runtime_s']} s"
     )
-    print(f"{'behaviour':<12}{'population':>11}{'weight':>9}{'flagged':>9}")
+    print(f"{'behaviour':<12}{'population':>11}{'weight':>9}{'earnings':>10}{'flagged':>9}")
     for kind, share in report["population_share_by_behavior"].items():
+        ratio = report["earnings_ratio_by_behavior"][kind]
         print(
             f"{kind:<12}{share:>11.3f}{report['weight_share_by_behavior'][kind]:>9.3f}"
+            f"{'-' if ratio is None else format(ratio, '.3f'):>10}"
             f"{report['flagged_by_behavior'][kind]:>9.3f}"
         )
     return 0
