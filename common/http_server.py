@@ -115,8 +115,8 @@ class BodyGate:
         holding = False
         try:
             async with asyncio.timeout(self.timeout_s):
-                if small:
-                    return await _read_capped(request, limit)
+                if small:  # within the cap, known length: one read, no slot
+                    return await request.read() if declared <= limit else _too_large(limit)
                 await self._slots.acquire()
                 holding = True
                 return await _read_capped(request, limit)
@@ -135,14 +135,18 @@ class BodyGate:
                 self._slots.release()
 
 
+def _too_large(limit: int) -> bytes:
+    raise BodyRefused(413, "body_too_large", f"body over {limit} bytes")
+
+
 async def _read_capped(request: web.BaseRequest, limit: int) -> bytes:
     declared = request.content_length
     if declared is not None and declared > limit:
-        raise BodyRefused(413, "body_too_large", f"body over {limit} bytes")
+        _too_large(limit)
     body = bytearray()
     async for chunk in request.content.iter_chunked(READ_CHUNK_BYTES):
         if len(body) + len(chunk) > limit:
-            raise BodyRefused(413, "body_too_large", f"body over {limit} bytes")
+            _too_large(limit)
         body += chunk
     return bytes(body)
 

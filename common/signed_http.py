@@ -316,7 +316,11 @@ def signed_route(
             response[AUTH_REASON] = reason
             return _refuse_unread(request, response)
         try:
-            raw = await policy.body_gate.read(request, policy.max_body_bytes)
+            raw = (
+                await policy.body_gate.read(request, policy.max_body_bytes)
+                if request.body_exists
+                else b""
+            )
         except BodyRefused as refused:
             peer = request.remote or "-"
             if refused.dropped:

@@ -314,3 +314,33 @@ def test_slow_connections_are_closed_and_the_honest_validator_is_served(miner):
     log = miner["log"].read_text()
     assert "Traceback" not in log
     assert "body not received within" in log  # the slow bodies, one line each
+
+
+def test_a_dropped_body_is_one_log_line(miner):
+    host, port = miner["endpoint"].rsplit(":", 1)
+    people = miner["people"]
+    headers = http_auth.sign(
+        people["validator"].keypair,
+        method="POST",
+        path=ROUTE,
+        body=collect_body("dropped"),
+        receiver_ss58=people["miner"].hotkey,
+    )
+
+    async def drop() -> None:
+        _, writer = await asyncio.open_connection(host, int(port))
+        lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        head = f"POST {ROUTE} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 2000\r\n{lines}\r\n"
+        writer.write(head.encode() + b"{")
+        await writer.drain()
+        writer.transport.abort()  # gone mid-body, as a crashed or hostile peer
+
+    asyncio.run(drop())
+    deadline = time.monotonic() + 10
+    while "dropped: " not in miner["log"].read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)  # another process's log cannot be awaited
+    log = miner["log"].read_text()
+    assert "dropped: " in log
+    assert "Traceback" not in log
+    status, elapsed = asyncio.run(honest_call(miner, "after-drop"))
+    assert status == 200 and elapsed < HONEST_WITHIN_S
