@@ -65,13 +65,13 @@ class ConsensusConfig:
     # Records verified through the validator's own source: one lookup each, so
     # 300 per 4 h cycle is about 1,800 source calls a day.
     spot_checks_per_cycle: int = 300
-    spot_checks_per_disputed_batch: int = 3  # disputed records checked first, per batch
+    spot_checks_per_disputed_batch: int = 4  # disputed records checked first, per batch
     spot_checks_per_batch: int = 1  # random confirmed records, per batch
     # Records no group accepted that two or more coldkeys reported, per batch:
     # where a bloc's omissions or a cartel's inventions show (consensus/evidence.py).
     spot_checks_per_uncertain_batch: int = 4
     # A submission whose votes on checked records were wrong at least this often,
-    # and more often than right, keeps only its right share of tally weight.
+    # and no less often than right, keeps the square of its right share of tally weight.
     evidence_min_wrong: int = 2
     capture_min_failures: int = 2  # failed spot checks that mark a group as captured
     spot_check_flag_min_failures: int = 2  # failed checks that flag the miners behind them

@@ -157,7 +157,6 @@ def select_spot_checks(
 def apply_verdicts(
     draft: ConsensusDraft,
     verdicts: Sequence[tuple[SpotCheckRequest, Verdict]],
-    extra: Sequence[tuple[SpotCheckRequest, Verdict]] = (),
 ) -> tuple[set[int], dict[int, float], set[int]]:
     """Turn verdicts into captured groups, single-group trust and non-existent listings.
 
@@ -167,9 +166,6 @@ def apply_verdicts(
     index: share of its checks passed}, {zipcode_index << ZPID_BITS | zpid of
     listings found not to exist}). Only non-existence flags individual miners:
     a wrong value can be honest staleness, an invented listing cannot.
-    ``extra`` checks (resolved tie-breaks) count for groups only: miners'
-    answers are not the validator's own source, so they flag nobody directly;
-    a group that left out a record they found not to exist passes that check.
     """
     cfg = draft.config
     gc = draft.groups
@@ -178,13 +174,12 @@ def apply_verdicts(
     passes: Counter[int] = Counter()
     failures: Counter[int] = Counter()
     missing: set[int] = set()
-    own = len(verdicts)
-    for i, (request, verdict) in enumerate([*verdicts, *extra]):
+    for request, verdict in verdicts:
         zi = draft.zipcode_index.get(request.zipcode)
         if zi is None or verdict not in (Verdict.MATCH, *_FAIL):
             continue
         zkey = (zi << ZPID_BITS) | request.zpid
-        if verdict is Verdict.NOT_FOUND and i < own:
+        if verdict is Verdict.NOT_FOUND:
             missing.add(zkey)
         for gi, group in enumerate(draft.plan.groups):
             if group.batch_id != request.batch_id:
@@ -192,8 +187,6 @@ def apply_verdicts(
             key = ((gi * nz + zi) << ZPID_BITS) | request.zpid
             k = int(np.searchsorted(key_sorted, key))
             if k >= key_sorted.size or key_sorted[k] != key or not gc.accepted[k]:
-                if i >= own and verdict is Verdict.NOT_FOUND:
-                    passes[gi] += 1  # a tie-break found the record it left out invented
                 continue
             same_value = not gc.value_resolved[k] or int(gc.value_hash[k]) == request.record_hash
             if verdict is Verdict.MATCH:

@@ -22,19 +22,26 @@ How a zipcode is decided:
 3. ``confidence`` = agreement x (0.5 + 0.5 x support margin) x responder
    factor. Zipcodes under ``zipcode_confidence_threshold`` are no evidence:
    nobody gains or loses on them.
-4. Spot-check verdicts (the validator's own source) mark a group whose accepted
-   records fail as *captured*; it is dropped for the whole batch and the batch
-   is compared again. A batch left with one group is only trusted as far as
-   that group's own records passed their spot checks.
+4. Spot-check verdicts (the validator's own source: disputed records, records
+   two or more coldkeys reported that no group accepted, a sample) are
+   evidence. Each responder's votes on the checked records weigh it in a
+   second tally (a bloc the checks contradicted loses its weight, so a pool
+   cannot outvote independent miners by head count); a checked record is
+   settled as the source says. A group whose accepted records fail is
+   *captured*; it is dropped for the whole batch and the batch is compared
+   again. A batch left with one group is only trusted as far as that group's
+   own records passed their spot checks.
 5. Tie-breaks (``consensus/tiebreak.py``): disputed records re-checked in the
-   same cycle by five miners of neither group. A resolved dispute counts as a
-   check of the groups (as in 4) and settles the record: present joins the
+   same cycle by five miners of neither group, weighted like their tally
+   votes. A resolved dispute settles the record: present joins the
    consensus, absent becomes an unconfirmed record of whoever reported it;
-   agreement counts settled disputes as agreed. Unresolved ones stay disputed.
+   agreement counts settled disputes as agreed. Unresolved ones stay
+   disputed. Tie-breakers never capture a group: they are miners too.
 
 Where each step lives: ``draft.py`` flattens the submissions into arrays,
-``tally.py`` is step 1, ``comparison.py`` steps 2-3, ``antigaming.py`` step 4
-(and copy detection), ``tiebreak.py`` step 5, ``evaluation.py`` the scoring.
+``tally.py`` is step 1, ``comparison.py`` steps 2-3, ``evidence.py`` and
+``antigaming.py`` step 4 (and copy detection), ``tiebreak.py`` step 5,
+``evaluation.py`` the scoring.
 
 Performance: all records of a cycle live in flat numpy arrays; the one sort of
 (group, zipcode, zpid, hash) keys does the counting, so cost is one
@@ -52,7 +59,12 @@ from consensus.assignment import AssignmentPlan, MinerInfo
 from consensus.comparison import compare_groups
 from consensus.draft import ConsensusDraft, flatten
 from consensus.evaluation import evaluate_miners
-from consensus.evidence import evidence_weights, uncertain_checks, verified_resolutions
+from consensus.evidence import (
+    evidence_by_hotkey,
+    evidence_weights,
+    uncertain_checks,
+    verified_resolutions,
+)
 from consensus.tally import group_consensus
 from consensus.tiebreak import (
     TiebreakAnswer,
@@ -60,7 +72,6 @@ from consensus.tiebreak import (
     TiebreakRequest,
     apply_resolution,
     plan_tiebreaks,
-    resolution_checks,
     resolve_disputes,
     score_tiebreakers,
 )
@@ -112,20 +123,24 @@ class ConsensusEngine:
         """Apply spot-check verdicts, tie-breaks and honeypot references, then score every miner.
 
         ``tiebreaks`` is (the cycle's ``tiebreak_requests``, the answers
-        collected). A resolved dispute counts as a check of the groups that
-        accepted it (repeated failures capture a group, as spot checks do) and
-        settles the record in the final consensus; tie-breakers are scored on
-        their answers. Returns the cycle result: per-zipcode outcomes,
+        collected). A resolved dispute settles the record in the final
+        consensus (the validator's own checks settle theirs first);
+        tie-breakers are scored on their answers. Returns the cycle result: per-zipcode outcomes,
         per-miner results with flags and their evidence, the groups found
         captured, and ``tiebreak`` counts.
         """
-        outcome = resolve_disputes(draft, *tiebreaks) if tiebreaks else None
+        outcome = (
+            resolve_disputes(draft, *tiebreaks, evidence_by_hotkey(draft, verdicts))
+            if tiebreaks
+            else None
+        )
         # The tally again, each submission weighted by how its votes held up
         # against the validator's own checks (always from scratch: finalize
         # may be called more than once on one draft).
         draft.groups = group_consensus(draft, evidence_weights(draft, verdicts))
-        extra = resolution_checks(draft, outcome) if outcome else []
-        captured, trust, missing = apply_verdicts(draft, verdicts, extra)
+        # Only the validator's own source can void a group: tie-breakers are
+        # miners, and a pool drawn as tie-breakers could void an honest one.
+        captured, trust, missing = apply_verdicts(draft, verdicts)
         comparison = compare_groups(draft, captured, trust, honeypots or {})
         verified = verified_resolutions(draft, verdicts)
         # The validator's own source settles what it checked; tie-breakers the rest.

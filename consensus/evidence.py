@@ -13,16 +13,18 @@ verdicts, all pure functions of the draft, the verdicts and the cycle seed:
 2. ``evidence_weights``: every responder of a checked zipcode voted on the
    checked record, by reporting it or by leaving it out. A submission whose
    votes the checks contradicted at least ``evidence_min_wrong`` times, and
-   more often than they bore them out, keeps only the share it got right of
-   its weight in the tally run again after the checks. A bloc that left out
-   real listings loses its weight; one honest miss among right answers
-   costs nothing.
+   no less often than they bore them out, keeps the square of the share it
+   got right of its weight in the tally run again after the checks (a bloc
+   that left out real listings, wrong on 7 checks of 8, keeps 1.6%: two
+   honest reporters then outvote seven of its members). One honest miss
+   among right answers costs nothing.
 3. ``verified_resolutions``: a listing the source found is settled present
    with the checked value; one it did not find is settled absent. A tally
    never outvotes the validator's own check.
 
     requests = uncertain_checks(draft, seed)            # with the other spot checks
     weights = evidence_weights(draft, verdicts)         # None: nothing to re-tally
+    by_hotkey = evidence_by_hotkey(draft, verdicts)     # the same, for tie-breakers
     resolved = verified_resolutions(draft, verdicts)    # zkey -> hash, None = absent
 """
 
@@ -147,11 +149,34 @@ def evidence_weights(
 ) -> np.ndarray | None:
     """Per submission, the share of its tally weight the checks leave it (None: all keep 1)."""
     right, wrong = votes_on_checks(draft, verdicts)
-    contradicted = (wrong >= draft.config.evidence_min_wrong) & (wrong > right)
+    contradicted = (wrong >= draft.config.evidence_min_wrong) & (wrong >= right)
     if not contradicted.any():
         return None
     share = right / np.maximum(right + wrong, 1)
-    return np.where(contradicted, share, 1.0)
+    return np.where(contradicted, share**2, 1.0)
+
+
+def evidence_by_hotkey(
+    draft: ConsensusDraft, verdicts: Sequence[tuple[SpotCheckRequest, Verdict]]
+) -> dict[str, float]:
+    """Per miner, over all its submissions, the share of its weight the checks leave it.
+
+    Tie-breakers are miners too, and a pool can be drawn as tie-breakers: a
+    tie-breaker's vote is scaled like its tally weight, by how its answers
+    this cycle held up against the validator's own checks. Only miners the
+    checks contradicted appear.
+    """
+    right, wrong = votes_on_checks(draft, verdicts)
+    totals: dict[str, list[int]] = {}
+    for s, sub in enumerate(draft.submissions):
+        t = totals.setdefault(sub.miner.hotkey, [0, 0])
+        t[0] += int(right[s])
+        t[1] += int(wrong[s])
+    return {
+        hotkey: (r / (r + w)) ** 2
+        for hotkey, (r, w) in totals.items()
+        if w >= draft.config.evidence_min_wrong and w >= r
+    }
 
 
 def verified_resolutions(

@@ -274,14 +274,17 @@ def apply_s3_verdicts(result: CycleResult, verdicts: Mapping[str, ManifestVerdic
 
     A mismatch adds a ``fabrication`` flag whose evidence says ``check:
     s3_manifest`` and quotes the findings. A miner whose verdict is
-    ``unavailable`` is removed from ``miners``: ``apply_cycle`` then leaves its
-    score and credibility as they were (an S3 outage is nobody's fault).
+    ``unavailable`` is removed from ``miners`` and marked ``excused``:
+    ``apply_cycle`` then leaves its score and credibility as they were (an S3
+    outage is nobody's fault).
     """
     miners = dict(result.miners)
     flags = list(result.flags)
+    excused = set(result.excused)
     for hotkey, verdict in sorted(verdicts.items()):
         if verdict.status is VerdictStatus.UNAVAILABLE:
             miners.pop(hotkey, None)
+            excused.add(hotkey)
         elif verdict.status is VerdictStatus.MISMATCH:
             flag = Flag(
                 hotkey,
@@ -291,4 +294,4 @@ def apply_s3_verdicts(result: CycleResult, verdicts: Mapping[str, ManifestVerdic
             flags.append(flag)
             if hotkey in miners:
                 miners[hotkey] = replace(miners[hotkey], flags=[*miners[hotkey].flags, flag])
-    return replace(result, miners=miners, flags=flags)
+    return replace(result, miners=miners, flags=flags, excused=frozenset(excused))

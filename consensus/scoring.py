@@ -15,7 +15,9 @@ Answered no-evidence zipcodes are credited at the miner's own running
 quality, so they neither raise nor lower it; unanswered ones earn nothing.
 A miner the state knows that is not in the cycle's plan (no endpoint, not
 serving) earns nothing for it: its score decays as if its reward were 0, so
-serving one cycle in K cannot keep the score of every cycle.
+serving one cycle in K cannot keep the score of every cycle. A miner the
+cycle excuses (``CycleResult.excused``: its S3 check could not be made)
+keeps its score.
 ``credibility`` (the vote weight in consensus) is an EMA of precision on
 evidence zipcodes, halved on a flag; it starts neutral. Weights are scores normalised to sum to 1.
 
@@ -145,9 +147,10 @@ def apply_cycle(
     miners = dict(state.miners)
     for hotkey, previous in state.miners.items():
         if hotkey not in result.miners:
+            excused = hotkey in result.excused
             miners[hotkey] = replace(
                 previous,
-                score=(1 - cfg.score_alpha) * previous.score,
+                score=previous.score if excused else (1 - cfg.score_alpha) * previous.score,
                 penalty=previous.penalty * cfg.penalty_decay,
             )
     for hotkey, r in result.miners.items():

@@ -167,11 +167,12 @@ def group_consensus(draft: ConsensusDraft, evidence: np.ndarray | None = None) -
     if draft.sorted_rows is None:
         draft.sorted_rows = _sort_rows(draft)
     rows = draft.sorted_rows
-    first = _tally(draft, rows, draft.submission_weight[draft.response_submission])
+    # Evidence scales both tallies: the majority a miner's agreement is measured
+    # against must not be the bloc the checks contradicted.
+    weight = draft.submission_weight if evidence is None else draft.submission_weight * evidence
+    first = _tally(draft, rows, weight[draft.response_submission])
     agreement, draft.empty_abstains = _majority_agreement(draft, rows, first)
-    weight = draft.submission_weight * agreement
-    if evidence is not None:
-        weight = weight * evidence
+    weight = weight * agreement
     draft.effective_weight = np.maximum(draft.config.min_credibility_weight * 0.1, weight)
     return _tally(
         draft, rows, draft.effective_weight[draft.response_submission], ~draft.empty_abstains

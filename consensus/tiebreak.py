@@ -35,7 +35,7 @@ from consensus.antigaming import seeded_rank
 from consensus.assignment import MinerInfo
 from consensus.comparison import zipcode_confidence
 from consensus.draft import EPS, ZPID_BITS, Comparison, ConsensusDraft, lookup
-from consensus.types import MinerCycleResult, SpotCheckRequest, Verdict
+from consensus.types import MinerCycleResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,8 +184,14 @@ def resolve_disputes(
     draft: ConsensusDraft,
     requests: Sequence[TiebreakRequest],
     answers: Sequence[TiebreakAnswer],
+    evidence: Mapping[str, float] | None = None,
 ) -> TiebreakOutcome:
-    """Credibility-weighted vote of each dispute's tie-breakers (others' answers are ignored)."""
+    """Credibility-weighted vote of each dispute's tie-breakers (others' answers are ignored).
+
+    ``evidence`` scales the weight of tie-breakers whose answers this cycle
+    the validator's own checks contradicted (``consensus/evidence.py``).
+    """
+    evidence = evidence or {}
     cfg = draft.config
     by_miner: dict[tuple[int, str], TiebreakAnswer] = {}
     for a in answers:
@@ -212,7 +218,7 @@ def resolve_disputes(
                 voters[miner.hotkey] = value
                 weight = max(
                     cfg.min_credibility_weight, float(draft.credibility.get(miner.hotkey, 0.5))
-                )
+                ) * evidence.get(miner.hotkey, 1.0)
                 votes[value] += weight
             total = sum(votes.values())
             winner, best = None, -1.0
@@ -234,25 +240,6 @@ def resolve_disputes(
             else:
                 outcome.unresolved.add(zkey)
     return outcome
-
-
-def resolution_checks(
-    draft: ConsensusDraft, outcome: TiebreakOutcome
-) -> list[tuple[SpotCheckRequest, Verdict]]:
-    """Resolved disputes as group checks: a group accepting the losing value fails one."""
-    checks = []
-    for zkey, value in sorted(outcome.resolved.items()):
-        zi, zpid = zkey >> ZPID_BITS, zkey & ((1 << ZPID_BITS) - 1)
-        request = SpotCheckRequest(
-            draft.zipcodes[zi],
-            zpid,
-            0 if value is None else value,
-            None,
-            outcome.batch_of[zkey],
-            "tiebreak",
-        )
-        checks.append((request, Verdict.NOT_FOUND if value is None else Verdict.MATCH))
-    return checks
 
 
 def apply_resolution(

@@ -140,6 +140,10 @@ class CycleResult:
     dropped: dict[str, int]  # reason -> count of ignored submissions or answers
     # disputes asked about, resolved, settled in the consensus (empty without tie-breaks)
     tiebreak: dict[str, int] = field(default_factory=dict)
+    # Miners of the plan whose cycle says nothing (their S3 check could not be
+    # made): scoring leaves them as they were, where a miner absent from the
+    # plan earns nothing.
+    excused: frozenset[str] = frozenset()
 
     def batch_confidence(self) -> dict[int, float]:
         """Mean zipcode confidence per batch (honeypots excluded)."""

@@ -246,13 +246,15 @@ def test_finalize_without_tiebreaks_is_unchanged():
     }
 
 
-def test_resolved_fabrications_capture_the_wrong_group_and_score_everyone():
+def test_resolved_fabrications_settle_the_records_and_score_everyone():
+    """Tie-breakers settle what they resolve but void no group: only the validator's source can
+    (a pool drawn as tie-breakers must not be able to void an honest group)."""
     engine, plan, draft = disputed_cycle(n_fake_zipcodes=2, n_fakes=5)
     request = plan_tiebreaks(draft, SEED)[0]
     before = engine.finalize(draft)
     after = engine.finalize(draft, tiebreaks=([request], all_answer(request, lambda z, p: None)))
-    assert after.tiebreak == {"disputes": 10, "resolved": 10, "settled": 0}
-    assert (0, 0) in after.captured_groups and (0, 0) not in before.captured_groups
+    assert after.tiebreak == {"disputes": 10, "resolved": 10, "settled": 10}
+    assert after.captured_groups == before.captured_groups == []
     batch_zipcodes = [z for z, o in after.zipcodes.items() if o.batch_id == 0]
     for z in batch_zipcodes:
         assert after.zipcodes[z].confidence >= 0.7 > before.zipcodes[z].confidence
