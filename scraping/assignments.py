@@ -25,37 +25,20 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from common.chain import NeuronInfo
-from common.manifest import manifest_commitment, new_salt
-from common.protocol import (
-    PROTOCOL_VERSION,
-    AssignmentStatus,
-    DataAssignmentRequest,
-    Progress,
-    commitment_message,
-)
+from common.manifest import new_salt
+from common.protocol import PROTOCOL_VERSION, AssignmentStatus, DataAssignmentRequest
 from common.records import RecordDigester
 from common.signed_http import RequestRefused
 from scraping.adversaries import MinerContext
-from scraping.collect import (
-    StoredAssignment,
-    answered_lookups,
-    commit_work,
-    covered_by,
-    finished_work,
-    manifest_from_rows,
-    record_commitment,
-    reply,
-    stored_assignment,
-)
+from scraping.answers import StoredAnswers
+from scraping.collect import reply
 from scraping.lookups import (
     behaviour_context,
     lookup_rows,
     lookup_with_behaviour,
     lookup_with_source,
-    property_answers,
 )
 from scraping.source import PropertySource
 from scraping.store import MinerStore, transaction
@@ -68,7 +51,7 @@ DEFAULT_DEADLINE_S = 3 * 3600.0
 
 
 class MinerService:
-    """Serves assign and collect from a store; owns the background scraping tasks."""
+    """Serves assign, collect and reveal from a store; owns the background scraping tasks."""
 
     def __init__(
         self,
@@ -82,9 +65,6 @@ class MinerService:
         signer: object | None = None,
     ) -> None:
         self.store = store
-        # The hotkey's keypair (``sign(bytes) -> bytes``): commitments go out signed,
-        # proof for the validator of what this miner committed. None: unsigned.
-        self.signer = signer
         self.source = source
         self.hotkey = hotkey
         self.behaviour = behaviour  # local subnet only: a simulator behaviour
@@ -96,6 +76,8 @@ class MinerService:
         self._tasks: dict[str, asyncio.Task] = {}
         self._status: dict[str, str] = {}  # assignment key -> status, for stored assignments
         self._pending_writes: set[asyncio.Future] = set()
+        # collect and reveal; signer: the hotkey's keypair, so commitments go out signed.
+        self.answers = StoredAnswers(store, hotkey, signer, uploader)
 
     async def start(self) -> None:
         """Resume every assignment a previous run left unfinished."""
@@ -142,8 +124,8 @@ class MinerService:
         if request.phase == "assign":
             return await self._assign(caller, request)
         if request.phase == "reveal":
-            return await self._reveal(caller, request)
-        return await self._collect(caller, request)
+            return await self.answers.reveal(caller, request)
+        return await self.answers.collect(caller, request)
 
     async def _assign(
         self, caller: NeuronInfo, request: DataAssignmentRequest
@@ -262,134 +244,6 @@ class MinerService:
         self._pending_writes.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("could not record a request: %s", task.exception())
-
-    async def _stored(
-        self, caller: NeuronInfo, request: DataAssignmentRequest
-    ) -> StoredAssignment | None:
-        return await self.store.run(
-            lambda db: stored_assignment(db, caller.hotkey, request.request_id)
-        )
-
-    async def _collect(
-        self, caller: NeuronInfo, request: DataAssignmentRequest
-    ) -> DataAssignmentRequest:
-        """Status, progress and the commitment to the work done so far; never the manifest."""
-        found = await self._stored(caller, request)
-        if found is None:
-            return reply(request, AssignmentStatus.REJECTED, error="unknown request_id")
-        status = AssignmentStatus(found.status)
-        if found.lookups:
-            rows = await self.store.run(lambda db: answered_lookups(db, found.key))
-            progress = Progress(
-                zipcodes_done=len(rows),
-                zipcodes_total=found.zipcodes_total,
-                records=sum(r[2] for r in rows),
-            )
-            return reply(
-                request, status, progress=progress, property_answers=property_answers(rows)
-            )
-        # The status is read before the work: "completed" then means all of it is in.
-        work, commitment, known = await self.store.run(
-            lambda db: commit_work(db, found, self.hotkey)
-        )
-        covered = len(work.zipcode_rows)
-        if not known:
-            # Written before the answer leaves: every commitment a validator holds
-            # can be revealed, also after a crash.
-            await self.store.write(
-                lambda db: record_commitment(db, found.key, commitment, covered, time.time())
-            )
-            logger.info(
-                "assignment %s: commitment %s covers %d zipcodes (validator uid %s, request %s)",
-                found.key,
-                commitment[:12],
-                covered,
-                caller.uid,
-                request.request_id,
-            )
-        progress = Progress(
-            zipcodes_done=covered,
-            zipcodes_total=found.zipcodes_total,
-            records=len(work.record_rows),
-        )
-        signature = None
-        if self.signer is not None:
-            message = commitment_message(found.key, found.epoch_id, commitment)
-            signature = "0x" + bytes(self.signer.sign(message)).hex()  # type: ignore[attr-defined]
-        return reply(
-            request,
-            status,
-            progress=progress,
-            commitment=commitment,
-            commitment_signature=signature,
-        )
-
-    async def _reveal(
-        self, caller: NeuronInfo, request: DataAssignmentRequest
-    ) -> DataAssignmentRequest:
-        """The manifest of a commitment this miner issued, and the salt; after the deadline only."""
-        found = await self._stored(caller, request)
-        if found is None:
-            return reply(request, AssignmentStatus.REJECTED, error="unknown request_id")
-        if found.lookups:
-            raise RequestRefused(
-                400, "nothing_to_reveal", "property lookups are answered in collect"
-            )
-        now = time.time()
-        if found.deadline_at is not None and now < found.deadline_at:
-            deadline = datetime.fromtimestamp(found.deadline_at, UTC).isoformat()
-            raise RequestRefused(
-                403,
-                "reveal_before_deadline",
-                f"request {request.request_id}: manifests are revealed after the deadline"
-                f" {deadline}, {found.deadline_at - now:.1f}s from now",
-            )
-        commitment = request.commitment or ""
-        covered = await self.store.run(lambda db: covered_by(db, found.key, commitment))
-        if covered is None:
-            raise RequestRefused(
-                404,
-                "unknown_commitment",
-                f"request {request.request_id}: this miner issued no commitment {commitment[:16]}",
-            )
-        work = await self.store.run(lambda db: finished_work(db, found.key, covered))
-        files = (
-            await self.uploader.manifest_files(found.epoch_id, work.zipcode_rows)
-            if self.uploader is not None and found.epoch_id
-            else {}
-        )
-        manifest = manifest_from_rows(
-            self.hotkey,
-            found.epoch_id,
-            found.epoch_nonce,
-            work.zipcode_rows,
-            work.record_rows,
-            files,
-        )
-        if manifest_commitment(manifest, found.salt) != commitment:
-            # A finished zipcode's records never change: this is a bug, not a peer's doing.
-            raise RuntimeError(f"assignment {found.key}: rebuilt manifest misses its commitment")
-        logger.info(
-            "assignment %s: revealed %d zipcodes of commitment %s to validator uid %s (request %s)",
-            found.key,
-            covered,
-            commitment[:12],
-            caller.uid,
-            request.request_id,
-        )
-        progress = Progress(
-            zipcodes_done=covered,
-            zipcodes_total=found.zipcodes_total,
-            records=len(work.record_rows),
-        )
-        return reply(
-            request,
-            AssignmentStatus(found.status),
-            progress=progress,
-            manifest=manifest,
-            commitment=commitment,
-            salt=found.salt,
-        )
 
     def _launch(self, key: str) -> None:
         if key in self._tasks and not self._tasks[key].done():

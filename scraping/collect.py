@@ -1,4 +1,4 @@
-"""What a miner answers to ``collect`` and ``reveal``: read from its store, never from memory.
+"""The store's side of a miner's ``collect`` and ``reveal`` answers (``scraping/answers.py``).
 
 Commit, then reveal (DESIGN 4.1). Before the deadline a ``collect`` answer
 carries status, progress and a commitment (``common.manifest.manifest_commitment``)
