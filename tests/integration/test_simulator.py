@@ -111,7 +111,13 @@ def test_bad_adversary_spec_fails_with_one_clear_line(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_tiebreakers_resolve_a_cartel_captured_group(tmp_path):
+def test_tiebreakers_resolve_the_disputes_a_cartel_raises(tmp_path):
+    """Tie-breakers resolve the cartel's disputes and never lower confidence.
+
+    Since the validator's own checks weigh a cartel down in the re-tally, its
+    groups need no tie-break to recover (confidence is already full without
+    them); tie-breaks settle the disputed records themselves.
+    """
     with_tiebreak = simulate(tmp_path, "--adversary", "cartel=0.3")
     without = simulate(tmp_path, "--adversary", "cartel=0.3", "--no-tiebreak")
     assert with_tiebreak["disputes"] > 0
@@ -119,8 +125,48 @@ def test_tiebreakers_resolve_a_cartel_captured_group(tmp_path):
     assert without["disputes"] == without["disputes_resolved"] == 0
     assert (
         with_tiebreak["batch_confidence_rate_before_tiebreak"]
-        < with_tiebreak["batch_confidence_rate"]
+        <= with_tiebreak["batch_confidence_rate"]
     )
-    assert with_tiebreak["batch_confidence_rate"] > without["batch_confidence_rate"]
+    assert with_tiebreak["batch_confidence_rate"] >= without["batch_confidence_rate"] >= 0.9
     assert with_tiebreak["weight_share_by_behavior"]["cartel"] < 0.05
     assert with_tiebreak["honest_false_flag_rate"] < 0.01
+
+
+# --- incentives v2: each behaviour at 40%, through the acceptance table's own limits ---------
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from attack_matrix import BEHAVIOURS, failures  # noqa: E402
+
+
+@pytest.mark.parametrize("behaviour", BEHAVIOURS)
+def test_every_behaviour_at_forty_percent_holds_its_limits(tmp_path, behaviour):
+    """Guards against a strategy earning more per hotkey than its limit, or framing the honest.
+
+    The limits are ``scripts/attack_matrix.py``'s (the whole table runs both
+    fractions and both seeds): honest false flags under 1%, batch confidence
+    at least 0.9, earnings per hotkey against an honest hotkey under 0.05
+    (inventors, copiers), at most 1.0 (pools, early claims), under 0.5
+    (slackers), no fast bonus for an early claim, and a pool's left-out
+    listings confirmed where independent miners report them.
+    """
+    report = simulate(tmp_path, "--seed", "11", "--adversary", f"{behaviour}=0.4")
+    assert report["population_share_by_behavior"][behaviour] >= 0.39
+    assert failures(behaviour, report) == []
+
+
+def test_noise_free_honest_miners_are_identical_yet_never_flagged(tmp_path):
+    """Guards against identical answers being a penalty in themselves.
+
+    Without noise every honest miner gives the same answer (as when all call
+    the same API at once): nobody may be flagged, and a pool serving the same
+    view as everyone else earns what an honest hotkey does, not more.
+    """
+    alone = simulate(tmp_path, "--honest-noise-free")
+    assert alone["honest_false_flag_rate"] == 0.0
+    assert alone["batch_confidence_rate"] >= 0.9
+    honest = [m for m in alone["miners"] if m["behavior"] == "honest"]
+    weights = [m["weight"] for m in honest]
+    assert min(weights) > 0.5 * max(weights)  # everyone earns a share, spread by speed only
+    with_pool = simulate(tmp_path, "--honest-noise-free", "--adversary", "pool=0.4")
+    assert with_pool["honest_false_flag_rate"] == 0.0
+    assert with_pool["earnings_ratio_by_behavior"]["pool"] <= 1.02
