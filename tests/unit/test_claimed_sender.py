@@ -36,23 +36,25 @@ def signed(**overrides) -> dict[str, str]:
     return headers
 
 
+# Built when the test runs, not at collection: a full suite runs this file
+# minutes after collecting it, and "future" would have become the present.
 CASES = {
-    "no_version": signed(**{http_auth.HEADER_VERSION: None}),
-    "bad_version": signed(**{http_auth.HEADER_VERSION: "2"}),
-    "no_hotkey": signed(**{http_auth.HEADER_HOTKEY: None}),
-    "no_nonce": signed(**{http_auth.HEADER_NONCE: None}),
-    "nonce_not_a_number": signed(**{http_auth.HEADER_NONCE: "12ab"}),
-    "no_signature": signed(**{http_auth.HEADER_SIGNATURE: None}),
-    "no_receiver": signed(receiver=None),
-    "wrong_receiver": signed(receiver=OTHER),
-    "stale": signed(nonce_ns=time.time_ns() - 11_000_000_000),
-    "future": signed(nonce_ns=time.time_ns() + 3_000_000_000),
+    "no_version": lambda: signed(**{http_auth.HEADER_VERSION: None}),
+    "bad_version": lambda: signed(**{http_auth.HEADER_VERSION: "2"}),
+    "no_hotkey": lambda: signed(**{http_auth.HEADER_HOTKEY: None}),
+    "no_nonce": lambda: signed(**{http_auth.HEADER_NONCE: None}),
+    "nonce_not_a_number": lambda: signed(**{http_auth.HEADER_NONCE: "12ab"}),
+    "no_signature": lambda: signed(**{http_auth.HEADER_SIGNATURE: None}),
+    "no_receiver": lambda: signed(receiver=None),
+    "wrong_receiver": lambda: signed(receiver=OTHER),
+    "stale": lambda: signed(nonce_ns=time.time_ns() - 11_000_000_000),
+    "future": lambda: signed(nonce_ns=time.time_ns() + 3_000_000_000),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_refused_with_the_error_verify_raises(case):
-    headers = CASES[case]
+    headers = CASES[case]()
     with pytest.raises(http_auth.AuthError) as by_verify:
         http_auth.verify(headers, BODY, method="POST", path="/r", self_hotkey_ss58=RECEIVER)
     with pytest.raises(type(by_verify.value)):
