@@ -27,7 +27,7 @@ SIMULATE = ROOT / "scripts" / "simulate.py"
 BASE = ["--miners", "64", "--zipcodes", "400", "--cycles", "3", "--offline-fraction", "0.1"]
 
 # Earnings per hotkey against an honest hotkey: (limit, strict). Sybils keep
-# their old limit: their whole coldkey's weight share under 5%.
+# their old limit: no more weight than their share of the hotkeys.
 EARNINGS_LIMITS: dict[str, tuple[float, bool]] = {
     "fabricate": (0.05, True),
     "inflate": (0.05, True),
@@ -41,8 +41,9 @@ EARNINGS_LIMITS: dict[str, tuple[float, bool]] = {
     "empty": (0.5, True),
     "silent": (0.5, True),
     "unserve": (0.5, True),
+    "sybil": (1.0, False),
 }
-BEHAVIOURS = [*EARNINGS_LIMITS, "sybil"]
+BEHAVIOURS = list(EARNINGS_LIMITS)
 MIN_OMITTED_CONFIRMED = 0.9  # pool_omit: its left-out listings that independents report
 
 
@@ -69,13 +70,9 @@ def failures(behaviour: str, report: dict) -> list[str]:
     if report["batch_confidence_rate"] < 0.9:
         broken.append(f"batch confidence {report['batch_confidence_rate']:.3f}")
     ratio = report["earnings_ratio_by_behavior"].get(behaviour) or 0.0
-    if behaviour == "sybil":
-        if report["weight_share_by_behavior"]["sybil"] >= 0.05:
-            broken.append(f"sybil weight share {report['weight_share_by_behavior']['sybil']}")
-    else:
-        limit, strict = EARNINGS_LIMITS[behaviour]
-        if ratio > limit or (strict and ratio >= limit):
-            broken.append(f"earnings {ratio:.3f} over {limit}")
+    limit, strict = EARNINGS_LIMITS[behaviour]
+    if ratio > limit or (strict and ratio >= limit):
+        broken.append(f"earnings {ratio:.3f} over {limit}")
     if behaviour == "early_claim" and report["fast_bonus_share_by_behavior"].get(behaviour, 0) > 0:
         broken.append("early_claim was paid a fast bonus")
     omitted = report["omitted_listings_confirmed_by_behavior"].get(behaviour)
