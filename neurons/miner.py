@@ -79,6 +79,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         behaviour=behaviour,
         behaviour_scrape=(source.view if isinstance(source, SyntheticSource) else None),
         uploader=uploader,
+        signer=keypair,  # commitments go out signed by the hotkey (validators require it)
     )
     await service.start()
     MinerMetrics(service, source).serve(settings.metrics_port, settings.host)

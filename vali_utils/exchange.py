@@ -359,7 +359,7 @@ class MinerExchange:
         if answer.commitment != assignment.commitment and not _signature_ok(assignment, answer):
             assignment.error = "bad commitment signature"
             logger.warning(
-                "uid %d (%s): commitment for %s carries a bad signature: not kept",
+                "uid %d (%s): commitment for %s is unsigned or its signature is bad: not kept",
                 assignment.miner.uid,
                 assignment.miner.hotkey,
                 assignment.request.request_id,
@@ -386,13 +386,16 @@ def _completed(assignment: Assignment) -> bool:
 
 
 def _signature_ok(assignment: Assignment, answer: DataAssignmentRequest) -> bool:
-    """The miner's hotkey signed this commitment for this assignment (unsigned passes).
+    """The miner's hotkey signed this commitment for this assignment.
 
-    Miners without their signer wired in send no signature; a signature that
-    is sent must verify.
+    Every protocol-2 miner signs its commitments, so an unsigned one is
+    refused like a forged one: the validator keeps only commitments it can
+    show the miner made.
     """
-    if answer.commitment_signature is None or answer.commitment is None:
+    if answer.commitment is None:
         return True
+    if answer.commitment_signature is None:
+        return False
     message = commitment_message(
         assignment.request.assignment_key(), assignment.request.epoch_id, answer.commitment
     )

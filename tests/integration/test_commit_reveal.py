@@ -27,7 +27,7 @@ from pydantic import ConfigDict, create_model
 
 from common.chain import MetagraphSnapshot, NeuronInfo
 from common.manifest import Manifest, ZipcodeManifest, manifest_commitment, new_salt
-from common.protocol import ROUTE, AssignmentStatus, DataAssignmentRequest
+from common.protocol import ROUTE, AssignmentStatus, DataAssignmentRequest, commitment_message
 from common.signed_http import AccessPolicy, SignedClient, signed_endpoint
 from consensus.assignment import MinerInfo
 from vali_utils.assignments import SOURCE, Assignment
@@ -82,6 +82,7 @@ class HostileMiner:
     async def handle(self, caller: NeuronInfo, request: DataAssignmentRequest):
         done = {"accepted": True, "status": AssignmentStatus.COMPLETED}
         if request.phase == "assign":
+            self.key = request.assignment_key()  # a real miner keys its store by this
             return request.model_copy(update=done)
         if request.phase == "collect":
             self.polls += 1
@@ -89,7 +90,16 @@ class HostileMiner:
             commitment = self.commitment(manifest)
             self.first_served.setdefault(commitment, time.time())
             leak = self.early if manifest is self.early else None
-            return request.model_copy(update=done | {"commitment": commitment, "manifest": leak})
+            # Signed like a real miner's: validators keep no unsigned commitment.
+            signature = MINER.sign(commitment_message(self.key, request.epoch_id, commitment))
+            return request.model_copy(
+                update=done
+                | {
+                    "commitment": commitment,
+                    "commitment_signature": "0x" + bytes(signature).hex(),
+                    "manifest": leak,
+                }
+            )
         shown = self.final if self.reveal == "committed" else self.early
         return request.model_copy(update=done | {"manifest": shown, "salt": self.salt})
 
@@ -180,9 +190,8 @@ async def test_a_reveal_other_than_the_commitment_is_dropped(caplog):
 
 
 async def test_a_signed_commitment_is_kept_with_its_proof_and_a_forged_one_is_not():
-    """The miner's hotkey signs (assignment key, epoch, commitment); a wrong signer is refused."""
-    from common.protocol import commitment_message
-
+    """The miner's hotkey signs (assignment key, epoch, commitment); a wrong signer or no
+    signature is refused."""
     salt, manifest = new_salt(), manifest_of(ZIPCODES, 2)
     commitment = manifest_commitment(manifest, salt)
     signer = {"key": MINER}
@@ -195,6 +204,8 @@ async def test_a_signed_commitment_is_kept_with_its_proof_and_a_forged_one_is_no
             return request.model_copy(update=done)
         if request.phase == "reveal":
             return request.model_copy(update=done | {"manifest": manifest, "salt": salt})
+        if signer["key"] is None:
+            return request.model_copy(update=done | {"commitment": commitment})
         message = commitment_message(keys[-1], request.epoch_id, commitment)
         signature = "0x" + bytes(signer["key"].sign(message)).hex()
         return request.model_copy(
@@ -204,15 +215,18 @@ async def test_a_signed_commitment_is_kept_with_its_proof_and_a_forged_one_is_no
     runner, endpoint = await serve(handle)
     try:
         deadline_wall = time.time() + DEADLINE_S
-        honest, forged = assignment(endpoint, deadline_wall), assignment(endpoint, deadline_wall)
+        honest, forged, unsigned = (assignment(endpoint, deadline_wall) for _ in range(3))
         async with aiohttp.ClientSession() as session:
             exchange = MinerExchange(SignedClient(VALIDATOR, session), poll_s=POLL_S)
-            await exchange.dispatch([honest, forged])
+            await exchange.dispatch([honest, forged, unsigned])
             await exchange.poll(honest)
             assert honest.commitment == commitment and honest.commitment_signature
             signer["key"] = VALIDATOR  # now signed by another hotkey than the miner's
             await exchange.poll(forged)
             assert forged.commitment is None and forged.error == "bad commitment signature"
+            signer["key"] = None  # no signature at all
+            await exchange.poll(unsigned)
+            assert unsigned.commitment is None and unsigned.error == "bad commitment signature"
     finally:
         await runner.cleanup()
 
