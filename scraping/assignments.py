@@ -40,7 +40,7 @@ from scraping.lookups import (
     lookup_with_behaviour,
     lookup_with_source,
 )
-from scraping.source import PropertySource
+from scraping.source import PropertySource, SyntheticSource
 from scraping.store import MinerStore, transaction
 from scraping.uploads import Uploader
 
@@ -348,6 +348,13 @@ class MinerService:
         )
 
     def _behaviour_context(self, key: str, request: dict, zipcodes: list[str]) -> MinerContext:
+        coalition = getattr(self.behaviour, "coalition", None)
+        # A coalition's one shared scrape: the same observer in every member's process.
+        shared = (
+            SyntheticSource(self.source.world, f"coalition:{coalition}").view
+            if coalition and isinstance(self.source, SyntheticSource)
+            else None
+        )
         return behaviour_context(
             self.hotkey,
             key,
@@ -355,6 +362,8 @@ class MinerService:
             _epoch_number(request.get("epoch_id")),
             self.behaviour_scrape,
             getattr(self.source, "world", None),
+            coalition,
+            shared,
         )
 
     async def _respond_with_behaviour(self, key: str, request: dict, todo: list) -> None:

@@ -110,7 +110,14 @@ def behaviour_context(
     epoch: int,
     scrape: Callable[[str], list[dict]] | None,
     world: Any,
+    coalition: str | None = None,
+    coalition_view: Callable[[str], list[dict]] | None = None,
 ) -> MinerContext:
+    """A behaviour's context in the local subnet: its own process, no peers to see.
+
+    A coalition's members run in separate processes; ``coalition_view`` (the
+    coalition's one shared scrape) is what makes them serve the same answer.
+    """
     import random
 
     return MinerContext(
@@ -122,4 +129,6 @@ def behaviour_context(
         epoch=epoch,
         stale=getattr(world, "stale", lambda r: None),
         fetch=getattr(world, "lookup", None),
+        coalition=coalition,
+        coalition_view=coalition_view,
     )

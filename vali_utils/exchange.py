@@ -193,12 +193,15 @@ class MinerExchange:
         epoch: int,
         what: str = "assignments",
     ) -> None:
-        """Poll until the deadline (tie-break lookups: until all are collected).
+        """Poll until each assignment is done or the deadline passes.
 
-        Zipcode assignments are polled until the deadline even once completed:
-        only the last commitment before it counts, and polls are small.
+        A zipcode assignment is done once its commitment comes with status
+        completed: the miner is bound to that commitment (its reveal must match
+        it) and its completion time is set, so polling it on would only load
+        the miner. One that never completes is polled until the deadline, and
+        its last commitment counts.
         """
-        pending = [a for a in assignments if a.accepted and not a.collected]
+        pending = [a for a in assignments if a.accepted and not _done(a)]
         retry = self.to_retry(assignments)
         while (pending or retry) and time.time() < deadline_wall:
             if retry:
@@ -206,7 +209,7 @@ class MinerExchange:
                 pending += [a for a in retry if a.accepted]
             await self.bounded(self.poll(a) for a in pending)
             await self.save(epoch, assignments)  # what was collected survives a restart
-            pending = [a for a in pending if not a.collected]
+            pending = [a for a in pending if not _done(a)]
             retry = self.to_retry(assignments)
             done = sum(_completed(a) for a in assignments)
             logger.info("epoch %d: collect %d/%d %s completed", epoch, done, len(assignments), what)
@@ -377,6 +380,11 @@ class MinerExchange:
                 answer.commitment[:12],
                 " (completed)" if assignment.commitment_completed else "",
             )
+
+
+def _done(assignment: Assignment) -> bool:
+    """Nothing more to poll for: collected, or a zipcode commitment marked completed."""
+    return assignment.collected or (assignment.tiebreak is None and assignment.commitment_completed)
 
 
 def _completed(assignment: Assignment) -> bool:

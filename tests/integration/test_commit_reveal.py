@@ -61,15 +61,19 @@ def manifest_of(zipcodes: list[str], records_each: int) -> Manifest:
 
 
 class HostileMiner:
-    """Claims completion at once with a thin manifest (M1), commits the real one (M2) later.
+    """Commits a thin manifest (M1) first and the real one (M2) from poll ``SWITCH_AT_POLL``.
 
-    ``reveal`` says what it shows after the deadline: ``"committed"`` (the
-    manifest of its last commitment) or ``"other"`` (M1 under M2's commitment).
-    It also sends M1 itself in its early collect answers, which must not count.
+    ``claims_early``: M1 already comes with status completed (the early claim);
+    otherwise M1 is in progress and M2 comes completed. ``reveal`` says what it
+    shows after the deadline: ``"committed"`` (the manifest of the commitment
+    the validator names), ``"latest"`` (M2 whatever was committed) or
+    ``"other"`` (M1 under M2's commitment). It also sends M1 itself in its
+    early collect answers, which must not count.
     """
 
-    def __init__(self, reveal: str) -> None:
+    def __init__(self, reveal: str, claims_early: bool = False) -> None:
         self.reveal = reveal
+        self.claims_early = claims_early
         self.salt = new_salt()
         self.early = manifest_of(ZIPCODES[:1], 0)
         self.final = manifest_of(ZIPCODES, 3)
@@ -86,21 +90,31 @@ class HostileMiner:
             return request.model_copy(update=done)
         if request.phase == "collect":
             self.polls += 1
-            manifest = self.early if self.polls < SWITCH_AT_POLL else self.final
+            switched = self.polls >= SWITCH_AT_POLL
+            manifest = self.final if switched else self.early
+            status = (
+                AssignmentStatus.COMPLETED
+                if switched or self.claims_early
+                else AssignmentStatus.IN_PROGRESS
+            )
             commitment = self.commitment(manifest)
             self.first_served.setdefault(commitment, time.time())
             leak = self.early if manifest is self.early else None
             # Signed like a real miner's: validators keep no unsigned commitment.
             signature = MINER.sign(commitment_message(self.key, request.epoch_id, commitment))
             return request.model_copy(
-                update=done
-                | {
+                update={
+                    "accepted": True,
+                    "status": status,
                     "commitment": commitment,
                     "commitment_signature": "0x" + bytes(signature).hex(),
                     "manifest": leak,
                 }
             )
-        shown = self.final if self.reveal == "committed" else self.early
+        if self.reveal == "committed":
+            shown = self.early if request.commitment == self.commitment(self.early) else self.final
+        else:
+            shown = self.final if self.reveal == "latest" else self.early
         return request.model_copy(update=done | {"manifest": shown, "salt": self.salt})
 
 
@@ -155,7 +169,32 @@ async def run_exchange(endpoint: str) -> tuple[Assignment, dict]:
     return a, dict(dropped)
 
 
-async def test_a_manifest_changed_after_an_early_claim_is_timed_at_the_change():
+async def test_a_manifest_changed_after_an_early_claim_earns_nothing():
+    """The early claim binds: the validator stops polling at a completed commitment, so the
+    real manifest committed later is never seen, and revealing it does not match."""
+    miner = HostileMiner(reveal="latest", claims_early=True)
+    runner, endpoint = await serve(miner.handle)
+    try:
+        a, dropped = await run_exchange(endpoint)
+    finally:
+        await runner.cleanup()
+    assert miner.polls == 1  # nothing asked after the completed commitment
+    assert a.commitment == miner.commitment(miner.early) and a.commitment_completed
+    assert a.manifest is None and dropped == {"reveal_mismatch": 1}
+
+
+async def test_the_early_claim_revealed_as_committed_is_all_it_gets():
+    """Revealing what it claimed early counts, and is only the thin manifest it claimed."""
+    miner = HostileMiner(reveal="committed", claims_early=True)
+    runner, endpoint = await serve(miner.handle)
+    try:
+        a, dropped = await run_exchange(endpoint)
+    finally:
+        await runner.cleanup()
+    assert a.manifest == miner.early and dropped == {}
+
+
+async def test_a_manifest_changed_before_completion_is_timed_at_the_change():
     miner = HostileMiner(reveal="committed")
     runner, endpoint = await serve(miner.handle)
     try:
@@ -163,9 +202,9 @@ async def test_a_manifest_changed_after_an_early_claim_is_timed_at_the_change():
     finally:
         await runner.cleanup()
     early, final = miner.commitment(miner.early), miner.commitment(miner.final)
-    assert miner.polls > SWITCH_AT_POLL  # polled until the deadline, past the switch
+    assert miner.polls == SWITCH_AT_POLL  # polled until the completed commitment, no further
     assert a.commitment == final and a.commitment_completed
-    # Timed from the first sight of the final commitment, not from the early claim.
+    # Timed from the first sight of the completed commitment, not from the first answer.
     assert a.commitment_seen_wall >= miner.first_served[final]
     assert a.completed_after_s == pytest.approx(a.commitment_seen_wall - a.dispatched_wall)
     assert a.completed_after_s >= miner.first_served[final] - a.dispatched_wall
