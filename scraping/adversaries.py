@@ -44,9 +44,9 @@ validator lets a miner do:
 - ``commits(ctx, answer, finish_s) -> list[Commit]``: the commitments it sends
   while the epoch runs: (seconds after dispatch, the answer committed to,
   whether it says "completed"). The default is one ``Commit(finish_s, answer,
-  True)``. The validator keeps the last commitment before the deadline; its
-  completion time is when it first saw that commitment marked completed, or
-  the deadline when it never was;
+  True)``. The first commitment marked completed binds: the validator stops
+  polling there and times completion then. Without one, the last commitment
+  before the deadline counts, timed at the deadline;
 - ``reveal(ctx, committed) -> dict | None``: what it reveals after the
   deadline (default: what it committed to). A reveal that does not match the
   commitment is dropped: the miner gets nothing for that assignment.
@@ -293,7 +293,7 @@ class EarlyClaim(Honest):
 
     Without commit, then reveal, the validator timed its completion at the
     early claim and took the answer of a later poll: the fast bonus for work
-    finished late.
+    finished late. Now the claim binds it to the empty answer.
     """
 
     name = "early_claim"

@@ -7,9 +7,10 @@ counts. So a simulated miner
 
 - sees the answers of its own coalition only (``peer_responses``), never
   those of other miners, whoever asks;
-- chooses the commitments it sends (``commits``): the validator keeps the
-  last one before the deadline and times completion from when it first saw
-  that commitment marked completed (the deadline when it never was);
+- chooses the commitments it sends (``commits``): the first one marked
+  completed binds and is timed when sent (the validator stops polling
+  there); without one, the last before the deadline counts, timed at the
+  deadline;
 - may reveal something else (``reveal``): the validator then drops the answer;
 - may withhold its endpoint (``serves``): it is then not in the plan.
 
@@ -53,17 +54,21 @@ def settle_commits(
 ) -> tuple[dict[str, list[dict]], float] | None:
     """What the validator takes from a miner's commitments: (answer, completed_after_s).
 
-    The last commitment sent before the deadline is the answer; completion is
-    the first time that same answer was committed as completed, or the
-    deadline when it never was. None when nothing (or nothing but an empty
-    answer) was committed in time.
+    The first commitment marked completed binds (the validator stops polling
+    there): it is the answer, timed when it was sent. A miner that never says
+    completed is polled until the deadline: its last commitment before it is
+    the answer, timed at the deadline. None when nothing (or nothing but an
+    empty answer) counts.
     """
     in_time = sorted((c for c in commits if c.at_s <= timeout_s), key=lambda c: c.at_s)
-    if not in_time or not in_time[-1].answer:
+    done = [c for c in in_time if c.completed]
+    if done:
+        final, completed_after_s = done[0].answer, done[0].at_s
+    elif in_time:
+        final, completed_after_s = in_time[-1].answer, timeout_s
+    else:
         return None
-    final = in_time[-1].answer
-    done = [c.at_s for c in in_time if c.completed and c.answer == final]
-    return final, (done[0] if done else timeout_s)
+    return (final, completed_after_s) if final else None
 
 
 class MinerWorld:
