@@ -149,10 +149,17 @@ def _uncertain_keys(
     voting = valid_cell[response_cell]
     if draft.empty_abstains.size:
         voting &= ~draft.empty_abstains
-    row_voting = voting[draft.row_response]
-    row_zi = draft.response_zipcode[draft.row_response][row_voting]
-    zkey = (row_zi << ZPID_BITS) | draft.row_zpid[row_voting]
-    coldkey = draft.coldkey_id[draft.response_submission[draft.row_response[row_voting]]]
+    # Only rows of keys no group accepted can be uncertain: a few percent of a
+    # cycle's rows, so the sort below stays small.
+    gc = draft.groups
+    row_cell = response_cell[draft.row_response]
+    at, found = lookup(
+        (gc.key_cell << ZPID_BITS) | gc.key_zpid, (row_cell << ZPID_BITS) | draft.row_zpid
+    )
+    rows = np.flatnonzero(voting[draft.row_response] & ~(found & gc.accepted[at]))
+    row_zi = draft.response_zipcode[draft.row_response[rows]]
+    zkey = (row_zi << ZPID_BITS) | draft.row_zpid[rows]
+    coldkey = draft.coldkey_id[draft.response_submission[draft.row_response[rows]]]
     order = np.lexsort((coldkey, zkey))
     pair_zkey = zkey[order][run_boundaries(zkey[order], coldkey[order])]  # one per (key, owner)
     starts = run_boundaries(pair_zkey)

@@ -138,6 +138,7 @@ class ConsensusEngine:
         # against the validator's own checks (always from scratch: finalize
         # may be called more than once on one draft).
         draft.groups = group_consensus(draft, evidence_weights(draft, verdicts))
+        draft.sorted_rows = None  # ~40 MB at a full cycle: not held through scoring
         # Only the validator's own source can void a group: tie-breakers are
         # miners, and a pool drawn as tie-breakers could void an honest one.
         captured, trust, missing = apply_verdicts(draft, verdicts)
