@@ -100,10 +100,13 @@ class Assignment:
     ) -> bool:
         """Record a commitment received before the deadline; True when something changed.
 
-        A new commitment restarts the clock: completion is the first time the
-        final commitment was seen with status completed, so a miner that claims
-        completion early and changes its manifest later is timed at the change.
+        A commitment marked completed binds: nothing the miner sends after it
+        changes the answer or its time (an early claim earns what it claimed,
+        no more). Before that, a new commitment restarts the clock, so
+        completion is the first time the final commitment was seen completed.
         """
+        if self.commitment_completed:
+            return False
         if commitment != self.commitment:
             self.commitment = commitment
             self.commitment_signature = signature

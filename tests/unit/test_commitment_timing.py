@@ -30,10 +30,18 @@ def _assignment() -> Assignment:
 
 def test_a_changed_commitment_restarts_the_clock():
     a = _assignment()
-    assert a.see_commitment(C1, None, completed=True, now=101.0)
-    assert a.completed_after_s == 1.0
+    assert a.see_commitment(C1, None, completed=False, now=101.0)
+    assert a.completed_after_s is None
     assert a.see_commitment(C2, None, completed=True, now=150.0)
     assert a.completed_after_s == 50.0 and a.commitment_seen_wall == 150.0
+
+
+def test_a_completed_commitment_binds():
+    """An early claim earns what it claimed: a later commitment is not taken, nor its time."""
+    a = _assignment()
+    assert a.see_commitment(C1, None, completed=True, now=101.0)
+    assert not a.see_commitment(C2, None, completed=True, now=150.0)
+    assert a.commitment == C1 and a.completed_after_s == 1.0
 
 
 def test_completion_is_the_first_completed_sight_of_the_same_commitment():
