@@ -63,6 +63,11 @@ class S3Settings:
     verify_files_per_miner: int = 2  # manifest files checked per miner per consensus cycle
     eval_files_per_miner: int = 8  # files sampled per miner per S3 evaluation round
     eval_concurrency: int = 32  # S3 calls in flight during an evaluation round
+    # A 404 counts against a miner only when corroborated: fetched again after
+    # this many seconds, and absent from its folder's listing read in full. S3
+    # is read-after-write consistent, so a 404 that goes away is a failing node
+    # or proxy; misses are rare, so the wait costs honest miners nothing.
+    missing_recheck_s: float = 2.0
 
     def __post_init__(self) -> None:
         check_bounds(self, _VARIABLES)
@@ -121,9 +126,17 @@ class S3EvalConfig:
     # EMA step of s3_credibility towards 1 per round with evidence: about four
     # rounds before S3 results carry most of their weight.
     credibility_alpha: float = 0.25
+    # An outage is never evidence. When at least this share of the miners of a
+    # round (or of the epoch's manifest checks during its consensus cycle)
+    # could not be read, S3 or the Data API was failing, not those miners: the
+    # whole round (the whole epoch) gives no evidence, because reads that did
+    # answer may have been degraded too. One miner's failed read is a glitch
+    # and only that miner goes without evidence. A quarter: well above the
+    # odd timeout, well below what a real outage does (every read fails).
+    outage_share: float = 0.25
 
     def __post_init__(self) -> None:
-        for name in ("s3_weight", "quality_alpha", "credibility_alpha"):
+        for name in ("s3_weight", "quality_alpha", "credibility_alpha", "outage_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"S3EvalConfig.{name} must be in [0, 1]")
         if self.freshness_max_age_s <= 0 or self.clock_skew_s < 0:
@@ -156,6 +169,7 @@ _VARIABLES: tuple[EnvVariable, ...] = (
     EnvVariable("verify_files_per_miner", "S3_VERIFY_FILES_PER_MINER", 0),
     EnvVariable("eval_files_per_miner", "S3_EVAL_FILES_PER_MINER", 1),
     EnvVariable("eval_concurrency", "S3_EVAL_CONCURRENCY", 1),
+    EnvVariable("missing_recheck_s", "S3_MISSING_RECHECK_S", 0.0),
 )
 _KINDS = field_kinds(S3Settings)
 ENVIRONMENT_VARIABLES: tuple[str, ...] = tuple(spec.env for spec in _VARIABLES)

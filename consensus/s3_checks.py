@@ -18,6 +18,9 @@ Components, each in [0, 1] (None when there is nothing to judge)::
     agreement   F1 of a file's (zpid, record_hash) set against the last
                 consensus of that zipcode, averaged over files that have one
     spot_check  sampled records the validator's own source confirmed
+    folder      0 when the miner's folder is padded past the listing cap
+                (an honest folder stays far under it: the Data API caps
+                uploads per zipcode), absent otherwise
 
     reward = product of the components that are not None
 
@@ -25,6 +28,9 @@ A product, because each component measures a different way to be worthless:
 fresh duplicates or unique stale records are both bad data. A miner with
 nothing to judge (no assignments, no files) or whose files S3 could not
 deliver gets ``reward None``: no evidence, the scoring state is not touched.
+An outage is never evidence: when a share of at least
+``S3EvalConfig.outage_share`` of a round's miners could not be read
+(``is_outage``), the whole round is made evidence-free (``without_evidence``).
 
 Sampling (``select_files``, ``select_spot_checks``) ranks by a keyed blake2b
 of (seed, hotkey, key or zpid). The seed must be a value every validator
@@ -54,6 +60,7 @@ COMPONENTS = (
     "coverage",
     "agreement",
     "spot_check",
+    "folder",
 )
 NO_BATCH = -1  # SpotCheckRequest.batch_id of an S3-evaluation check (not from a batch)
 
@@ -152,6 +159,30 @@ def select_spot_checks(
 def no_evidence(hotkey: str, reason: str, files_listed: int = 0) -> S3Evaluation:
     """An evaluation that says nothing (S3 unavailable): the scoring state ignores it."""
     return S3Evaluation(hotkey, None, {}, files_listed, 0, 0, (reason,))
+
+
+def folder_padded(hotkey: str, files_listed: int, detail: str) -> S3Evaluation:
+    """A miner whose folder hides a sampled key past the listing cap: reward 0, evidence."""
+    return S3Evaluation(
+        hotkey, 0.0, {"folder": 0.0}, files_listed, 0, 0, (f"listing_capped: {detail[:120]}",)
+    )
+
+
+def is_outage(unavailable: int, total: int, share: float) -> bool:
+    """Whether ``unavailable`` failed reads out of ``total`` miners say S3 itself was failing."""
+    return unavailable > 0 and total > 0 and unavailable / total >= share
+
+
+def without_evidence(
+    evaluations: Mapping[str, S3Evaluation], reason: str
+) -> dict[str, S3Evaluation]:
+    """The same miners, every one with ``reward None`` and ``reason`` first: a void round."""
+    return {
+        hotkey: S3Evaluation(
+            hotkey, None, {}, e.files_listed, e.files_checked, 0, (reason, *e.reasons)
+        )
+        for hotkey, e in evaluations.items()
+    }
 
 
 def _intact(
@@ -322,7 +353,9 @@ def evaluate_miner(
     if foreign_keys:
         reasons["keys_outside_layout"] = foreign_keys
     if listing_capped:
+        # Only padding gets a folder past the cap; it would hide files from the sample.
         reasons["listing_capped"] = 1
+        components["folder"] = 0.0
     reward = None
     if components:
         reward = 1.0

@@ -151,6 +151,16 @@ def unavailable(sample: ManifestSample, reason: str) -> FileCheck:
     return FileCheck(sample, VerdictStatus.UNAVAILABLE, {"reason": reason[:200]})
 
 
+def folder_padded(sample: ManifestSample, detail: str) -> FileCheck:
+    """A sample hidden in a folder padded past the listing cap: evidence against its miner.
+
+    An honest miner's folder stays far under the cap (the Data API caps
+    uploads per zipcode); padding it is how a miner would turn "not found"
+    into "could not look".
+    """
+    return _mismatch(sample, "folder_padded", detail=detail[:200])
+
+
 def check_key(
     sample: ManifestSample, *, prefix: str | None, expected_epoch: int | None
 ) -> FileCheck | None:
@@ -193,7 +203,9 @@ def check_sample(
 ) -> FileCheck:
     """Judge one fetched file against its manifest entry (``None``: the object is missing).
 
-    Returns OK or a MISMATCH whose evidence names the first failed check:
+    ``None`` must be a corroborated miss (fetched twice, absent from the
+    miner's listing read in full): a bare 404 is no evidence. Returns OK or
+    a MISMATCH whose evidence names the first failed check:
     ``object_missing``, ``object_rejected``, ``content_hash``,
     ``unparseable_records``, ``record_count``, ``epoch_nonce``,
     ``duplicate_records`` or ``records``.

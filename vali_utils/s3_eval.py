@@ -15,7 +15,12 @@ records of at most that many miners are in memory at once.
     state = apply_s3_evaluation(state, f"s3-{12}-{round_index}", results, S3EvalConfig())
 
 An S3 failure for a miner (listing or any sampled file) gives that miner
-``reward None``: no evidence, and its scores stay as they were.
+``reward None``: no evidence, and its scores stay as they were. A sampled
+file that is not there counts only when corroborated (fetched again, and
+absent from the miner's folder listed in full; ``s3_verify.fetch_corroborated``).
+When at least ``S3EvalConfig.outage_share`` of the miners could not be read,
+S3 or the Data API was failing: the whole round gives no evidence. A folder
+padded past ``max_keys_per_miner`` is evidence against its miner (reward 0).
 """
 
 from __future__ import annotations
@@ -31,18 +36,22 @@ from consensus.s3_checks import (
     S3Evaluation,
     SampledFile,
     evaluate_miner,
+    folder_padded,
+    is_outage,
     no_evidence,
     select_files,
     select_spot_checks,
+    without_evidence,
 )
 from consensus.types import SpotCheckRequest, Verdict
-from vali_utils.s3_reader import BucketReader, Listing, StorageUnavailable
+from vali_utils.s3_reader import BucketReader, FolderPadded, Listing, StorageUnavailable
 from vali_utils.s3_verify import fetch_decoded
 from vali_utils.spot_check import Verifier
 
 logger = logging.getLogger(__name__)
 
 SPOT_CHECK_TIMEOUT_S = 30.0  # one lookup through the validator's source
+UNAVAILABLE = "s3_unavailable"  # the first reason of a miner S3 could not be read for
 
 
 def listed_files(
@@ -90,7 +99,8 @@ async def evaluate_miners(
     ``verifier`` for spot checks through the validator's own source (None:
     no spot checks), the epoch nonce, a cutoff (files uploaded after it are
     not sampled) and the number of S3 calls in flight. Returns hotkey ->
-    ``S3Evaluation``; never raises on what miners or S3 do.
+    ``S3Evaluation`` (all with ``reward None`` when the round met an outage);
+    never raises on what miners or S3 do.
     """
     cfg = config or S3EvalConfig()
     calls = asyncio.Semaphore(concurrency or settings.eval_concurrency)
@@ -111,12 +121,41 @@ async def evaluate_miners(
                 )  # fmt: skip
             except StorageUnavailable as exc:
                 logger.info(
-                    "S3 evaluation of miner %s: S3 unavailable (%s): no evidence", hotkey, exc
+                    "S3 evaluation of miner %s, epoch %d: S3 unavailable (%s): no evidence",
+                    hotkey,
+                    epoch,
+                    exc,
                 )
-                return no_evidence(hotkey, f"s3_unavailable: {str(exc)[:120]}")
+                return no_evidence(hotkey, f"{UNAVAILABLE}: {str(exc)[:120]}")
+            except FolderPadded as exc:
+                logger.warning(
+                    "S3 evaluation of miner %s, epoch %d: folder padded past the listing cap"
+                    " of %d keys (%s): reward 0",
+                    hotkey,
+                    epoch,
+                    settings.max_keys_per_miner,
+                    exc,
+                )
+                return folder_padded(hotkey, settings.max_keys_per_miner, str(exc))
 
-    results = await asyncio.gather(*(one(hk) for hk in dict.fromkeys(miners)))
-    return {r.hotkey: r for r in results}
+    results = {
+        r.hotkey: r for r in await asyncio.gather(*(one(hk) for hk in dict.fromkeys(miners)))
+    }
+    failed = sum(
+        1 for r in results.values() if r.reasons[:1] and r.reasons[0].startswith(UNAVAILABLE)
+    )
+    if is_outage(failed, len(results), cfg.outage_share):
+        # Reads that did answer during an outage may have been degraded (a node
+        # serving 404s, a listing cut short): none of the round counts.
+        logger.warning(
+            "S3 evaluation of epoch %d: %d of %d miners could not be read: S3 or the Data API"
+            " was failing; the round gives no evidence about anyone",
+            epoch,
+            failed,
+            len(results),
+        )
+        return without_evidence(results, f"s3_outage_round: {failed} of {len(results)} unread")
+    return results
 
 
 async def _evaluate_one(
@@ -146,7 +185,12 @@ async def _evaluate_one(
             )
         return SampledFile(listed, outcome)
 
-    sampled = list(await asyncio.gather(*(fetch(f) for f in chosen)))
+    # Every fetch finishes before one failure decides the miner: no task is left behind.
+    outcomes = await asyncio.gather(*(fetch(f) for f in chosen), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome  # StorageUnavailable, FolderPadded: `one` judges; others are bugs
+    sampled = [o for o in outcomes if isinstance(o, SampledFile)]
     verdicts: list[Verdict] = []
     if verifier is not None and cfg.spot_checks_per_miner:
         requests = select_spot_checks(seed, hotkey, sampled, cfg.spot_checks_per_miner)

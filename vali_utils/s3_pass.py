@@ -8,6 +8,14 @@ evaluates a seeded sample of every miner's files of the last consensus epoch
 (its assignments, its nonce and its consensus) and folds the results into
 the scoring state as one round, with its own weight (``S3EvalConfig``).
 
+An outage is never evidence. The epoch's consensus cycle already knows
+whether S3 or the Data API failed: its manifest checks say "unavailable".
+When they said so for at least ``S3EvalConfig.outage_share`` of the miners,
+the epoch's uploads and reads were disrupted and no round of that epoch
+gives evidence about anyone; a miner the cycle alone could not read gets no
+evidence from the epoch's rounds either. Within a round, reads that fail for
+infrastructure reasons give no reward (``vali_utils/s3_eval.py``).
+
     s3 = open_s3(settings, api, session)          # None: S3 checks off
     evaluator = EnhancedMinerEvaluator(..., s3_pass=S3EvaluationPass(s3, verifier))
     s3_pass.remember(outcome)                       # after each consensus cycle
@@ -25,7 +33,13 @@ import aiohttp
 
 from config.settings import Settings, SettingsError
 from config.storage import S3EvalConfig, S3Settings
-from consensus.s3_checks import evaluation_seed
+from consensus.s3_checks import (
+    S3Evaluation,
+    evaluation_seed,
+    is_outage,
+    no_evidence,
+)
+from consensus.s3_verdicts import ManifestVerdict, VerdictStatus
 from consensus.scoring import ScoringState, apply_s3_evaluation
 from vali_utils.assignments import SOURCE, S3Access
 from vali_utils.cycle import CycleOutcome
@@ -78,6 +92,11 @@ def open_s3(
     return None
 
 
+def unread_in_cycle(verdicts: dict[str, ManifestVerdict]) -> set[str]:
+    """Miners whose manifest files the epoch's consensus cycle could not read."""
+    return {hk for hk, v in verdicts.items() if v.status is VerdictStatus.UNAVAILABLE}
+
+
 class S3EvaluationPass:
     """Rounds of S3 evaluation of the last consensus epoch's uploads."""
 
@@ -116,19 +135,39 @@ class S3EvaluationPass:
                 zipcodes = assignments.setdefault(miner.hotkey, {}).setdefault(SOURCE.value, [])
                 zipcodes.extend(group.zipcodes)
         started = time.monotonic()
-        results = await evaluate_miners(
-            self.access.reader,  # type: ignore[arg-type]
-            sorted(assignments),
-            epoch=block.epoch,
-            seed=evaluation_seed(block.seed, self.rounds),
-            now=time.time(),
-            assignments=assignments,
-            last_consensus=outcome.consensus,
-            settings=self.access.settings,
-            config=self.config,
-            verifier=self.verifier,
-            expected_nonce=block.nonce,
-        )
+        unread = unread_in_cycle(outcome.s3_verdicts)
+        if is_outage(len(unread), len(outcome.s3_verdicts), self.config.outage_share):
+            logger.warning(
+                "S3 evaluation of epoch %d, round %d: the cycle could not read %d of %d miners'"
+                " files (S3 or the Data API was failing): the epoch gives no evidence",
+                block.epoch,
+                self.rounds,
+                len(unread),
+                len(outcome.s3_verdicts),
+            )
+            reason = (
+                f"epoch_outage: the cycle could not read {len(unread)} of"
+                f" {len(outcome.s3_verdicts)} miners"
+            )
+            results: dict[str, S3Evaluation] = {
+                hk: no_evidence(hk, reason) for hk in sorted(assignments)
+            }
+        else:
+            results = await evaluate_miners(
+                self.access.reader,  # type: ignore[arg-type]
+                sorted(assignments),
+                epoch=block.epoch,
+                seed=evaluation_seed(block.seed, self.rounds),
+                now=time.time(),
+                assignments=assignments,
+                last_consensus=outcome.consensus,
+                settings=self.access.settings,
+                config=self.config,
+                verifier=self.verifier,
+                expected_nonce=block.nonce,
+            )
+            for hotkey in unread & results.keys():
+                results[hotkey] = no_evidence(hotkey, "epoch_unavailable: the cycle could not read")
         judged = sum(r.reward is not None for r in results.values())
         logger.info(
             "S3 evaluation of epoch %d, round %d: %d miners, %d judged, in %.1fs",

@@ -5,7 +5,10 @@ Two small interfaces, so the validator can read with its own credentials
 (``PresignedReader``) without the callers knowing which:
 
 - ``ObjectFetcher.fetch(key, max_bytes)`` -> ``FetchedObject``; raises
-  ``ObjectMissing`` (404: evidence against whoever pointed at it),
+  ``ObjectMissing`` (a 404: evidence only once corroborated, see
+  ``vali_utils/s3_verify.fetch_corroborated``), ``FolderPadded`` (the key is
+  not among the first ``max_keys_per_miner`` keys of its miner's folder:
+  the miner padded it, evidence against it),
   ``ObjectTooLarge`` (over the cap, known from Content-Length or seen while
   streaming: evidence too) or ``StorageUnavailable`` (outage, timeout,
   refused: no evidence about anyone).
@@ -57,6 +60,15 @@ class ObjectMissing(Exception):
 
 class ObjectTooLarge(Exception):
     """The object is bigger than the cap; it was not (fully) downloaded."""
+
+
+class FolderPadded(Exception):
+    """The miner's folder holds more keys than the listing cap, and the key is not in it.
+
+    An honest miner uploads a few files per assigned zipcode (the Data API
+    caps it), far under ``max_keys_per_miner``: a folder past the cap was
+    padded to hide a file, which is evidence against its miner.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,7 +314,7 @@ class PresignedReader:
             url = self._urls.get(key)
             if url is None:
                 if listing.truncated:
-                    raise StorageUnavailable(f"{key}: not in the first {len(listing.objects)} keys")
+                    raise FolderPadded(f"{key}: not in the first {len(listing.objects)} keys")
                 raise ObjectMissing(key)
         try:
             # auto_decompress off: a Content-Encoding header must not inflate a bomb for us.

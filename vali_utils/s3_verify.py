@@ -6,6 +6,12 @@ fetched, decoded within the caps and compared with the manifest
 ``ok``, ``mismatch`` (with evidence), ``unavailable`` (S3 failed: no evidence)
 or ``no_files``.
 
+A 404 is evidence only when corroborated (``fetch_corroborated``): the
+object is missing again after ``missing_recheck_s``, and the miner's folder,
+listed in full, does not hold it. A listing that fails, or that holds the
+key, makes it "unavailable"; a folder padded past ``max_keys_per_miner``
+without the key is a mismatch (``folder_padded``).
+
     verdicts = await verify_manifests(reader, block.seed, manifests, settings,
                                       expected_epoch=block.epoch)
     drop = rejected_hotkeys(verdicts)               # their submissions do not count
@@ -21,6 +27,7 @@ from collections.abc import Mapping, Sequence
 
 from common.manifest import Manifest
 from common.s3_files import DecodedFile, Rejection, RejectReason, decode_zipcode_file
+from common.s3_layout import InvalidKey, parse_key
 from config.storage import S3Settings
 from consensus.s3_verdicts import (
     FileCheck,
@@ -30,25 +37,74 @@ from consensus.s3_verdicts import (
     check_key,
     check_sample,
     combine,
+    folder_padded,
     select_manifest_samples,
     unavailable,
     verification_seed,
 )
-from vali_utils.s3_reader import ObjectFetcher, ObjectMissing, ObjectTooLarge, StorageUnavailable
+from vali_utils.s3_reader import (
+    BucketReader,
+    FetchedObject,
+    FolderPadded,
+    ObjectMissing,
+    ObjectTooLarge,
+    StorageUnavailable,
+)
 
 logger = logging.getLogger(__name__)
 
 
+async def fetch_corroborated(reader: BucketReader, key: str, settings: S3Settings) -> FetchedObject:
+    """Fetch ``key``; a 404 is believed only when corroborated.
+
+    Raises ``ObjectMissing`` only when a second fetch, ``missing_recheck_s``
+    after the first, misses too and the miner's folder, listed in full,
+    does not hold the key; ``FolderPadded`` when that listing stops at
+    ``max_keys_per_miner`` without the key; ``StorageUnavailable`` when the
+    listing fails or holds the key (S3 listed what it would not serve: not
+    the miner's doing); ``ObjectTooLarge`` as ``fetch`` does.
+    """
+    try:
+        return await reader.fetch(key, max_bytes=settings.max_file_bytes)
+    except ObjectMissing:
+        pass
+    # A pause before asking again: a node or proxy failing now may not be in a moment.
+    await asyncio.sleep(settings.missing_recheck_s)
+    try:
+        return await reader.fetch(key, max_bytes=settings.max_file_bytes)
+    except ObjectMissing:
+        pass
+    try:
+        parts = parse_key(key)
+    except InvalidKey:
+        raise ObjectMissing(f"{key[:120]}: not a key of the layout") from None
+    listing = await reader.list_miner(
+        parts.hotkey, parts.epoch, max_keys=settings.max_keys_per_miner
+    )  # StorageUnavailable passes through: a listing that fails corroborates nothing
+    if any(item.key == key for item in listing.objects):
+        raise StorageUnavailable(f"{key[:200]}: listed but not served twice")
+    if listing.truncated:
+        raise FolderPadded(
+            f"{key[:200]}: not in the first {len(listing.objects)} keys of the miner's folder"
+        )
+    raise ObjectMissing(
+        f"{key[:200]}: missing twice and absent from the miner's folder"
+        f" ({len(listing.objects)} keys)"
+    )
+
+
 async def fetch_decoded(
-    fetcher: ObjectFetcher, key: str, settings: S3Settings, *, zipcode: str | None = None
+    reader: BucketReader, key: str, settings: S3Settings, *, zipcode: str | None = None
 ) -> tuple[DecodedFile | Rejection | None, float | None]:
     """(decoded file, rejection, or None when missing; S3 last-modified) of one key.
 
-    Raises ``StorageUnavailable`` when S3 cannot say. Decoding runs on a
-    worker thread: a file of 5000 records is tens of milliseconds of parsing.
+    None means missing and corroborated (``fetch_corroborated``). Raises
+    ``StorageUnavailable`` when S3 cannot say and ``FolderPadded`` when the
+    miner's folder is over the listing cap. Decoding runs on a worker
+    thread: a file of 5000 records is tens of milliseconds of parsing.
     """
     try:
-        fetched = await fetcher.fetch(key, max_bytes=settings.max_file_bytes)
+        fetched = await fetch_corroborated(reader, key, settings)
     except ObjectMissing:
         return None, None
     except ObjectTooLarge as exc:
@@ -65,7 +121,7 @@ async def fetch_decoded(
 
 
 async def verify_manifests(
-    fetcher: ObjectFetcher,
+    reader: BucketReader,
     seed: bytes,
     manifests: Mapping[str, Sequence[Manifest]],
     settings: S3Settings,
@@ -77,10 +133,11 @@ async def verify_manifests(
 ) -> dict[str, ManifestVerdict]:
     """Check a seeded sample of every miner's manifest files against S3.
 
-    Takes the fetcher, the cycle's block seed (shared by validators), the
-    manifests by miner hotkey, the settings (prefix, caps, sample size), the
-    epoch and nonce the files must carry when known, and optional overrides
-    of the sample size and concurrency. Returns a verdict for every hotkey in
+    Takes the reader (it fetches, and lists to corroborate a 404), the
+    cycle's block seed (shared by validators), the manifests by miner
+    hotkey, the settings (prefix, caps, sample size), the epoch and nonce
+    the files must carry when known, and optional overrides of the sample
+    size and concurrency. Returns a verdict for every hotkey in
     ``manifests``. Never raises on what miners or S3 do.
     """
     samples = select_manifest_samples(
@@ -97,10 +154,12 @@ async def verify_manifests(
         try:
             async with semaphore:
                 decoded, _ = await fetch_decoded(
-                    fetcher, sample.key, settings, zipcode=sample.entry.zipcode
+                    reader, sample.key, settings, zipcode=sample.entry.zipcode
                 )
         except StorageUnavailable as exc:
             return unavailable(sample, str(exc))
+        except FolderPadded as exc:
+            return folder_padded(sample, str(exc))
         return check_sample(sample, decoded, expected_nonce=expected_nonce)
 
     async def miner(hotkey: str, chosen: list[ManifestSample]) -> ManifestVerdict:
