@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -47,10 +48,17 @@ ANSWER_MARGIN = 10
 ANSWER_ENVELOPE_BYTES = 64 * 1024
 
 
-def answer_cap(zipcodes: int, records_per_zipcode: int, sources: int = 2) -> int:
-    """Largest answer worth reading for an assignment of ``zipcodes`` x ``sources``."""
+def answer_cap(
+    zipcodes: int, records_per_zipcode: int, sources: int = 2, margin: float = ANSWER_MARGIN
+) -> int:
+    """Largest answer worth reading for an assignment of ``zipcodes`` x ``sources``.
+
+    ``margin`` multiplies the records' bytes: the default suits an expected
+    count; a caller passing a hard bound per zipcode (the validator's reveal,
+    ``vali_utils/assignments.py``) needs only room for formatting.
+    """
     records = max(1, zipcodes) * max(1, sources) * max(1, records_per_zipcode)
-    return ANSWER_ENVELOPE_BYTES + records * BYTES_PER_RECORD * ANSWER_MARGIN
+    return ANSWER_ENVELOPE_BYTES + math.ceil(records * BYTES_PER_RECORD * margin)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,17 +11,31 @@ Commit, then reveal: before the deadline a zipcode assignment holds the
 miner's last commitment (``see_commitment``), when it was first seen and
 whether it came with status completed; after the deadline only a revealed
 manifest matching it is kept (``vali_utils/exchange.py``).
+
+A revealed manifest is bounded by the assignment it answers: the validator
+reads at most ``reveal_cap`` bytes of it, and keeps only entries for the
+zipcodes it assigned, each within ``record_bound`` records
+(``trim_manifest``); a tie-break answer is read up to ``lookup_cap`` and
+keeps only the zpids asked (``trim_lookups``).
+
+    bounds = {z: record_bound(expected[z], config.max_volume_factor) for z in zipcodes}
+    status, answer = await client.post(..., max_bytes=reveal_cap(bounds))
+    kept, dropped = trim_manifest(answer.manifest, assignment.request, bounds)
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import math
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 
 from pydantic import TypeAdapter
 
-from common.manifest import Manifest
+from common.manifest import MAX_RECORDS_PER_ZIPCODE, Manifest
 from common.protocol import AssignmentStatus, DataAssignmentRequest, PropertyAnswer, Source
+from common.signed_client import ANSWER_ENVELOPE_BYTES, answer_cap
+from config.consensus import ConsensusConfig
 from config.storage import S3Settings
 from consensus.answers import hash_to_int
 from consensus.assignment import MinerGroup, MinerInfo
@@ -50,6 +64,20 @@ HoneypotSource = Callable[[int], Awaitable[dict[str, Honeypot]]]
 
 SOURCE = Source.ZILLOW_SOLD
 
+# The fewest records a revealed zipcode entry may list. The consensus counts at
+# most ConsensusConfig.max_volume_factor x the expected listings of a zipcode,
+# but the expected count is an estimate (50 when the block does not know) and a
+# dense real zipcode has several hundred listings: 1,000 (20x the default
+# expectation) leaves room for the densest without letting one miner's reveal
+# grow past a few MB. The manifest model's own cap (5,000) is the ceiling.
+MIN_RECORD_BOUND = 1000
+# reveal_cap: bytes read per record a bound allows. A compact entry
+# ["<12-digit zpid>","<32 hex>"] is 52 bytes (BYTES_PER_RECORD rounds it to 64);
+# 2x that covers a serializer with spaces and each zipcode's files (4 of ~1.2 KB).
+REVEAL_BYTES_MARGIN = 2
+# lookup_cap: one PropertyAnswer is ~120 bytes of JSON; twice that per zpid asked.
+BYTES_PER_LOOKUP = 256
+
 
 @dataclass
 class Assignment:
@@ -77,6 +105,11 @@ class Assignment:
     commitment_signature: str | None = None
     commitment_seen_wall: float | None = None
     commitment_completed: bool = False
+    # zipcode -> most records its revealed entry may list (record_bound); the
+    # cycle sets it from the block's expected counts, else bound_for derives it.
+    record_bounds: dict[str, int] = field(default_factory=dict)
+    # What was dropped of the miner's last answer (trim_manifest, trim_lookups), by reason.
+    dropped: Counter = field(default_factory=Counter)
 
     @property
     def collected(self) -> bool:
@@ -134,6 +167,18 @@ class Assignment:
         self.released = self.released or self.manifest is not None
         self.manifest = None
 
+    def bounds(self) -> dict[str, int]:
+        """zipcode -> record bound, for every zipcode this assignment asked for."""
+        expected = self.request.expected_properties_per_zipcode
+        if expected is None:
+            expected = ConsensusConfig().expected_properties_per_zipcode
+        factor = ConsensusConfig().max_volume_factor
+        return {
+            z: self.record_bounds.get(z) or record_bound(expected, factor)
+            for zipcodes in self.request.zipcode_assignments.values()
+            for z in zipcodes
+        }
+
     @property
     def kind(self) -> str:
         return "zipcodes" if self.tiebreak is None else "tiebreak"
@@ -173,6 +218,78 @@ class Assignment:
                 self.manifest = Manifest.model_validate_json(progress.answer_json)
             else:
                 self.property_answers = _ANSWERS.validate_json(progress.answer_json)
+
+
+def record_bound(expected: int, max_volume_factor: float) -> int:
+    """Most records a revealed entry for a zipcode of ``expected`` listings may list.
+
+    ``max_volume_factor`` x ``expected`` (what the consensus can count), at least
+    ``MIN_RECORD_BOUND`` and at most the manifest model's cap.
+    """
+    wanted = math.ceil(max_volume_factor * max(0, expected))
+    return min(MAX_RECORDS_PER_ZIPCODE, max(MIN_RECORD_BOUND, wanted))
+
+
+def reveal_cap(bounds: Mapping[str, int]) -> int:
+    """Bytes worth reading of a reveal answer for zipcodes bounded by ``bounds``."""
+    zipcodes = max(1, len(bounds))
+    per_zipcode = math.ceil(sum(bounds.values()) / zipcodes) if bounds else 0
+    return answer_cap(zipcodes, per_zipcode, sources=1, margin=REVEAL_BYTES_MARGIN)
+
+
+def lookup_cap(asked: int) -> int:
+    """Bytes worth reading of a tie-break answer to ``asked`` property ids."""
+    return ANSWER_ENVELOPE_BYTES + max(1, asked) * BYTES_PER_LOOKUP
+
+
+def trim_manifest(
+    manifest: Manifest, request: DataAssignmentRequest, bounds: Mapping[str, int]
+) -> tuple[Manifest, Counter]:
+    """The manifest with only what ``request`` asked for; returns it and the drops.
+
+    Dropped, counted by reason: entries of a source or zipcode not assigned
+    (``unassigned_zipcode``), a second entry for a zipcode (``duplicate_zipcode``,
+    the consensus reads only the first) and entries listing more records than
+    their bound (``over_record_bound``). An entry over its bound goes whole:
+    keeping part of it would disagree with its S3 file, which the manifest
+    check would call a mismatch, and no choice of records to keep is right.
+    """
+    assigned = {(source.value, z) for source, zs in request.zipcode_assignments.items() for z in zs}
+    dropped: Counter = Counter()
+    kept, seen = [], set()
+    for entry in manifest.zipcodes:
+        key = (entry.source, entry.zipcode)
+        if key not in assigned:
+            dropped["unassigned_zipcode"] += 1
+        elif key in seen:
+            dropped["duplicate_zipcode"] += 1
+        elif entry.record_count > bounds.get(entry.zipcode, 0):
+            dropped["over_record_bound"] += 1
+        else:
+            seen.add(key)
+            kept.append(entry)
+    if not dropped:
+        return manifest, dropped
+    return manifest.model_copy(update={"zipcodes": kept}), dropped
+
+
+def trim_lookups(
+    answers: list[PropertyAnswer], request: DataAssignmentRequest
+) -> tuple[list[PropertyAnswer], Counter]:
+    """A tie-breaker's answers to the zpids asked, one each; returns them and the drops."""
+    asked = {(source, zpid) for source, zpids in request.property_ids.items() for zpid in zpids}
+    dropped: Counter = Counter()
+    kept, seen = [], set()
+    for answer in answers:
+        key = (answer.source, answer.zpid)
+        if key not in asked:
+            dropped["lookup_not_asked"] += 1
+        elif key in seen:
+            dropped["lookup_duplicate"] += 1
+        else:
+            seen.add(key)
+            kept.append(answer)
+    return kept, dropped
 
 
 def tiebreak_answers(assignments: list[Assignment]) -> list[TiebreakAnswer]:

@@ -47,6 +47,7 @@ from vali_utils.assignments import (
     HoneypotSource,
     HoneypotsUnavailable,
     S3Access,
+    record_bound,
     tiebreak_answers,
 )
 from vali_utils.blocks import EpochBlock
@@ -147,6 +148,9 @@ class ConsensusCycle:
             sorted({r.rule for r in plan.relaxations}) or "none",
         )
         expires = datetime.fromtimestamp(deadline_wall, UTC)
+        # What a revealed entry may list per zipcode: what the consensus can count of it.
+        factor = self.engine.config.max_volume_factor
+        bounds = {z: record_bound(n, factor) for z, n in block.expected_counts().items()}
         assignments = [
             Assignment(
                 group,
@@ -163,6 +167,7 @@ class ConsensusCycle:
                     epoch_nonce=block.nonce,
                     expires_at=expires,
                 ),
+                record_bounds={z: bounds[z] for z in group.zipcodes if z in bounds},
             )
             for group in plan.groups
             for miner in group.miners
@@ -225,10 +230,11 @@ class ConsensusCycle:
             await self.exchange.restore(block.epoch, tb_assignments)
         timings["consensus_s"] = time.monotonic() - started
         started = time.monotonic()
-        verdicts, _ = await asyncio.gather(
+        verdicts, lookup_drops = await asyncio.gather(
             self._verify(requests, block.epoch),
             self._tiebreak_round(tb_assignments, tiebreak_deadline_wall, block.epoch),
         )
+        dropped.update(lookup_drops)
         await self.exchange.save(block.epoch, tb_assignments, "tiebreaks", force=True)
         timings["verify_s"] = time.monotonic() - started
         started = time.monotonic()
@@ -301,12 +307,15 @@ class ConsensusCycle:
 
     async def _tiebreak_round(
         self, assignments: list[Assignment], deadline_wall: float | None, epoch: int
-    ) -> None:
+    ) -> Counter:
+        """Dispatch and collect the lookups; returns what was dropped of their answers."""
         if not assignments or deadline_wall is None:
-            return
+            return Counter()
         await self.exchange.dispatch(assignments)
         await self.exchange.save(epoch, assignments)
-        await self.exchange.collect(assignments, deadline_wall, epoch, what="tie-break lookups")
+        return await self.exchange.collect(
+            assignments, deadline_wall, epoch, what="tie-break lookups"
+        )
 
     async def _verify_uploads(
         self, block: EpochBlock, assignments: list[Assignment]

@@ -15,6 +15,13 @@ time); after the deadline ``reveal`` asks each miner for the manifest and
 salt of that commitment and keeps only a manifest that hashes to it.
 Tie-break lookups (``property_ids``) are answered in collect as before.
 
+What a miner sends is bounded by what it was asked: a reveal is read up to
+``reveal_cap`` of its assignment's record bounds, and the manifest kept (and
+stored) holds only the zipcodes assigned, each within its bound; a lookup
+answer is read up to ``lookup_cap`` and keeps only the zpids asked. The
+commitment is checked on the manifest as received (it covers what the miner
+built), then the manifest is trimmed.
+
     exchange = MinerExchange(client, concurrency=64, poll_s=5, store=store)
     await exchange.dispatch(assignments)
     await exchange.collect(assignments, deadline_wall, epoch)
@@ -39,7 +46,15 @@ from common.protocol import (
     commitment_message,
 )
 from common.signed_http import SignedClient
-from vali_utils.assignments import Assignment, describe_answer, protocol_refusal
+from vali_utils.assignments import (
+    Assignment,
+    describe_answer,
+    lookup_cap,
+    protocol_refusal,
+    reveal_cap,
+    trim_lookups,
+    trim_manifest,
+)
 from vali_utils.store import ValidatorStore
 
 logger = logging.getLogger(__name__)
@@ -192,14 +207,15 @@ class MinerExchange:
         deadline_wall: float,
         epoch: int,
         what: str = "assignments",
-    ) -> None:
-        """Poll until each assignment is done or the deadline passes.
+    ) -> Counter:
+        """Poll until each assignment is done or the deadline passes; returns lookup drops.
 
         A zipcode assignment is done once its commitment comes with status
         completed: the miner is bound to that commitment (its reveal must match
         it) and its completion time is set, so polling it on would only load
         the miner. One that never completes is polled until the deadline, and
-        its last commitment counts.
+        its last commitment counts. A tie-break lookup's answers to zpids it was
+        not asked are dropped (counted, one line per miner at the end).
         """
         pending = [a for a in assignments if a.accepted and not _done(a)]
         retry = self.to_retry(assignments)
@@ -219,6 +235,12 @@ class MinerExchange:
         if lookups and time.time() >= deadline_wall:
             # A last look at the deadline: partial lookups count for what they cover.
             await self.bounded(self.poll(a) for a in lookups)
+        dropped: Counter = Counter()
+        for a in assignments:
+            if a.tiebreak is not None and a.dropped:
+                _log_drops(a, "lookup answers")
+                dropped.update(a.dropped)
+        return dropped
 
     async def reveal(
         self, assignments: list[Assignment], deadline_wall: float, epoch: int
@@ -264,6 +286,7 @@ class MinerExchange:
             }
         )
         miner, request_id = assignment.miner, assignment.request.request_id
+        bounds = assignment.bounds()
         for attempt in range(1, REVEAL_ATTEMPTS + 1):
             status, answer = await self.client.post(
                 assignment.endpoint,
@@ -272,6 +295,7 @@ class MinerExchange:
                 request,
                 DataAssignmentRequest,
                 self.request_timeout_s,
+                max_bytes=reveal_cap(bounds),
             )
             if status == 200 and isinstance(answer, DataAssignmentRequest):
                 break
@@ -306,6 +330,12 @@ class MinerExchange:
                 (assignment.commitment or "")[:16],
             )
             return
+        # Checked as received (the commitment covers what the miner built); kept trimmed.
+        manifest, trimmed = trim_manifest(manifest, assignment.request, bounds)
+        if trimmed:
+            assignment.dropped = trimmed
+            dropped.update(trimmed)
+            _log_drops(assignment, "revealed manifest entries")
         assignment.manifest = manifest
         assignment.dirty = True
 
@@ -328,7 +358,9 @@ class MinerExchange:
             request,
             DataAssignmentRequest,
             self.request_timeout_s,
-            max_bytes=COLLECT_ANSWER_BYTES if assignment.tiebreak is None else None,
+            max_bytes=COLLECT_ANSWER_BYTES
+            if assignment.tiebreak is None
+            else lookup_cap(sum(len(z) for z in assignment.request.property_ids.values())),
         )
         now = time.time()  # when the answer was seen: the validator's clock, never the miner's
         if status != 200 or not isinstance(answer, DataAssignmentRequest):
@@ -340,7 +372,8 @@ class MinerExchange:
             self._see_commitment(assignment, answer, now)
         else:
             if answer.property_answers is not None:
-                assignment.property_answers = answer.property_answers
+                kept, assignment.dropped = trim_lookups(answer.property_answers, assignment.request)
+                assignment.property_answers = kept
             if (
                 assignment.status == AssignmentStatus.COMPLETED.value
                 and assignment.completed_after_s is None
@@ -380,6 +413,17 @@ class MinerExchange:
                 answer.commitment[:12],
                 " (completed)" if assignment.commitment_completed else "",
             )
+
+
+def _log_drops(assignment: Assignment, what: str) -> None:
+    logger.warning(
+        "uid %d (%s): %s for %s dropped: %s",
+        assignment.miner.uid,
+        assignment.miner.hotkey,
+        what,
+        assignment.request.request_id,
+        dict(assignment.dropped),
+    )
 
 
 def _done(assignment: Assignment) -> bool:
