@@ -35,6 +35,28 @@ class BlockConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class UploadLimits:
+    """What one miner may upload through the Data API's presigned URLs."""
+
+    # Distinct files (content hashes) per miner, epoch, source and zipcode.
+    # An honest miner scrapes each assignment it gets, and every validator
+    # sends the same plan, so it uploads at most one file per validator that
+    # assigned the zipcode: the chain gives at most 64 validator permits. The
+    # cap bounds what one miner may store (a block's zipcodes x 64 files) and
+    # keeps an honest folder (its assigned zipcodes x 64, a few thousand at
+    # most) under the validators' listing cap (S3_MAX_KEYS_PER_MINER, 5000),
+    # so a folder past that cap is padding, evidence against its miner.
+    files_per_zipcode: int = 64
+    # Grants are kept this many epochs (the current one and the one before,
+    # whose late retries still arrive), then pruned.
+    keep_epochs: int = 2
+
+    def __post_init__(self) -> None:
+        if self.files_per_zipcode < 1 or self.keep_epochs < 1:
+            raise ValueError("UploadLimits.files_per_zipcode and keep_epochs must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
 class SizeTier:
     """A zipcode size class: its name, the density from which it starts, its expected listings."""
 

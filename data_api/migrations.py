@@ -59,6 +59,19 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (hotkey, window_id)
     ) WITHOUT ROWID;
     """,
+    # 2: upload grants, so the per-zipcode upload cap holds across worker processes.
+    """
+    CREATE TABLE upload_grants (
+        hotkey TEXT NOT NULL,
+        epoch_id INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        zipcode TEXT NOT NULL,
+        content_hash TEXT NOT NULL,        -- a retry of the same file is the same grant
+        granted_at REAL NOT NULL,
+        PRIMARY KEY (hotkey, epoch_id, source, zipcode, content_hash)
+    ) WITHOUT ROWID;
+    CREATE INDEX upload_grants_by_epoch ON upload_grants(epoch_id);
+    """,
 )
 
 

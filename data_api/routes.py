@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -32,7 +32,7 @@ from common.data_api_models import (
 )
 from common.s3_layout import InvalidKey
 from common.signed_http import RequestRefused, SignedCall
-from config.data_api import BlockConfig
+from config.data_api import BlockConfig, UploadLimits
 from data_api.epochs import EpochClock
 from data_api.metrics import ApiMetrics
 from data_api.s3 import (
@@ -64,6 +64,8 @@ class ApiOptions:
     max_body_bytes: int = 1024 * 1024
     upload_max_bytes: int = 64 * 1024 * 1024
     url_expiry_s: float = 900.0
+    # Fixed in config/data_api.py for now (no operator setting yet).
+    uploads: UploadLimits = field(default_factory=UploadLimits)
 
     @classmethod
     def from_settings(cls, settings) -> ApiOptions:
@@ -227,6 +229,34 @@ class Routes:
             )
         except InvalidKey as exc:
             raise RequestRefused(422, "invalid_key", str(exc)) from None
+        limits = self.options.uploads
+        granted = await asyncio.to_thread(
+            self.store.grant_upload,
+            call.caller,
+            epoch_id,
+            asked.source.value,
+            asked.zipcode,
+            asked.content_hash,
+            cap=limits.files_per_zipcode,
+            keep_epochs=limits.keep_epochs,
+            now=now,
+        )
+        if granted is None:
+            logger.info(
+                "upload refused to %s for %s/%s of epoch %d: %d files already (request %s)",
+                call.caller,
+                asked.source.value,
+                asked.zipcode,
+                epoch_id,
+                limits.files_per_zipcode,
+                call.request_id,
+            )
+            raise RequestRefused(
+                409,
+                "upload_cap",
+                f"at most {limits.files_per_zipcode} files per miner, epoch, source and"
+                " zipcode; this zipcode has them all",
+            )
         expires_s = max(MIN_UPLOAD_URL_S, min(self.options.url_expiry_s, deadline - now))
         url, fields = gateway.presign_upload(
             key, asked.size_bytes, cached.nonce, call.caller, int(expires_s)

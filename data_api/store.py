@@ -1,4 +1,5 @@
-"""The Data API's SQLite store: issued blocks, honeypots, owner references, status reports.
+"""The Data API's SQLite store: issued blocks, honeypots, owner references, status reports,
+upload grants.
 
 Methods are synchronous and thread-safe (one connection behind a lock); the
 service calls them through ``asyncio.to_thread``. Every statement is
@@ -8,6 +9,7 @@ writes.
     store = ApiStore.open(path)
     raw = store.save_block(epoch_id, block_id, raw, zipcodes, honeypots)  # first write wins
     store.block_json(epoch_id)
+    store.grant_upload(hotkey, epoch_id, source, zipcode, content_hash, cap=64, keep_epochs=2)
 """
 
 from __future__ import annotations
@@ -239,6 +241,63 @@ class ApiStore:
                 ):
                     out.setdefault(zipcode, {})[source] = json.loads(records_json)
         return out
+
+    # --- upload grants ---------------------------------------------------------------
+
+    def grant_upload(
+        self,
+        hotkey: str,
+        epoch_id: int,
+        source: str,
+        zipcode: str,
+        content_hash: str,
+        *,
+        cap: int,
+        keep_epochs: int,
+        now: float | None = None,
+    ) -> int | None:
+        """Record an upload grant unless the miner's (epoch, source, zipcode) is at ``cap``.
+
+        Returns how many distinct files the zipcode then has (a grant for a file
+        already granted is a retry: granted again, not counted again), or None
+        when a new file would pass the cap. ``BEGIN IMMEDIATE`` makes the count
+        and the insert one step across worker processes, so the cap holds when
+        a miner spreads its requests over them. Grants of epochs more than
+        ``keep_epochs`` back are pruned in the same step.
+        """
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    "DELETE FROM upload_grants WHERE epoch_id <= ?", (epoch_id - keep_epochs,)
+                )
+                place = (hotkey, epoch_id, source, zipcode)
+                count = conn.execute(
+                    "SELECT COUNT(*) FROM upload_grants "
+                    "WHERE hotkey = ? AND epoch_id = ? AND source = ? AND zipcode = ?",
+                    place,
+                ).fetchone()[0]
+                known = conn.execute(
+                    "SELECT 1 FROM upload_grants WHERE hotkey = ? AND epoch_id = ? AND source = ?"
+                    " AND zipcode = ? AND content_hash = ?",
+                    (*place, content_hash),
+                ).fetchone()
+                if known is None:
+                    if count >= cap:
+                        conn.execute("COMMIT")
+                        return None
+                    conn.execute(
+                        "INSERT INTO upload_grants (hotkey, epoch_id, source, zipcode,"
+                        " content_hash, granted_at) VALUES (?, ?, ?, ?, ?, ?)",
+                        (*place, content_hash, time.time() if now is None else now),
+                    )
+                    count += 1
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return count
 
     # --- validators' status reports -----------------------------------------------------
 
