@@ -51,6 +51,27 @@ HTTP_MAX_BODY_READS = 16
 # bytes a record); callers that know what they asked pass a tighter cap.
 DEFAULT_MAX_ANSWER_BYTES = 8 * 1024 * 1024
 
+# --- Serving validators fairly (miner; docs/limits.md) ----------------------------------
+# Stake (TAO or alpha, as the chain reports it) a validator needs before a miner
+# answers it. A validator's weights count in proportion to its stake, so below
+# this a validator moves no miner's incentive measurably; while on a subnet with
+# fewer than 64 staked hotkeys a permit costs next to nothing, and every such
+# identity could flood miners. The local subnet gives its validators exactly this.
+MIN_VALIDATOR_STAKE = 1000.0
+# Open (accepted, not yet finished) assignments a miner holds for all validators,
+# shared out by stake: the old global cap, now one validator's flood fills its share only.
+MAX_OPEN_ASSIGNMENTS = 500
+# The least a validator may hold whatever its stake. An honest validator sends a
+# miner about 1,000 / N assignments an epoch (N miners; 1,000 zipcodes, 2 groups
+# of 10, batches of 20): 16 at 64 miners, 50 at 20.
+MIN_OPEN_ASSIGNMENTS_PER_VALIDATOR = 50
+# A validator over its quota, or sending another epoch's work, is logged at most
+# once per this many seconds (with the count of refusals in between), not per request.
+REFUSAL_LOG_INTERVAL_S = 60.0
+# Clock difference tolerated between a miner and validators at epoch boundaries.
+# NTP-synced hosts agree within a second; signed requests already need 10 s.
+EPOCH_CLOCK_SLACK_S = 30.0
+
 
 class SettingsError(ValueError):
     """A setting is missing or invalid; the message is one line for the operator."""
@@ -89,7 +110,10 @@ class Settings:
     scrape_delay_s: float = 0.0
     scrape_concurrency: int = 4
     behaviour: str = "honest"
-    min_validator_stake: float = 0.0
+    min_validator_stake: float = MIN_VALIDATOR_STAKE
+    max_open_assignments: int = MAX_OPEN_ASSIGNMENTS
+    min_open_assignments: int = MIN_OPEN_ASSIGNMENTS_PER_VALIDATOR
+    check_epochs: bool = True
     requests_per_minute: int = 600
     max_body_bytes: int = 4 * 1024 * 1024
     # HTTP servers (miner, Data API): docs/limits.md
@@ -241,6 +265,34 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=0,
     ),
     Setting(
+        "max_open_assignments",
+        "--assignments.max.open",
+        "MAX_OPEN_ASSIGNMENTS",
+        int,
+        "open assignments this miner holds for all validators, shared out by stake "
+        "(a validator over its share is refused with 'quota')",
+        roles=("miner",),
+        minimum=1,
+    ),
+    Setting(
+        "min_open_assignments",
+        "--assignments.min.per.validator",
+        "MIN_OPEN_ASSIGNMENTS_PER_VALIDATOR",
+        int,
+        "open assignments any served validator may hold, whatever its stake",
+        roles=("miner",),
+        minimum=1,
+    ),
+    Setting(
+        "check_epochs",
+        "--epoch.check",
+        "MINER_EPOCH_CHECK",
+        bool,
+        "refuse assignments of an epoch other than the current one by this miner's clock "
+        "and CYCLE_SECONDS (off in the local preset, whose epoch length varies)",
+        roles=("miner",),
+    ),
+    Setting(
         "requests_per_minute",
         "--rate.limit",
         "REQUESTS_PER_MINUTE",
@@ -301,8 +353,9 @@ SETTINGS: tuple[Setting, ...] = (
         "--cycle.seconds",
         "CYCLE_SECONDS",
         float,
-        "length of a consensus epoch; every validator (and the Data API) aligns on multiples of it",
-        roles=("validator", "data_api"),
+        "length of a consensus epoch; every validator (and the Data API) aligns on multiples "
+        "of it; miners refuse other epochs' assignments by it",
+        roles=ALL_ROLES,
         minimum=1,
     ),
     Setting(
@@ -556,7 +609,8 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "local": {"network": "localfile", "netuid": 1, "cycle_seconds": 20.0},
+    # The local subnet picks its epoch length per run without telling miners.
+    "local": {"network": "localfile", "netuid": 1, "cycle_seconds": 20.0, "check_epochs": False},
     "test": {"network": "test", "cycle_seconds": 4 * 3600.0},
     "finney": {"network": "finney", "cycle_seconds": 4 * 3600.0},
 }

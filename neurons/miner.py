@@ -24,17 +24,52 @@ from common.metagraph import MetagraphSync
 from common.protocol import ROUTE, DataAssignmentRequest
 from common.signed_http import AccessPolicy, RateLimiter, signed_endpoint
 from common.wallet import load_wallet
-from config.settings import Settings, SettingsError
+from config.settings import EPOCH_CLOCK_SLACK_S, Settings, SettingsError
+from data_api.epochs import EpochClock
 from neurons.runner import run_neuron
 from scraping.assignments import MinerService
+from scraping.epoch_gate import EpochGate, NonceBook
+from scraping.fairness import QuotaPolicy
 from scraping.metrics import MinerMetrics
 from scraping.registry import SourceContext
 from scraping.registry import build_source as build_named_source
 from scraping.source import PropertySource, SyntheticSource
 from scraping.store import MinerStore
 from scraping.upload_setup import open_uploader
+from scraping.upload_targets import PresignedTarget
 
 logger = logging.getLogger("neurons.miner")
+
+
+def epoch_gate(settings: Settings) -> EpochGate:
+    """The current-epoch check: the wall clock and CYCLE_SECONDS, unless turned off."""
+    clock = (
+        EpochClock(settings.cycle_seconds, settings.collect_fraction)
+        if settings.check_epochs
+        else None
+    )
+    return EpochGate(clock, EPOCH_CLOCK_SLACK_S, NonceBook())
+
+
+def learn_nonces(uploader: object, nonces: NonceBook) -> None:
+    """Remember the epoch nonce of every upload grant the Data API gives this miner.
+
+    The grant is the one place a miner hears the Data API's nonce; wrapping the
+    target's ``get_url`` keeps the upload path as it is.
+    """
+    target = getattr(uploader, "target", None)
+    if not isinstance(target, PresignedTarget):
+        return  # no uploads, or straight to a bucket: no nonce to learn
+    get_url = target.get_url
+
+    async def get_url_learning(request):
+        grant = await get_url(request)
+        epoch, nonce = request.get("epoch_id"), grant.get("epoch_nonce")
+        if isinstance(epoch, int) and isinstance(nonce, str):
+            nonces.learn(epoch, nonce)
+        return grant
+
+    target.get_url = get_url_learning
 
 
 def build_source(settings: Settings, hotkey: str) -> PropertySource:
@@ -71,6 +106,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         behaviour = load_behaviour(settings.behaviour)
     session = aiohttp.ClientSession()  # outbound: the Data API and presigned uploads
     uploader, close_uploader = await open_uploader(settings, keypair, session)
+    epochs = epoch_gate(settings)
+    learn_nonces(uploader, epochs.nonces)
     service = MinerService(
         store,
         source,
@@ -80,6 +117,13 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         behaviour_scrape=(source.view if isinstance(source, SyntheticSource) else None),
         uploader=uploader,
         signer=keypair,  # commitments go out signed by the hotkey (validators require it)
+        quotas=QuotaPolicy(
+            lambda: sync.snapshot,
+            settings.min_validator_stake,
+            settings.max_open_assignments,
+            settings.min_open_assignments,
+        ),
+        epochs=epochs,
     )
     await service.start()
     MinerMetrics(service, source).serve(settings.metrics_port, settings.host)
@@ -104,7 +148,16 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     port = server.port  # the real port when --port 0
     ip = settings.external_ip or settings.host
     logger.info(
-        "miner %s serving on %s:%d (netuid %s)", hotkey, settings.host, port, settings.netuid
+        "miner %s serving on %s:%d (netuid %s); validators need stake %g, share %d open"
+        " assignments by stake (at least %d each); epochs %s",
+        hotkey,
+        settings.host,
+        port,
+        settings.netuid,
+        settings.min_validator_stake,
+        settings.max_open_assignments,
+        settings.min_open_assignments,
+        f"of {settings.cycle_seconds:g}s checked" if settings.check_epochs else "not checked",
     )
     try:
         await chain.publish_endpoint(ip, port)

@@ -11,8 +11,14 @@ deadline, the manifest of a commitment it issued and the assignment's salt
 with 426. Work survives a restart: unfinished assignments resume when the
 service starts.
 
-The batch scraper runs every zipcode through the ``PropertySource`` under one
-semaphore shared by all assignments (the source's concurrency budget), stores
+Validators are served fairly (``scraping/fairness.py``): ``assign`` refuses
+work of another epoch (``scraping/epoch_gate.py``) and a validator over its
+stake-weighted quota of open assignments (``rejected``, error "quota ..."),
+and the scraping takes turns between validators within the source's
+concurrency budget, so one validator's flood does not queue ahead of the
+others. Work several validators asked for counts for each of them once.
+
+The batch scraper runs every zipcode through the ``PropertySource``, stores
 each zipcode's records as soon as it is scraped (a crash loses at most the
 zipcodes in flight) and stops at the assignment's deadline keeping what it has.
 """
@@ -31,9 +37,12 @@ from common.manifest import new_salt
 from common.protocol import PROTOCOL_VERSION, AssignmentStatus, DataAssignmentRequest
 from common.records import RecordDigester
 from common.signed_http import RequestRefused
+from config.settings import MAX_OPEN_ASSIGNMENTS, REFUSAL_LOG_INTERVAL_S
 from scraping.adversaries import MinerContext
 from scraping.answers import StoredAnswers
 from scraping.collect import reply
+from scraping.epoch_gate import EpochGate
+from scraping.fairness import UNOWNED, FairSlots, QuotaPolicy, RefusalLog
 from scraping.lookups import (
     behaviour_context,
     lookup_rows,
@@ -46,8 +55,8 @@ from scraping.uploads import Uploader
 
 logger = logging.getLogger(__name__)
 
-MAX_OPEN_ASSIGNMENTS = 500  # beyond this the miner says "rejected: busy"
 DEFAULT_DEADLINE_S = 3 * 3600.0
+OPEN = (AssignmentStatus.ACCEPTED.value, AssignmentStatus.IN_PROGRESS.value)
 
 
 class MinerService:
@@ -63,6 +72,8 @@ class MinerService:
         behaviour_scrape: Callable[[str], list[dict]] | None = None,
         uploader: Uploader | None = None,
         signer: object | None = None,
+        quotas: QuotaPolicy | None = None,
+        epochs: EpochGate | None = None,
     ) -> None:
         self.store = store
         self.source = source
@@ -72,7 +83,15 @@ class MinerService:
         self.uploader = uploader  # S3 uploads of every zipcode stored (None: off)
         self._epochs: dict[str, tuple[str | None, str | None]] = {}  # key -> (epoch_id, nonce)
         self.digester = RecordDigester()
-        self._semaphore = asyncio.Semaphore(concurrency)
+        # The source's concurrency budget, in turns between validators.
+        self._slots = FairSlots(concurrency)
+        # None: no metagraph (tests, benches): every validator may hold MAX_OPEN_ASSIGNMENTS.
+        self.quotas = quotas
+        self.epochs = epochs  # None: assignments of any epoch are taken
+        self._refusals = RefusalLog(REFUSAL_LOG_INTERVAL_S)
+        # Open assignments: who asked for each, and each validator's (its quota counts them).
+        self._owners: dict[str, set[str]] = {}
+        self._open: dict[str, set[str]] = {}
         self._tasks: dict[str, asyncio.Task] = {}
         self._status: dict[str, str] = {}  # assignment key -> status, for stored assignments
         self._pending_writes: set[asyncio.Future] = set()
@@ -83,13 +102,18 @@ class MinerService:
         """Resume every assignment a previous run left unfinished."""
         keys = await self.store.run(
             lambda db: [
-                r[0]
-                for r in db.execute(
-                    "SELECT key FROM assignments WHERE status IN (?, ?)",
-                    (AssignmentStatus.ACCEPTED.value, AssignmentStatus.IN_PROGRESS.value),
-                )
+                r[0] for r in db.execute("SELECT key FROM assignments WHERE status IN (?, ?)", OPEN)
             ]
         )
+        owners = await self.store.run(
+            lambda db: db.execute(
+                "SELECT r.validator, r.key FROM requests r JOIN assignments a ON a.key = r.key"
+                " WHERE a.status IN (?, ?)",
+                OPEN,
+            ).fetchall()
+        )
+        for validator, key in owners:
+            self._own(key, validator)
         for key in keys:
             logger.info("resuming assignment %s", key)
             self._launch(key)
@@ -135,21 +159,39 @@ class MinerService:
             return reply(
                 request, AssignmentStatus.REJECTED, error="this source cannot look up properties"
             )
-        if request.expires_at is not None and request.expires_at.timestamp() <= time.time():
+        now = time.time()
+        expires = request.expires_at.timestamp() if request.expires_at is not None else None
+        if expires is not None and expires <= now:
             return reply(request, AssignmentStatus.REJECTED, error="assignment already expired")
+        if self.epochs is not None:
+            why = self.epochs.refusal(request.epoch_id, request.epoch_nonce, expires, now)
+            if why is not None:
+                self._log_refusal(caller, request, "not current", why, now)
+                return reply(request, AssignmentStatus.REJECTED, error=why)
         key = request.assignment_key()
         known = self._status.get(key)
+        if known not in (None, *OPEN) or caller.hotkey in self._owners.get(key, ()):
+            # Finished work, or open work this validator already holds: nothing new to count.
+            self._remember_request(caller.hotkey, request.request_id, key)
+            status = AssignmentStatus(known or AssignmentStatus.ACCEPTED.value)
+            return reply(request, status, accepted=True)
+        held, quota = len(self._open.get(caller.hotkey, ())), self._quota(caller.hotkey)
+        if held >= quota:
+            why = (
+                f"quota: validator uid {caller.uid} holds {held} open assignments,"
+                f" its quota is {quota} (by stake); retry when some finish"
+            )
+            self._log_refusal(caller, request, "over quota", why, now)
+            return reply(request, AssignmentStatus.REJECTED, error=why)
+        # Counted before the store write: concurrent requests see it at once.
+        self._own(key, caller.hotkey)
         if known is not None:
             # The work is already stored: only "this validator asked too" is new.
             # That row is written behind the answer (group commit, milliseconds
             # later), so a burst of validators is not serialised on the disk.
             self._remember_request(caller.hotkey, request.request_id, key)
             return reply(request, AssignmentStatus(known), accepted=True)
-        deadline = (
-            request.expires_at.timestamp()
-            if request.expires_at
-            else time.time() + DEFAULT_DEADLINE_S
-        )
+        deadline = expires if expires is not None else now + DEFAULT_DEADLINE_S
         # Zipcode work is (source, zipcode) pairs; lookup work (source, zpid) pairs.
         # In property_ids mode zipcode_assignments only says where the listings are.
         items = request.property_ids if lookups else request.zipcode_assignments
@@ -173,12 +215,6 @@ class MinerService:
             row = db.execute("SELECT status FROM assignments WHERE key=?", (key,)).fetchone()
             created = row is None
             if created:
-                open_count = db.execute(
-                    "SELECT COUNT(*) FROM assignments WHERE status IN (?, ?)",
-                    (AssignmentStatus.ACCEPTED.value, AssignmentStatus.IN_PROGRESS.value),
-                ).fetchone()[0]
-                if open_count >= MAX_OPEN_ASSIGNMENTS:
-                    return AssignmentStatus.REJECTED.value, False
                 db.execute(
                     "INSERT INTO assignments (key, request_json, status, zipcodes_total,"
                     " created_at, deadline_at, salt) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -204,18 +240,14 @@ class MinerService:
             )
             return status, created
 
-        status, created = await self.store.write(work)
-        if status != AssignmentStatus.REJECTED.value:
-            self._status.setdefault(key, status)
-        if (
-            status == AssignmentStatus.REJECTED.value
-            and created is False
-            and key not in self._tasks
-        ):
-            logger.warning(
-                "busy: rejected %s from validator uid %s", request.request_id, caller.uid
-            )
-            return reply(request, AssignmentStatus.REJECTED, error="miner busy")
+        try:
+            status, created = await self.store.write(work)
+        except BaseException:
+            self._disown(key, caller.hotkey)
+            raise
+        self._status.setdefault(key, status)
+        if status not in OPEN:
+            self._disown(key, caller.hotkey)  # finished before a restart: holds no quota
         if created:
             logger.info(
                 "assignment %s from validator uid %s: %d %s (key %s)",
@@ -240,6 +272,46 @@ class MinerService:
         self._pending_writes.add(task)
         task.add_done_callback(self._write_done)
 
+    def _quota(self, hotkey: str) -> int:
+        return MAX_OPEN_ASSIGNMENTS if self.quotas is None else self.quotas.quota(hotkey)
+
+    def _own(self, key: str, validator: str) -> None:
+        owners = self._owners.setdefault(key, set())
+        if validator not in owners:
+            owners.add(validator)
+            self._open.setdefault(validator, set()).add(key)
+            self._slots.share(key, validator)  # its turns serve the key's waiting zipcodes too
+
+    def _disown(self, key: str, validator: str) -> None:
+        self._owners.get(key, set()).discard(validator)
+        held = self._open.get(validator)
+        if held is not None:
+            held.discard(key)
+            if not held:
+                del self._open[validator]
+
+    def _finished(self, key: str) -> None:
+        """The assignment is no longer open: it stops counting against anyone's quota."""
+        for validator in list(self._owners.pop(key, ())):
+            self._disown(key, validator)
+
+    def _log_refusal(
+        self, caller: NeuronInfo, request: DataAssignmentRequest, what: str, why: str, now: float
+    ) -> None:
+        # A flood is thousands of refusals: one line per validator per interval.
+        unlogged = self._refusals.due(f"{what}:{caller.hotkey}", now)
+        if unlogged is None:
+            return
+        logger.warning(
+            "refused %s from validator uid %s (%s): %s (%d more refusals %s since the last line)",
+            request.request_id,
+            caller.uid,
+            caller.hotkey,
+            why,
+            unlogged,
+            what,
+        )
+
     def _write_done(self, task: asyncio.Future) -> None:
         self._pending_writes.discard(task)
         if not task.cancelled() and task.exception() is not None:
@@ -258,6 +330,7 @@ class MinerService:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            self._finished(key)
             logger.exception("assignment %s failed", key)
             reason = str(exc)[:300]
             await self.store.run(
@@ -304,12 +377,13 @@ class MinerService:
             )
         )
         self._status[key] = AssignmentStatus.COMPLETED.value
+        self._finished(key)
         logger.info("assignment %s completed", key)
 
     async def _scrape_zipcode(
         self, key: str, source_name: str, zipcode: str, deadline: float
     ) -> None:
-        async with self._semaphore:
+        async with self._slots.lane(key, self._owners.get(key) or {UNOWNED}):
             if time.monotonic() >= deadline:
                 return
             result = await self.source.scrape_zipcode(zipcode, source_name, deadline=deadline)
@@ -327,7 +401,8 @@ class MinerService:
             ctx = self._behaviour_context(key, request, zipcodes)
             results = await asyncio.to_thread(lookup_with_behaviour, self.behaviour, ctx, todo)
         else:
-            results = await lookup_with_source(self.source, todo, deadline, self._semaphore)
+            lane = self._slots.lane(key, self._owners.get(key) or {UNOWNED})
+            results = await lookup_with_source(self.source, todo, deadline, lane)
         rows, rejected = lookup_rows(key, results, self.digester)
 
         def write(db) -> None:

@@ -20,6 +20,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from common.protocol import PropertyAnswer
@@ -35,9 +36,16 @@ Wanted = tuple[str, str]  # (source name, zpid)
 
 
 async def lookup_with_source(
-    source: Any, wanted: Iterable[Wanted], deadline: float, semaphore: asyncio.Semaphore
+    source: Any,
+    wanted: Iterable[Wanted],
+    deadline: float,
+    semaphore: AbstractAsyncContextManager[Any],
 ) -> dict[Wanted, Any]:
-    """``fetch_property`` per zpid: the record, None (no such listing) or NOT_ANSWERED."""
+    """``fetch_property`` per zpid: the record, None (no such listing) or NOT_ANSWERED.
+
+    ``semaphore`` is entered around each call: an ``asyncio.Semaphore`` or the
+    miner's fair lane (``scraping.fairness.Lane``), which takes turns between validators.
+    """
 
     async def one(item: Wanted) -> tuple[Wanted, Any]:
         async with semaphore:
