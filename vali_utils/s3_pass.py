@@ -46,12 +46,40 @@ from vali_utils.cycle import CycleOutcome
 from vali_utils.data_api_client import DataAPIRefused, DataAPIUnavailable, ValidatorDataAPI
 from vali_utils.metrics import ValidatorMetrics
 from vali_utils.s3_eval import evaluate_miners
-from vali_utils.s3_reader import DirectS3Reader, PresignedReader
+from vali_utils.s3_reader import DirectS3Reader, PresignedReader, ReadUrlLister, ReadUrlPage
 from vali_utils.spot_check import Verifier
 
 logger = logging.getLogger(__name__)
 
 READ_URLS_HIDDEN = "read_urls_hidden"  # data_api/routes.py: an epoch's files before its deadline
+
+
+def presigned_lister(api: ValidatorDataAPI) -> ReadUrlLister:
+    """The Data API's read URLs as the ``PresignedReader``'s lister.
+
+    Every refusal and outage becomes ``ValueError``, which the reader turns
+    into "S3 unavailable": no evidence, nobody blamed.
+    """
+
+    async def read_urls(hotkey: str, epoch: int, max_keys: int, token: str | None) -> ReadUrlPage:
+        try:
+            return await api.read_url_page(hotkey, epoch, max_keys, token)
+        except DataAPIRefused as exc:
+            if exc.code == READ_URLS_HIDDEN:
+                # Asked before the epoch's deadline: "not yet", not an outage. The
+                # cycle and the passes read only closed epochs, so this is a clock
+                # out of step with the Data API's.
+                logger.warning(
+                    "read URLs of epoch %d refused before its deadline (is this"
+                    " validator's clock ahead of the Data API's?): %s",
+                    epoch,
+                    exc,
+                )
+            raise ValueError(f"Data API: {exc}") from exc
+        except DataAPIUnavailable as exc:
+            raise ValueError(f"Data API: {exc}") from exc
+
+    return read_urls
 
 
 def open_s3(
@@ -66,28 +94,8 @@ def open_s3(
         logger.info("reading miners' S3 files from bucket %s directly", s3.bucket)
         return S3Access(DirectS3Reader.from_settings(s3), s3)
     if api is not None:
-
-        async def read_urls(hotkey: str, epoch: int, max_keys: int, token: str | None):
-            try:
-                return await api.read_url_page(hotkey, epoch, max_keys, token)
-            except DataAPIRefused as exc:
-                if exc.code == READ_URLS_HIDDEN:
-                    # Asked before the epoch's deadline: "not yet", not an outage. The
-                    # cycle and the passes read only closed epochs, so this is a clock
-                    # out of step with the Data API's.
-                    logger.warning(
-                        "read URLs of epoch %d refused before its deadline (is this"
-                        " validator's clock ahead of the Data API's?): %s",
-                        epoch,
-                        exc,
-                    )
-                # The reader turns this into "S3 unavailable": no evidence, nobody blamed.
-                raise ValueError(f"Data API: {exc}") from exc
-            except DataAPIUnavailable as exc:
-                raise ValueError(f"Data API: {exc}") from exc
-
         logger.info("reading miners' S3 files through presigned URLs from the Data API")
-        return S3Access(PresignedReader(session, read_urls, s3), s3)
+        return S3Access(PresignedReader(session, presigned_lister(api), s3), s3)
     logger.warning("no S3 checks: set DATA_API_URL, or S3_BUCKET with credentials")
     return None
 
