@@ -42,7 +42,7 @@ from scraping.adversaries import MinerContext
 from scraping.answers import StoredAnswers
 from scraping.collect import reply
 from scraping.epoch_gate import EpochGate
-from scraping.fairness import UNOWNED, FairSlots, QuotaPolicy, RefusalLog
+from scraping.fairness import FairSlots, Lane, OpenAssignments, QuotaPolicy, RefusalLog
 from scraping.lookups import (
     behaviour_context,
     lookup_rows,
@@ -89,9 +89,7 @@ class MinerService:
         self.quotas = quotas
         self.epochs = epochs  # None: assignments of any epoch are taken
         self._refusals = RefusalLog(REFUSAL_LOG_INTERVAL_S)
-        # Open assignments: who asked for each, and each validator's (its quota counts them).
-        self._owners: dict[str, set[str]] = {}
-        self._open: dict[str, set[str]] = {}
+        self._open = OpenAssignments()  # who asked for what is open: the quotas count it
         self._tasks: dict[str, asyncio.Task] = {}
         self._status: dict[str, str] = {}  # assignment key -> status, for stored assignments
         self._pending_writes: set[asyncio.Future] = set()
@@ -170,12 +168,12 @@ class MinerService:
                 return reply(request, AssignmentStatus.REJECTED, error=why)
         key = request.assignment_key()
         known = self._status.get(key)
-        if known not in (None, *OPEN) or caller.hotkey in self._owners.get(key, ()):
+        if known not in (None, *OPEN) or self._open.holds(caller.hotkey, key):
             # Finished work, or open work this validator already holds: nothing new to count.
             self._remember_request(caller.hotkey, request.request_id, key)
             status = AssignmentStatus(known or AssignmentStatus.ACCEPTED.value)
             return reply(request, status, accepted=True)
-        held, quota = len(self._open.get(caller.hotkey, ())), self._quota(caller.hotkey)
+        held, quota = self._open.held(caller.hotkey), self._quota(caller.hotkey)
         if held >= quota:
             why = (
                 f"quota: validator uid {caller.uid} holds {held} open assignments,"
@@ -243,11 +241,11 @@ class MinerService:
         try:
             status, created = await self.store.write(work)
         except BaseException:
-            self._disown(key, caller.hotkey)
+            self._open.disown(key, caller.hotkey)
             raise
         self._status.setdefault(key, status)
         if status not in OPEN:
-            self._disown(key, caller.hotkey)  # finished before a restart: holds no quota
+            self._open.disown(key, caller.hotkey)  # finished before a restart: holds no quota
         if created:
             logger.info(
                 "assignment %s from validator uid %s: %d %s (key %s)",
@@ -276,24 +274,11 @@ class MinerService:
         return MAX_OPEN_ASSIGNMENTS if self.quotas is None else self.quotas.quota(hotkey)
 
     def _own(self, key: str, validator: str) -> None:
-        owners = self._owners.setdefault(key, set())
-        if validator not in owners:
-            owners.add(validator)
-            self._open.setdefault(validator, set()).add(key)
+        if self._open.own(key, validator):
             self._slots.share(key, validator)  # its turns serve the key's waiting zipcodes too
 
-    def _disown(self, key: str, validator: str) -> None:
-        self._owners.get(key, set()).discard(validator)
-        held = self._open.get(validator)
-        if held is not None:
-            held.discard(key)
-            if not held:
-                del self._open[validator]
-
-    def _finished(self, key: str) -> None:
-        """The assignment is no longer open: it stops counting against anyone's quota."""
-        for validator in list(self._owners.pop(key, ())):
-            self._disown(key, validator)
+    def _lane(self, key: str) -> Lane:
+        return self._slots.lane(key, self._open.owners(key))
 
     def _log_refusal(
         self, caller: NeuronInfo, request: DataAssignmentRequest, what: str, why: str, now: float
@@ -303,13 +288,13 @@ class MinerService:
         if unlogged is None:
             return
         logger.warning(
-            "refused %s from validator uid %s (%s): %s (%d more refusals %s since the last line)",
+            "refused %s from validator uid %s (%s), %s: %s (%d more refused since the last line)",
             request.request_id,
             caller.uid,
             caller.hotkey,
+            what,
             why,
             unlogged,
-            what,
         )
 
     def _write_done(self, task: asyncio.Future) -> None:
@@ -330,7 +315,7 @@ class MinerService:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self._finished(key)
+            self._open.finish(key)
             logger.exception("assignment %s failed", key)
             reason = str(exc)[:300]
             await self.store.run(
@@ -377,13 +362,13 @@ class MinerService:
             )
         )
         self._status[key] = AssignmentStatus.COMPLETED.value
-        self._finished(key)
+        self._open.finish(key)
         logger.info("assignment %s completed", key)
 
     async def _scrape_zipcode(
         self, key: str, source_name: str, zipcode: str, deadline: float
     ) -> None:
-        async with self._slots.lane(key, self._owners.get(key) or {UNOWNED}):
+        async with self._lane(key):
             if time.monotonic() >= deadline:
                 return
             result = await self.source.scrape_zipcode(zipcode, source_name, deadline=deadline)
@@ -401,8 +386,7 @@ class MinerService:
             ctx = self._behaviour_context(key, request, zipcodes)
             results = await asyncio.to_thread(lookup_with_behaviour, self.behaviour, ctx, todo)
         else:
-            lane = self._slots.lane(key, self._owners.get(key) or {UNOWNED})
-            results = await lookup_with_source(self.source, todo, deadline, lane)
+            results = await lookup_with_source(self.source, todo, deadline, self._lane(key))
         rows, rejected = lookup_rows(key, results, self.digester)
 
         def write(db) -> None:

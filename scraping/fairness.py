@@ -76,6 +76,50 @@ class QuotaPolicy:
         return assignment_quota(stakes.get(hotkey, 0.0), total, self.capacity, self.floor)
 
 
+class OpenAssignments:
+    """Who asked for each open assignment, and how many each validator holds (its quota counts).
+
+    Work asked for by several validators counts once for each of them.
+    """
+
+    def __init__(self) -> None:
+        self._owners: dict[str, set[str]] = {}  # key -> validators who asked for it
+        self._held: dict[str, set[str]] = {}  # validator -> its open keys
+
+    def owners(self, key: str) -> set[str]:
+        """The live set of ``key``'s validators (it grows as more ask)."""
+        return self._owners.setdefault(key, set())
+
+    def holds(self, validator: str, key: str) -> bool:
+        return validator in self._owners.get(key, ())
+
+    def held(self, validator: str) -> int:
+        return len(self._held.get(validator, ()))
+
+    def own(self, key: str, validator: str) -> bool:
+        """Count ``key`` for ``validator``; False when it already counted."""
+        owners = self.owners(key)
+        if validator in owners:
+            return False
+        owners.add(validator)
+        self._held.setdefault(validator, set()).add(key)
+        return True
+
+    def disown(self, key: str, validator: str) -> None:
+        self._owners.get(key, set()).discard(validator)
+        held = self._held.get(validator)
+        if held is not None:
+            held.discard(key)
+            if not held:
+                del self._held[validator]
+
+    def finish(self, key: str) -> None:
+        """``key`` is no longer open: it stops counting for anyone."""
+        for validator in list(self._owners.pop(key, ())):
+            self.disown(key, validator)
+        self._owners.pop(key, None)
+
+
 class RoundRobin:
     """Work waiting to run, taken one item at a time from each validator in turn.
 

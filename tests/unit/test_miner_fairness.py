@@ -16,6 +16,7 @@ from data_api.epochs import EpochClock
 from scraping.epoch_gate import EpochGate, NonceBook
 from scraping.fairness import (
     FairSlots,
+    OpenAssignments,
     QuotaPolicy,
     RefusalLog,
     RoundRobin,
@@ -143,3 +144,17 @@ def test_a_nonce_other_than_the_data_apis_is_refused_an_unknown_one_taken():
     gate.nonces.learn(8, "ee" * 8)
     gate.nonces.learn(9, "ff" * 8)
     assert gate.nonces.get(7) is None  # only the last few epochs are kept
+
+
+def test_open_work_counts_once_for_each_validator_that_asked_until_it_finishes():
+    open_work = OpenAssignments()
+    assert open_work.own("k1", "A") and open_work.own("k2", "A")
+    assert not open_work.own("k1", "A")  # re-sent: still one
+    assert open_work.own("k1", "B")  # the same content from B counts for B too
+    assert (open_work.held("A"), open_work.held("B")) == (2, 1)
+    assert open_work.owners("k1") == {"A", "B"}
+    open_work.finish("k1")
+    assert (open_work.held("A"), open_work.held("B")) == (1, 0)
+    assert not open_work.holds("A", "k1")
+    open_work.disown("k2", "A")
+    assert open_work.held("A") == 0
