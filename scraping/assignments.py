@@ -288,11 +288,10 @@ class MinerService:
         if unlogged is None:
             return
         logger.warning(
-            "refused %s from validator uid %s (%s), %s: %s (%d more refused since the last line)",
+            "refused %s from validator uid %s (%s): %s (%d more like it since the last line)",
             request.request_id,
             caller.uid,
             caller.hotkey,
-            what,
             why,
             unlogged,
         )

@@ -185,5 +185,5 @@ def test_a_flooding_validator_is_held_to_its_quota_and_another_is_served_in_full
 
     # One line for A's 150 refusals, naming it; not one per request.
     alice = miner["people"]["alice"].hotkey
-    lines = [line for line in miner["log"].read_text().splitlines() if "over quota" in line]
+    lines = [line for line in miner["log"].read_text().splitlines() if "quota:" in line]
     assert len(lines) == 1 and alice in lines[0] and "uid 0" in lines[0], lines
