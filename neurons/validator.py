@@ -2,6 +2,7 @@
 
     python -m neurons.validator --wallet.name validator --wallet.hotkey default
     python -m neurons.validator status --wallet.name validator --workdir ./workdir
+    python -m neurons.validator reset-state --wallet.name validator --workdir ./workdir
     python -m neurons.validator --help
 
 Each epoch (``--cycle.seconds``, aligned to multiples of it on the wall clock
@@ -14,6 +15,13 @@ through the chain adapter (``vali_utils/evaluator.py``). Its state lives in
 ``<workdir>/validator-<wallet>-<hotkey>/validator.sqlite``: killed at any
 point, it resumes the cycle it was in. ``status`` prints that state without
 touching the running process.
+
+A state store that cannot be trusted (corrupt, truncated, not a database, an
+existing file with no schema, or one whose history is gone) stops the
+validator at start with one line naming the file and exit code 4, and the file
+is left as it is: a restart under pm2 cannot lose the scoring history. After a
+look at it (or a backup restored), ``reset-state`` moves the store aside
+(timestamped) and the next start begins with no history.
 """
 
 from __future__ import annotations
@@ -45,10 +53,17 @@ from vali_utils.evaluator import EnhancedMinerEvaluator, Schedule
 from vali_utils.metrics import ValidatorMetrics
 from vali_utils.s3_pass import S3EvaluationPass, open_s3
 from vali_utils.spot_check import SourceVerifier, SyntheticVerifier
-from vali_utils.store import ValidatorStore
+from vali_utils.store import StoreUnusable, ValidatorStore
 
 logger = logging.getLogger("neurons.validator")
 
+EXIT_STORE_UNUSABLE = 4  # the state store cannot be used as it is (see StoreUnusable)
+DESCRIPTION = (
+    "Validator: consensus cycles on epoch boundaries, scores, weights. Commands:"
+    " `status` prints what the validator is doing, from its state store;"
+    " `reset-state` moves a state store aside so the next start begins with no history"
+    " (each takes the same flags; `status --help`, `reset-state --help`)."
+)
 WATCHDOG_EPOCHS = 3.0  # default watchdog limit, in epochs
 S3_PASSES_PER_EPOCH = 24  # at most one S3 evaluation round per 1/24 epoch (10 min at 4 h)
 
@@ -65,6 +80,33 @@ class LocalBlocks:
 
 async def validate(settings: Settings, stop: asyncio.Event) -> None:
     pin_mmap_threshold()  # each cycle's big arrays go back to the OS, not into the heap
+    # The store first: a store that cannot be used stops the validator before it
+    # talks to anyone, and nothing it would do could then touch the file.
+    store = await open_store(settings)
+    try:
+        await _validate(settings, stop, store)
+    finally:
+        await store.close()
+
+
+async def open_store(settings: Settings) -> ValidatorStore:
+    """The validator's state store; exits with one line for a store that cannot be used."""
+    path = settings.state_dir / "validator.sqlite"
+    try:
+        return await ValidatorStore.open(
+            path, legacy_state=settings.state_dir / "scoring_state.json"
+        )
+    except StoreUnusable as exc:
+        print(
+            f"validator: state store {exc.path} is unusable: {exc.problem}. The file is left"
+            " as it is: restore a backup, or run `python -m neurons.validator reset-state`"
+            " with the same flags to move it aside and start with no history",
+            file=sys.stderr,
+        )
+        raise SystemExit(EXIT_STORE_UNUSABLE) from None
+
+
+async def _validate(settings: Settings, stop: asyncio.Event, store: ValidatorStore) -> None:
     wallet, keypair = load_wallet(settings)
     hotkey = keypair.ss58_address
     chain = open_chain(settings.network, settings.netuid, settings.chain_file, wallet, hotkey)
@@ -85,10 +127,6 @@ async def validate(settings: Settings, stop: asyncio.Event) -> None:
         if not hasattr(source, "fetch_property"):
             raise SettingsError(f"--scraper {settings.scraper} cannot fetch single properties")
         verifier = SourceVerifier(source, settings.request_timeout_s * 6)
-    store = await ValidatorStore.open(
-        settings.state_dir / "validator.sqlite",
-        legacy_state=settings.state_dir / "scoring_state.json",
-    )
     metrics = ValidatorMetrics()
     metrics.serve(settings.metrics_port, settings.host)
     watchdog = Watchdog(
@@ -146,7 +184,6 @@ async def validate(settings: Settings, stop: asyncio.Event) -> None:
     finally:
         watchdog.stop()
         refresher.cancel()
-        await store.close()
         await chain.close()
 
 
@@ -182,7 +219,11 @@ def main(argv: list[str] | None = None) -> int:
         from neurons.validator_status import status_main
 
         return status_main(argv[1:])
-    return run_neuron("validator", validate, argv, __doc__.split("\n\n")[0])
+    if argv[:1] == ["reset-state"]:
+        from neurons.validator_status import reset_main
+
+        return reset_main(argv[1:])
+    return run_neuron("validator", validate, argv, DESCRIPTION)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,11 @@ phase, the last weights and the top and bottom miners with their reasons.
 Takes the validator's own flags (``--workdir``, ``--wallet.name``,
 ``--wallet.hotkey``, ``--cycle.seconds``) to find the store; ``--json`` prints
 the same as JSON.
+
+``python -m neurons.validator reset-state`` moves the store (and its WAL
+files) aside, renamed ``validator.sqlite.reset-<UTC time>``, so the next start
+begins with no history: what to do after a start refused a corrupt or empty
+store and the file was looked at or backed up. Stop the validator first.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import time
 from pathlib import Path
 
 from config.settings import SettingsError, load_settings
+from vali_utils.store import move_aside
 
 SHOWN = 5  # miners at each end of the ranking
 
@@ -138,4 +144,34 @@ def status_main(argv: list[str]) -> int:
         print(f"validator status: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(status, indent=1) if as_json else render(status))
+    return 0
+
+
+RESET_DESCRIPTION = (
+    "Move the validator's state store (validator.sqlite and its WAL files) aside,"
+    " renamed validator.sqlite.reset-<UTC time>, so the next start begins with no"
+    " history: scores, credibility and cycles start over. Use it after the validator"
+    " refused to start on a corrupt or empty store, once the file is backed up or looked"
+    " at. Stop the validator first. Takes the validator's flags to find the store."
+)
+
+
+def reset_main(argv: list[str]) -> int:
+    try:
+        settings, _ = load_settings("validator", argv, description=RESET_DESCRIPTION)
+    except SettingsError as exc:
+        print(f"validator reset-state: {exc}", file=sys.stderr)
+        return 2
+    path = settings.state_dir / "validator.sqlite"
+    try:
+        moved = move_aside(path)
+    except OSError as exc:
+        print(f"validator reset-state: {path} not moved: {exc}", file=sys.stderr)
+        return 1
+    if not moved:
+        print(f"validator reset-state: no state store at {path}; nothing to reset")
+        return 0
+    print(
+        f"validator reset-state: moved {path} to {moved[0]}; the next start begins with no history"
+    )
     return 0
