@@ -14,6 +14,8 @@ import asyncio
 import gc
 import logging
 import os
+from collections.abc import Mapping
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -62,7 +64,7 @@ def learn_nonces(uploader: object, nonces: NonceBook) -> None:
         return  # no uploads, or straight to a bucket: no nonce to learn
     get_url = target.get_url
 
-    async def get_url_learning(request):
+    async def get_url_learning(request: Mapping[str, Any]) -> Mapping[str, Any]:
         grant = await get_url(request)
         epoch, nonce = request.get("epoch_id"), grant.get("epoch_nonce")
         if isinstance(epoch, int) and isinstance(nonce, str):
