@@ -32,6 +32,7 @@ from tests.unit.s3_builders import (
     manifest_entry,
     zipcodes,
 )
+from vali_utils.s3_eval import evaluate_miners
 from vali_utils.s3_reader import DirectS3Reader
 from vali_utils.s3_verify import verify_manifests
 
@@ -173,3 +174,39 @@ async def test_a_folder_padded_past_the_listing_cap_is_evidence(s3):
         CycleResult(zipcodes={}, miners={}, flags=[], captured_groups=[], dropped={}), verdicts
     )
     assert [f.hotkey for f in after.flags] == [miner] and not after.excused
+
+
+@pytest.mark.asyncio
+async def test_a_padded_folder_scores_zero_in_the_s3_evaluation(s3):
+    bucket = s3.create_bucket()
+    miner, honest = hotkey(6), hotkey(7)
+    client = s3.client()
+    body = encoded(ZIPS[0]).body
+    for i in range(30):
+        key = build_key("data", miner, EPOCH, SOURCE, f"{10000 + i:05d}", f"{i:064x}")
+        client.put_object(Bucket=bucket, Key=key, Body=body)
+    for z in ZIPS:
+        file = encoded(z, scraped_at=time.time() - 1800)
+        client.put_object(Bucket=bucket, Key=manifest_entry(honest, EPOCH, z, file).files[0].key,
+                          Body=file.body)  # fmt: skip
+    settings = s3.settings(bucket, max_keys_per_miner=25, eval_files_per_miner=3)
+    reader = DirectS3Reader.from_settings(settings)
+    try:
+        results = await evaluate_miners(
+            reader,
+            [miner, honest],
+            epoch=EPOCH,
+            seed=SEED,
+            now=time.time(),
+            assignments={m: {SOURCE: ZIPS} for m in (miner, honest)},
+            last_consensus={},
+            settings=settings,
+            expected_nonce=NONCE,
+        )
+    finally:
+        await reader.close()
+    assert results[miner].reward == 0.0
+    assert results[miner].components["folder"] == 0.0
+    assert "listing_capped: 1" in results[miner].reasons
+    assert results[honest].reward == pytest.approx(1.0)
+    assert "folder" not in results[honest].components
