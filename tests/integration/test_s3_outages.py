@@ -32,6 +32,7 @@ from config.storage import S3EvalConfig
 from consensus.answers import hash_to_int
 from consensus.assignment import AssignmentConfig, AssignmentPlan, MinerGroup, MinerInfo
 from consensus.s3_checks import evaluation_seed
+from consensus.s3_verdicts import ManifestVerdict, VerdictStatus
 from consensus.scoring import MinerScore, ScoringState, apply_s3_evaluation
 from consensus.types import CycleResult
 from tests.integration.data_api_harness import (
@@ -323,3 +324,47 @@ def plan() -> AssignmentPlan:
         0, 0, tuple(ZIPS), tuple(MinerInfo(i, m, f"coldkey-{i}") for i, m in enumerate(MINERS))
     )
     return AssignmentPlan("00", AssignmentConfig(), (group,), (), (), "plan", {})
+
+
+def test_a_miner_the_cycle_alone_could_not_read_gets_no_evidence_from_the_epoch():
+    server = S3Server.start()
+    try:
+        bucket = server.create_bucket()
+        epoch = 13
+        put_honest(server.client(), bucket, epoch, zips=ZIPS[:3])
+        settings = server.settings(bucket, eval_files_per_miner=3)
+        unread = MINERS[0]
+        verdicts = {
+            m: ManifestVerdict(m, VerdictStatus.UNAVAILABLE if m == unread else VerdictStatus.OK,
+                               0 if m == unread else 2, 2 if m == unread else 0)
+            for m in MINERS
+        }  # fmt: skip
+        block = EpochBlock(epoch, "b", tuple(ZIPS), b"seed-of-epoch-13", nonce=NONCE)
+        outcome = CycleOutcome(
+            plan=plan(),
+            result=CycleResult(zipcodes={}, miners={}, flags=[], captured_groups=[], dropped={}),
+            assignments=[],
+            spot_checks=[],
+            consensus=consensus(),
+            block=block,
+            s3_verdicts=verdicts,
+        )
+
+        async def scenario():
+            reader = DirectS3Reader.from_settings(settings)
+            try:
+                s3_pass = S3EvaluationPass(S3Access(reader, settings), None)
+                s3_pass.remember(outcome)
+                return await s3_pass(state(), epoch, time.time() + 60)
+            finally:
+                await reader.close()
+
+        after = asyncio.run(scenario())
+    finally:
+        server.stop()
+    assert after is not None
+    before = state()
+    # One miner the cycle could not read is a glitch: only that miner is left alone.
+    assert after.miners[unread] == before.miners[unread]
+    for miner in MINERS[1:]:  # the others are judged (coverage 3 of 6 here: evidence)
+        assert after.miners[miner].s3_credibility > before.miners[miner].s3_credibility
