@@ -176,10 +176,10 @@ def is_outage(unavailable: int, total: int, share: float) -> bool:
 def without_evidence(
     evaluations: Mapping[str, S3Evaluation], reason: str
 ) -> dict[str, S3Evaluation]:
-    """The same miners, every one with ``reward None`` and ``reason`` first: a void round."""
+    """The same miners, every one with ``reward None`` and ``reason`` last: a void round."""
     return {
         hotkey: S3Evaluation(
-            hotkey, None, {}, e.files_listed, e.files_checked, 0, (reason, *e.reasons)
+            hotkey, None, {}, e.files_listed, e.files_checked, 0, (*e.reasons, reason)
         )
         for hotkey, e in evaluations.items()
     }

@@ -34,7 +34,8 @@ def test_a_void_round_keeps_who_was_evaluated_and_says_why():
     }
     void = without_evidence(round_, "s3_outage_round: 1 of 2 unread")
     assert {hk: e.reward for hk, e in void.items()} == {"a": None, "b": None}
-    assert void["a"].reasons[0] == "s3_outage_round: 1 of 2 unread"
+    assert void["a"].reasons[-1] == "s3_outage_round: 1 of 2 unread"
+    assert void["b"].reasons == ("s3_unavailable: timeout", "s3_outage_round: 1 of 2 unread")
     assert void["a"].files_listed == 6
 
 
