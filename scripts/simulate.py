@@ -9,21 +9,29 @@ with miners whose behaviour is built in or loaded from a plugin.
         --offline-fraction 0.1 --adversary fabricate=0.3 --json out.json
 
 ``--adversary NAME=FRACTION`` is repeatable. NAME is a built-in behaviour
-(honest, offline, lazy, fabricate, inflate, copycat, cartel, sybil, stale) or
-a plugin ``path/to/file.py:ClassName`` / ``package.module:ClassName``: a class
-with a ``name`` attribute and ``respond(self, ctx) -> dict[str, list[dict]] | None``
+(honest, offline, lazy, fabricate, inflate, copycat, cartel, sybil, stale,
+pool, pool_omit, early_claim, silent, unserve, empty) or a plugin
+``path/to/file.py:ClassName`` / ``package.module:ClassName``: a class with a
+``name`` attribute and ``respond(self, ctx) -> dict[str, list[dict]] | None``
 (zipcode -> records as dicts in the record schema; None = no answer). ``ctx``
 has ``miner`` (MinerInfo), ``zipcodes`` (list[str]), ``scrape(zipcode)`` (this
-miner's honest view), ``peer_responses(zipcode)`` (answers already given by
-other miners of the same batch, by hotkey), ``rng`` (random.Random), ``epoch``
-(int) and ``stale(record)``. See ``scraping/adversaries.py``.
+miner's honest view), ``peer_responses(zipcode)`` (what it can really see
+under commit, then reveal: its own coalition's answers), ``rng``
+(random.Random), ``epoch`` (int), ``stale(record)``, and its coalition's
+name, assignments and shared view. A plugin may also choose its commitments
+(``commits``), what it reveals (``reveal``) and the cycles it serves
+(``serves``): ``scraping/adversaries.py`` documents them, and
+``scripts/sim_miners.py`` applies the validator's rules to them.
+``--honest-noise-free`` makes every honest view identical.
 
 The JSON report holds ``batches``, ``batch_confidence_rate`` (share of batches
 whose mean zipcode confidence is above 0.7), ``responders_per_batch_mean``
 (miners answering per batch, all its groups), ``responders_per_group_mean``,
 ``population_share_by_behavior``, ``weight_share_by_behavior``,
 ``flagged_by_behavior`` (share of each behaviour's miners flagged in any
-cycle), ``honest_false_flag_rate``, ``runtime_s`` and per-cycle details.
+cycle), ``earnings_ratio_by_behavior``, ``fast_bonus_share_by_behavior``,
+``omitted_listings_confirmed_by_behavior`` (``scripts/sim_report.py``),
+``honest_false_flag_rate``, ``runtime_s`` and per-cycle details.
 Tie-breaks (off with ``--no-tiebreak``): ``disputes`` (disputed records
 re-checked by five fresh miners), ``disputes_resolved``, ``disputes_settled``
 (resolved records still disputed after spot checks, settled in the consensus)
@@ -39,7 +47,7 @@ import json
 import random
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -52,14 +60,15 @@ from sim_miners import (
     SimMiner,
     settle_commits,
 )
+from sim_report import HONEST, build_report, fast_bonus, omitted_listings
+from sim_report import share as share_of
 
 from common.records import RecordDigester
 from config.consensus import AssignmentConfig, ConsensusConfig, ScoringConfig
 from consensus.answers import ZipcodeAnswer, answer_from_digests, hash_to_int
 from consensus.assignment import MinerInfo, ZipcodeAssignmentManager
-from consensus.draft import ZPID_BITS
 from consensus.engine import ConsensusEngine
-from consensus.scoring import ScoringState, apply_cycle, compute_weights
+from consensus.scoring import ScoringState, apply_cycle
 from consensus.tiebreak import TiebreakAnswer, TiebreakRequest
 from consensus.types import (
     CycleResult,
@@ -74,7 +83,6 @@ from scraping.adversaries import parse_adversary as parse_adversary_spec
 from scraping.synthetic import SyntheticWorld
 from vali_utils.spot_check import verdict_from_truth
 
-HONEST = "honest"
 _DEFAULTS = AssignmentConfig()
 REFERENCE_HONEYPOT_SHARE = 0.01  # of each epoch's zipcodes, on top of the empty ones
 
@@ -164,7 +172,7 @@ class Simulation:
             rate_before = None
         else:
             before = self.engine.finalize(draft, verdicts, honeypots)
-            rate_before = _share(c > threshold for c in before.batch_confidence().values())
+            rate_before = share_of(c > threshold for c in before.batch_confidence().values())
             tb_requests = self.engine.tiebreak_requests(draft, seed, eligible)
             tb_answers = self.tiebreak_answers(tb_requests, epoch)
             result = self.engine.finalize(
@@ -178,7 +186,7 @@ class Simulation:
         answered = {s.miner.hotkey for s in submissions}
         assigned = {m.hotkey for g in plan.groups for m in g.miners}
         batch_confidence = result.batch_confidence()
-        rate = _share(c > threshold for c in batch_confidence.values())
+        rate = share_of(c > threshold for c in batch_confidence.values())
         stats = {
             "epoch": epoch,
             "batches": len(batch_confidence),
@@ -212,52 +220,13 @@ class Simulation:
             "plan_hash": plan.plan_hash,
             "dropped": dict(dropped),
             # behaviour -> [groups paid the fast bonus, groups answered]
-            "fast_bonus": self.fast_bonus(result, submissions),
+            "fast_bonus": fast_bonus(result, submissions, self.by_hotkey),
             # behaviour -> [omitted listings confirmed, those independent miners reported]
-            "omitted": self.omitted_listings(draft, submissions),
+            "omitted": omitted_listings(
+                draft, submissions, self.miners, self.consensus_config.zipcode_confidence_threshold
+            ),
         }
         return result, stats, assigned - answered
-
-    def fast_bonus(self, result: CycleResult, submissions: list[GroupSubmission]) -> dict:
-        answered: Counter[str] = Counter(s.miner.hotkey for s in submissions)
-        out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        for hotkey, n in answered.items():
-            kind = self.by_hotkey[hotkey].kind
-            out[kind][0] += result.miners[hotkey].fast_groups if hotkey in result.miners else 0
-            out[kind][1] += n
-        return dict(out)
-
-    def omitted_listings(self, draft, submissions: list[GroupSubmission]) -> dict:
-        """Listings a coalition left out everywhere, reported by 3+ independent miners.
-
-        For behaviours with ``omitted(zpid)``: how many such listings there were
-        and how many ended confirmed, on zipcodes that are evidence.
-        """
-        comparison = draft.final_comparison or draft.comparison
-        evidence = comparison.confidence >= self.consensus_config.zipcode_confidence_threshold
-        confirmed = set(comparison.confirmed_keys.tolist())
-        reporters: dict[tuple[int, int], set[str]] = defaultdict(set)
-        for sub in submissions:
-            if self.by_hotkey[sub.miner.hotkey].coalition:
-                continue
-            for zipcode, answer in sub.answers.items():
-                zi = draft.zipcode_index[zipcode]
-                for zpid in answer.zpids.tolist():
-                    reporters[(zi, zpid)].add(sub.miner.coldkey)
-        out: dict[str, list[int]] = {}
-        for kind in sorted({m.kind for m in self.miners}):
-            behaviour = next(m.behaviour for m in self.miners if m.kind == kind)
-            omitted = getattr(behaviour, "omitted", None)
-            if omitted is None:
-                continue
-            total = hit = 0
-            for (zi, zpid), coldkeys in reporters.items():
-                if len(coldkeys) < 3 or not evidence[zi] or not omitted(str(zpid)):
-                    continue
-                total += 1
-                hit += ((zi << ZPID_BITS) | zpid) in confirmed
-            out[kind] = [hit, total]
-        return out
 
     def tiebreak_answers(self, requests: list[TiebreakRequest], epoch: int) -> list[TiebreakAnswer]:
         """Each tie-breaker looks the disputed properties up through its behaviour."""
@@ -372,86 +341,7 @@ class Simulation:
         return verdict_from_truth(self.world.lookup(request.zpid), request, self.digester)
 
     def report(self, cycles: list[dict], flagged: set[str], runtime: float) -> dict:
-        weights = compute_weights(self.state, {m.info.hotkey: m.info.uid for m in self.miners})
-        population = Counter(m.kind for m in self.miners)
-        weight_share: Counter[str] = Counter()
-        for m in self.miners:
-            weight_share[m.kind] += weights.get(m.info.uid, 0.0)
-        flagged_share = {
-            kind: sum(1 for m in self.miners if m.kind == kind and m.info.hotkey in flagged) / count
-            for kind, count in population.items()
-        }
-        batch_rates = [(c["batches"], c["batch_confidence_rate"]) for c in cycles]
-        total_batches = sum(n for n, _ in batch_rates)
-        rates_before = [(c["batches"], c["batch_confidence_rate_before_tiebreak"]) for c in cycles]
-        per_batch = [r for c in cycles for r in c["responders_per_batch"]]
-        per_group = [r for c in cycles for r in c["group_responders"]]
-        honest = [m for m in self.miners if m.kind == HONEST]
-        per_hotkey = {k: weight_share[k] / n for k, n in population.items()}
-        honest_per_hotkey = per_hotkey.get(HONEST, 0.0)
-        fast: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        omitted: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        for c in cycles:
-            for kind, (paid, groups) in c["fast_bonus"].items():
-                fast[kind][0] += paid
-                fast[kind][1] += groups
-            for kind, (hit, total) in c["omitted"].items():
-                omitted[kind][0] += hit
-                omitted[kind][1] += total
-        return {
-            "args": {k: v for k, v in vars(self.args).items() if k != "json"},
-            "batches": total_batches,
-            "batch_confidence_rate": sum(n * r for n, r in batch_rates) / max(1, total_batches),
-            "batch_confidence_rate_before_tiebreak": sum(n * r for n, r in rates_before)
-            / max(1, total_batches),
-            "disputes": sum(c["tiebreak"]["disputes"] for c in cycles),
-            "disputes_resolved": sum(c["tiebreak"]["resolved"] for c in cycles),
-            "disputes_settled": sum(c["tiebreak"]["settled"] for c in cycles),
-            "responders_per_batch_mean": sum(per_batch) / max(1, len(per_batch)),
-            "responders_per_group_mean": sum(per_group) / max(1, len(per_group)),
-            "population_share_by_behavior": {
-                k: v / len(self.miners) for k, v in sorted(population.items())
-            },
-            "weight_share_by_behavior": {k: round(weight_share[k], 6) for k in sorted(population)},
-            "flagged_by_behavior": dict(sorted(flagged_share.items())),
-            # weight share per hotkey of a behaviour / that of an honest hotkey
-            "earnings_ratio_by_behavior": {
-                k: round(v / honest_per_hotkey, 4) if honest_per_hotkey > 0 else None
-                for k, v in sorted(per_hotkey.items())
-            },
-            # share of the groups a behaviour answered that were paid the fast bonus
-            "fast_bonus_share_by_behavior": {
-                k: round(paid / groups, 4) for k, (paid, groups) in sorted(fast.items()) if groups
-            },
-            # listings a coalition left out that independent miners reported: share confirmed
-            "omitted_listings_confirmed_by_behavior": {
-                k: round(hit / total, 4) if total else None
-                for k, (hit, total) in sorted(omitted.items())
-            },
-            "honest_false_flag_rate": _share(m.info.hotkey in flagged for m in honest),
-            "max_miners_per_coldkey_in_group": max(
-                c["max_miners_per_coldkey_in_group"] for c in cycles
-            ),
-            "cycles": cycles,
-            "miners": [
-                {
-                    "uid": m.info.uid,
-                    "hotkey": m.info.hotkey,
-                    "coldkey": m.info.coldkey,
-                    "behavior": m.kind,
-                    "weight": round(weights.get(m.info.uid, 0.0), 6),
-                    "score": round(self.state.miners[m.info.hotkey].score, 6)
-                    if m.info.hotkey in self.state.miners
-                    else 0.0,
-                    "credibility": round(self.state.miners[m.info.hotkey].credibility, 4)
-                    if m.info.hotkey in self.state.miners
-                    else None,
-                    "flagged": m.info.hotkey in flagged,
-                }
-                for m in self.miners
-            ],
-            "runtime_s": round(runtime, 3),
-        }
+        return build_report(self.args, self.miners, self.state, cycles, flagged, runtime)
 
 
 class _Responders(dict):
@@ -460,11 +350,6 @@ class _Responders(dict):
     def __init__(self) -> None:
         super().__init__()
         self.keys_: set[tuple[int, int, str]] = set()
-
-
-def _share(flags) -> float:
-    flags = list(flags)
-    return sum(flags) / len(flags) if flags else 0.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
