@@ -62,9 +62,11 @@ class ConsensusConfig:
     honeypot_empty_max_records: int = 2  # records tolerated in a no-residential honeypot
     honeypot_min_precision: float = 0.5  # against a reference honeypot's records
     honeypot_min_records: int = 3  # records needed before a reference honeypot judges
-    # Records verified through the validator's own source: one lookup each, so
-    # 300 per 4 h cycle is about 1,800 source calls a day.
-    spot_checks_per_cycle: int = 300
+    # Records verified through the validator's own source, one lookup each. The
+    # per-batch lanes below give at most 4 + 4 + 1 a batch: 450 for a full block
+    # of 50 batches, so the cap never cuts a lane there (about 2,700 lookups a
+    # day at most at 4 h cycles; an honest network uses about a quarter of it).
+    spot_checks_per_cycle: int = 450
     spot_checks_per_disputed_batch: int = 4  # disputed records checked first, per batch
     spot_checks_per_batch: int = 1  # random confirmed records, per batch
     # Records no group accepted that two or more coldkeys reported, per batch:
