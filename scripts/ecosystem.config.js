@@ -12,11 +12,12 @@
 // interpreter (default: the repository's .venv, made by scripts/bootstrap);
 // PM2_LOG_DIR the log directory (default: ./logs in the repository).
 //
-// The processes exit non-zero when they cannot go on (an invalid setting
-// exits 2 and is not worth restarting fast; the validator's watchdog exits 70
-// when no cycle or weight-set has succeeded for too long): pm2 restarts them
-// with a growing delay. max_memory_restart restarts a process that grows past
-// its budget.
+// The processes exit non-zero when they cannot go on. An invalid setting exits
+// 2 and an unusable validator state store exits 4: both need the operator (the
+// one log line says what to do), so pm2 stops instead of restarting into the
+// same line. The validator's watchdog exits 70 when no cycle or weight-set has
+// succeeded for too long: pm2 restarts that, and anything else, with a growing
+// delay. max_memory_restart restarts a process that grows past its budget.
 
 const path = require("path");
 
@@ -33,6 +34,7 @@ function app(name, module, envVariable, memory) {
     interpreter: "none",
     cwd: root,
     autorestart: true,
+    stop_exit_codes: [2, 4], // the operator must act: see the process's last log line
     exp_backoff_restart_delay: 1000,
     max_restarts: 50,
     kill_timeout: 15000, // SIGTERM first: miners finish writes, validators stop cleanly
