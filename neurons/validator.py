@@ -53,7 +53,8 @@ from vali_utils.evaluator import EnhancedMinerEvaluator, Schedule
 from vali_utils.metrics import ValidatorMetrics
 from vali_utils.s3_pass import S3EvaluationPass, open_s3
 from vali_utils.spot_check import SourceVerifier, SyntheticVerifier
-from vali_utils.store import StoreUnusable, ValidatorStore
+from vali_utils.store import ValidatorStore
+from vali_utils.store_file import StoreUnusable
 
 logger = logging.getLogger("neurons.validator")
 

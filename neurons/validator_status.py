@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from config.settings import SettingsError, load_settings
-from vali_utils.store import move_aside
+from vali_utils.store_file import move_aside
 
 SHOWN = 5  # miners at each end of the ranking
 

@@ -13,13 +13,8 @@ from pathlib import Path
 import pytest
 
 from consensus.scoring import ScoringState
-from vali_utils.store import (
-    HISTORY_KEY,
-    StoreWithoutHistory,
-    ValidatorStore,
-    check_store_file,
-    move_aside,
-)
+from vali_utils.store import SCHEMA_VERSION, ValidatorStore
+from vali_utils.store_file import HISTORY_KEY, StoreWithoutHistory, check_store_file, move_aside
 
 pytestmark = pytest.mark.unit
 
@@ -43,9 +38,9 @@ def mark(path: Path) -> str | None:
 
 def test_a_store_without_history_yet_reopens_and_one_with_history_is_marked(tmp_path):
     path = tmp_path / "v.sqlite"
-    assert check_store_file(path) is False  # no file: a new store
+    assert check_store_file(path, SCHEMA_VERSION) is False  # no file: a new store
     open_close(path)
-    assert check_store_file(path) is True and mark(path) is None
+    assert check_store_file(path, SCHEMA_VERSION) is True and mark(path) is None
     open_close(path, scoring=True)
     assert mark(path) is not None
 
@@ -64,14 +59,14 @@ def test_a_store_from_before_the_mark_gets_it_when_opened(tmp_path):
     db.commit()
     db.close()
     with pytest.raises(StoreWithoutHistory):
-        check_store_file(path)
+        check_store_file(path, SCHEMA_VERSION)
 
 
 def test_a_half_made_store_left_by_a_crash_is_not_data(tmp_path):
     path = tmp_path / "v.sqlite"
     Path(f"{path}.new").write_bytes(b"half made")
     open_close(path)
-    assert check_store_file(path) and not Path(f"{path}.new").exists()
+    assert check_store_file(path, SCHEMA_VERSION) and not Path(f"{path}.new").exists()
 
 
 def test_move_aside_takes_the_wal_files_along_with_one_stamp(tmp_path):
