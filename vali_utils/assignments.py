@@ -41,7 +41,7 @@ from consensus.answers import hash_to_int
 from consensus.assignment import MinerGroup, MinerInfo
 from consensus.tiebreak import TiebreakAnswer, TiebreakRequest
 from consensus.types import Honeypot
-from vali_utils.s3_reader import ObjectFetcher
+from vali_utils.s3_reader import BucketReader
 from vali_utils.store import Progress
 
 _ANSWERS = TypeAdapter(list[PropertyAnswer])
@@ -51,7 +51,7 @@ _ANSWERS = TypeAdapter(list[PropertyAnswer])
 class S3Access:
     """How the validator reads miners' S3 objects, and the caps on what it reads."""
 
-    reader: ObjectFetcher
+    reader: BucketReader  # fetches objects, and lists folders to corroborate a 404
     settings: S3Settings
 
 
