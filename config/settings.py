@@ -142,6 +142,9 @@ class Settings:
     api_secret: str | None = None
     api_min_validator_stake: float = 0.0
     api_requests_per_minute: int = 600
+    # Distinct files a miner may upload per epoch, source and zipcode (reason in
+    # config/data_api.py UploadLimits): past it a presign gets 409 upload_cap.
+    api_uploads_per_zipcode: int = 64
     block_zipcodes: int = 1000
     zipcodes_per_batch: int = 20
     rotation_epochs: int = 6
@@ -498,6 +501,15 @@ SETTINGS: tuple[Setting, ...] = (
         "DATA_API_REQUESTS_PER_MINUTE",
         int,
         "requests per minute one hotkey may send the Data API (429 beyond)",
+        roles=("data_api",),
+        minimum=1,
+    ),
+    Setting(
+        "api_uploads_per_zipcode",
+        "--api.uploads.per.zipcode",
+        "DATA_API_UPLOADS_PER_ZIPCODE",
+        int,
+        "distinct files a miner may upload per epoch, source and zipcode (409 beyond)",
         roles=("data_api",),
         minimum=1,
     ),

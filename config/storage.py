@@ -166,6 +166,7 @@ _VARIABLES: tuple[EnvVariable, ...] = (
     EnvVariable("max_records_per_file", "S3_MAX_RECORDS_PER_FILE", 1),
     EnvVariable("max_keys_per_miner", "S3_MAX_KEYS_PER_MINER", 1),
     EnvVariable("upload_concurrency", "S3_UPLOAD_CONCURRENCY", 1),
+    EnvVariable("missing_recheck_s", "S3_MISSING_RECHECK_S", 0.0),
     EnvVariable("upload_max_attempts", "S3_UPLOAD_MAX_ATTEMPTS", 1),
     EnvVariable("upload_backoff_base_s", "S3_UPLOAD_BACKOFF_BASE_S", 0.0),
     EnvVariable("upload_backoff_cap_s", "S3_UPLOAD_BACKOFF_CAP_S", 0.0),

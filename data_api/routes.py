@@ -84,6 +84,7 @@ class ApiOptions:
             max_body_bytes=settings.max_body_bytes,
             upload_max_bytes=settings.s3_upload_max_bytes,
             url_expiry_s=settings.s3_url_expiry_s,
+            uploads=UploadLimits(files_per_zipcode=settings.api_uploads_per_zipcode),
         )
 
 

@@ -90,7 +90,7 @@ def test_local_preset_defaults_for_miner():
     assert s.scrape_delay_s == 0.0
     assert s.scrape_concurrency == 4
     assert s.behaviour == "honest"
-    assert s.min_validator_stake == 0.0
+    assert s.min_validator_stake == 1000.0  # what the local chain gives validators
     assert s.requests_per_minute == 600
     assert s.port == 8091
 
@@ -156,7 +156,7 @@ def test_unknown_role():
         ("validator", "network", "localfile", "test", "test", "finney", "finney"),
         ("miner", "wallet_name", "default", "env-w", "env-w", "flag-w", "flag-w"),
         ("validator", "collect_fraction", 0.75, "0.5", 0.5, "0.25", 0.25),
-        ("miner", "min_validator_stake", 0.0, "10", 10.0, "2.5", 2.5),
+        ("miner", "min_validator_stake", 1000.0, "10", 10.0, "2.5", 2.5),
     ],
 )
 def test_precedence(role, name, preset_value, env_raw, env_value, flag_raw, flag_value):
@@ -184,8 +184,8 @@ def test_invalid_environment_value_ignored_when_flag_given():
 
 
 def test_other_roles_environment_is_ignored():
-    # CYCLE_SECONDS is validator-only: a miner does not read (or validate) it.
-    s = load("miner", CYCLE_SECONDS="garbage", SCRAPE_DELAY_S="0.5")
+    # ZIPCODES_PER_CYCLE is validator-only: a miner does not read (or validate) it.
+    s = load("miner", ZIPCODES_PER_CYCLE="garbage", SCRAPE_DELAY_S="0.5")
     assert s.scrape_delay_s == 0.5
     v = load("validator", SCRAPE_DELAY_S="garbage")
     assert v.scrape_delay_s == 0.0
@@ -415,7 +415,7 @@ def role_flags(role: str) -> list[str]:
 @pytest.mark.parametrize(
     ("role", "argv"),
     [
-        ("miner", ["--cycle.seconds", "30"]),
+        ("miner", ["--zipcodes.per.cycle", "30"]),
         ("miner", ["--collect.fraction", "0.5"]),
         ("miner", ["--max.cycles", "2"]),
         ("validator", ["--scrape.delay", "1"]),
@@ -433,7 +433,8 @@ def test_flag_of_other_role_is_an_argparse_error(role, argv, capsys):
 
 def test_role_flags_split():
     miner, validator = set(role_flags("miner")), set(role_flags("validator"))
-    assert "--cycle.seconds" in validator - miner
+    assert "--zipcodes.per.cycle" in validator - miner
+    assert "--cycle.seconds" in validator & miner  # miners check an assignment's epoch
     assert "--scrape.delay" in miner - validator
     assert {"--netuid", "--subtensor.network", "--wallet.name", "--port"} <= miner & validator
 
