@@ -27,6 +27,7 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -185,6 +186,7 @@ class Subnet:
         self.s3_endpoint: str | None = None
 
     def setup(self) -> None:
+        self.clear_previous_run()
         wallets = self.workdir / "wallets"
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
         neurons = []
@@ -220,6 +222,23 @@ class Subnet:
         # The subnet owner's hotkey, for the Data API (not a neuron of the subnet).
         owner_hotkey, owner_coldkey = create_wallet(wallets, "owner", "default")
         self.owner = {"hotkey": owner_hotkey, "coldkey": owner_coldkey}
+
+    def clear_previous_run(self) -> None:
+        """Start from nothing: a run's stores would carry its epochs into this one's report.
+
+        Only a directory a local subnet made (it holds ``localnet.json``) is
+        cleared; its wallets are kept (same hotkeys, nothing to gain by new ones).
+        """
+        if not (self.workdir / "localnet.json").exists():
+            return
+        print(f"clearing the previous run in {self.workdir} (wallets kept)", flush=True)
+        for child in self.workdir.iterdir():
+            if child.name == "wallets":
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
 
     def _chain_args(self, wallet: str, hotkey: str = "default") -> list[str]:
         """Preset, local chain and wallet: what every process of the subnet is started with."""
@@ -377,6 +396,10 @@ class Subnet:
                 str(self.args.scrape_delay),
                 "--metagraph.refresh",
                 "2",
+                # The validators' epoch length: miners refuse work of another epoch.
+                "--cycle.seconds",
+                str(self.args.cycle_seconds),
+                "--epoch.check",
             ]
             self._spawn("neurons.miner", argv, f"miner-{miner['uid']}")
         # Each process imports bittensor (about a second of CPU): allow for many miners.
