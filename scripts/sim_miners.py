@@ -14,7 +14,7 @@ counts. So a simulated miner
 - may reveal something else (``reveal``): the validator then drops the answer;
 - may withhold its endpoint (``serves``): it is then not in the plan.
 
-    world = MinerWorld(world, seed, miners, noise_free=False)
+    world = MinerWorld(world, miners, noise_free=False)
     settled = settle_commits(commits, timeout_s)   # -> (answer, completed_after_s) | None
 """
 
@@ -74,11 +74,8 @@ def settle_commits(
 class MinerWorld:
     """Builds each miner's context for a cycle: its view, its coalition, what it can see."""
 
-    def __init__(
-        self, world: SyntheticWorld, seed: int, miners: Sequence[SimMiner], noise_free: bool
-    ) -> None:
+    def __init__(self, world: SyntheticWorld, miners: Sequence[SimMiner], noise_free: bool) -> None:
         self.world = world
-        self.seed = seed
         self.noise_free = noise_free
         self.coalitions: dict[str, list[str]] = defaultdict(list)
         for m in miners:

@@ -129,7 +129,7 @@ class Simulation:
             args.miners, args.adversary, args.offline_fraction, args.seed
         )
         self.by_hotkey = {m.info.hotkey: m for m in self.miners}
-        self.miner_world = MinerWorld(self.world, args.seed, self.miners, args.honest_noise_free)
+        self.miner_world = MinerWorld(self.world, self.miners, args.honest_noise_free)
         self.assignment = ZipcodeAssignmentManager(
             AssignmentConfig(
                 zipcodes_per_batch=args.zipcodes_per_batch,
