@@ -13,7 +13,8 @@ import os
 import secrets
 from pathlib import Path
 
-from config.settings import MIN_SECRET_CHARS, Settings, SettingsError
+from config.settings import Settings, SettingsError
+from config.settings_api import MIN_SECRET_CHARS
 
 logger = logging.getLogger(__name__)
 

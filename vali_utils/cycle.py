@@ -230,11 +230,12 @@ class ConsensusCycle:
             await self.exchange.restore(block.epoch, tb_assignments)
         timings["consensus_s"] = time.monotonic() - started
         started = time.monotonic()
-        verdicts, lookup_drops = await asyncio.gather(
+        (verdicts, unchecked), lookup_drops = await asyncio.gather(
             self._verify(requests, block.epoch),
             self._tiebreak_round(tb_assignments, tiebreak_deadline_wall, block.epoch),
         )
         dropped.update(lookup_drops)
+        dropped.update(unchecked)
         await self.exchange.save(block.epoch, tb_assignments, "tiebreaks", force=True)
         timings["verify_s"] = time.monotonic() - started
         started = time.monotonic()
@@ -390,9 +391,19 @@ class ConsensusCycle:
 
     async def _verify(
         self, requests: list[SpotCheckRequest], epoch: int
-    ) -> list[tuple[SpotCheckRequest, Verdict]]:
-        """Spot-check verdicts; those found before a restart are reused, not asked again."""
+    ) -> tuple[list[tuple[SpotCheckRequest, Verdict]], Counter]:
+        """Spot-check verdicts, and the checks that failed (by reason).
+
+        Verdicts found before a restart are reused, not asked again. A source
+        that cannot answer is the verifier's ``NO_EVIDENCE``; a check over its
+        time is no evidence too (``spot_check_timeout``). Any other failure is
+        a bug in the verifier: its traceback is logged and it is counted
+        (``spot_check_error``, in the epoch's ``dropped``) and it judges nobody,
+        since a wrong "no evidence" costs no miner anything while a crash
+        would cost the whole cycle.
+        """
         known = await self.store.verdicts(epoch) if self.store is not None else {}
+        failed: Counter = Counter()
 
         async def one(request: SpotCheckRequest) -> tuple[SpotCheckRequest, Verdict]:
             stored = known.get((request.zipcode, request.zpid, request.record_hash))
@@ -402,11 +413,16 @@ class ConsensusCycle:
                 return request, await asyncio.wait_for(
                     self.verifier.verify(request), self.request_timeout_s
                 )
-            except Exception:
+            except TimeoutError:
+                failed["spot_check_timeout"] += 1
+            except Exception:  # counted: a verifier bug, see the docstring
+                failed["spot_check_error"] += 1
                 logger.exception("spot check of zpid %s failed: no evidence", request.zpid)
-                return request, Verdict.NO_EVIDENCE
+            return request, Verdict.NO_EVIDENCE
 
         verdicts = list(await asyncio.gather(*(one(r) for r in requests)))
+        if failed:
+            logger.warning("epoch %d: spot checks without an answer: %s", epoch, dict(failed))
         if self.store is not None:
             await self.store.save_verdicts(
                 epoch,
@@ -416,4 +432,4 @@ class ConsensusCycle:
                     if (r.zipcode, r.zpid, r.record_hash) not in known
                 ),
             )
-        return verdicts
+        return verdicts, failed

@@ -13,9 +13,9 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from config.setting import ROLES
 from config.settings import (
     PRESETS,
-    ROLES,
     SETTINGS,
     Settings,
     SettingsError,
