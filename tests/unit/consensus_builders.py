@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import random
 from collections.abc import Callable, Mapping
 
-from config.consensus import AssignmentConfig
+from common.records import CONSENSUS_FIELDS
+from config.consensus import AssignmentConfig, ConsensusConfig
 from consensus.answers import ZipcodeAnswer
 from consensus.assignment import (
     AssignmentPlan,
@@ -13,9 +15,11 @@ from consensus.assignment import (
     MinerInfo,
     ZipcodeAssignmentManager,
 )
-from consensus.types import GroupSubmission
+from consensus.engine import ConsensusEngine
+from consensus.types import CycleResult, GroupSubmission, Honeypot
 
 SLOW = 5000.0  # completion time (s) above fast_completion_s: no bonus
+PRICE = CONSENSUS_FIELDS.index("price")
 
 
 def listing(zipcode: str, i: int) -> tuple:
@@ -100,3 +104,41 @@ def submissions(
                     )
                 )
     return out
+
+
+def noisy_answers(truth: dict[str, list[tuple]], rng: random.Random) -> AnswerFn:
+    """Honest miners with independent noise: ~10% misses, ~5% wrong prices."""
+
+    def answer_for(miner: MinerInfo, group: MinerGroup) -> dict[str, ZipcodeAnswer]:
+        out = {}
+        for z in group.zipcodes:
+            records = []
+            for f in truth[z]:
+                u = rng.random()
+                if u < 0.10:
+                    continue
+                if u < 0.15:
+                    f = changed(f, PRICE, f[PRICE] + rng.randrange(1, 10**6))
+                records.append(f)
+            out[z] = answer(records)
+        return out
+
+    return answer_for
+
+
+def run_cycle(
+    plan: AssignmentPlan,
+    subs: list[GroupSubmission],
+    *,
+    config: ConsensusConfig | None = None,
+    credibility: Mapping[str, float] | None = None,
+    verdict: Callable | None = None,
+    honeypots: Mapping[str, Honeypot] | None = None,
+    seed: bytes = b"cycle-seed",
+) -> CycleResult:
+    """The validator's flow on one cycle; ``verdict`` plays the validator's own source."""
+    engine = ConsensusEngine(config or ConsensusConfig())
+    draft = engine.evaluate(plan, subs, credibility or {})
+    requests = engine.spot_check_requests(draft, seed)
+    verdicts = [(r, verdict(r)) for r in requests] if verdict else []
+    return engine.finalize(draft, verdicts, honeypots or {})

@@ -11,12 +11,10 @@ from collections.abc import Callable, Mapping
 
 import pytest
 
-from common.records import CONSENSUS_FIELDS
 from config.consensus import ConsensusConfig
-from consensus.answers import ZipcodeAnswer, hash_to_int
+from consensus.answers import hash_to_int
 from consensus.assignment import (
     AssignmentPlan,
-    MinerGroup,
     MinerInfo,
 )
 from consensus.engine import ConsensusEngine
@@ -30,6 +28,7 @@ from consensus.types import (
     Verdict,
 )
 from tests.unit.consensus_builders import (
+    PRICE,
     AnswerFn,
     answer,
     changed,
@@ -37,13 +36,13 @@ from tests.unit.consensus_builders import (
     listing,
     make_plan,
     make_truth,
+    noisy_answers,
     record_hash,
     submissions,
 )
 
 pytestmark = pytest.mark.unit
 
-PRICE = CONSENSUS_FIELDS.index("price")
 SLOW = 5000.0  # completion time (s) above fast_completion_s
 
 
@@ -80,26 +79,6 @@ def assert_flags_well_formed(result: CycleResult) -> None:
 
 def kinds(result: CycleResult, hotkey: str) -> set[FlagKind]:
     return {f.kind for f in result.miners[hotkey].flags}
-
-
-def noisy_answers(truth: dict[str, list[tuple]], rng: random.Random) -> AnswerFn:
-    """Honest miners with independent noise: ~10% misses, ~5% wrong prices."""
-
-    def answer_for(miner: MinerInfo, group: MinerGroup) -> dict[str, ZipcodeAnswer]:
-        out = {}
-        for z in group.zipcodes:
-            records = []
-            for f in truth[z]:
-                u = rng.random()
-                if u < 0.10:
-                    continue
-                if u < 0.15:
-                    f = changed(f, PRICE, f[PRICE] + rng.randrange(1, 10**6))
-                records.append(f)
-            out[z] = answer(records)
-        return out
-
-    return answer_for
 
 
 # --------------------------------------------------------------------------- scenarios

@@ -8,35 +8,27 @@ zipcodes of 8 listings) driven through the public flow
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
 
 import pytest
 
 from common.records import CONSENSUS_FIELDS, KEY_FIELDS
 from config.consensus import ConsensusConfig
-from consensus.answers import ZipcodeAnswer
-from consensus.assignment import (
-    AssignmentPlan,
-    MinerGroup,
-    MinerInfo,
-)
-from consensus.engine import ConsensusEngine
 from consensus.evaluation import partial_credit
-from consensus.types import CycleResult, GroupSubmission, Honeypot
 from tests.unit.consensus_builders import (
-    AnswerFn,
+    PRICE,
     answer,
     changed,
     honest,
     listing,
     make_plan,
     make_truth,
+    noisy_answers,
+    run_cycle,
     submissions,
 )
 
 pytestmark = pytest.mark.unit
 
-PRICE = CONSENSUS_FIELDS.index("price")
 STATUS = CONSENSUS_FIELDS.index("listing_status")
 BEDROOMS = CONSENSUS_FIELDS.index("bedrooms")
 SLOW = 5000.0  # completion time (s) above fast_completion_s: no bonus
@@ -46,43 +38,6 @@ EXPECTED = ConsensusConfig().expected_properties_per_zipcode  # volume of a no-e
 # --------------------------------------------------------------------------- builders
 
 
-def run(
-    plan: AssignmentPlan,
-    subs: list[GroupSubmission],
-    *,
-    config: ConsensusConfig | None = None,
-    credibility: Mapping[str, float] | None = None,
-    verdict: Callable | None = None,
-    honeypots: Mapping[str, Honeypot] | None = None,
-    seed: bytes = b"cycle-seed",
-) -> CycleResult:
-    engine = ConsensusEngine(config or ConsensusConfig())
-    draft = engine.evaluate(plan, subs, credibility or {})
-    requests = engine.spot_check_requests(draft, seed)
-    verdicts = [(r, verdict(r)) for r in requests] if verdict else []
-    return engine.finalize(draft, verdicts, honeypots or {})
-
-
-def noisy_answers(truth: dict[str, list[tuple]], rng: random.Random) -> AnswerFn:
-    """Honest miners with independent noise: ~10% misses, ~5% wrong prices."""
-
-    def answer_for(miner: MinerInfo, group: MinerGroup) -> dict[str, ZipcodeAnswer]:
-        out = {}
-        for z in group.zipcodes:
-            records = []
-            for f in truth[z]:
-                u = rng.random()
-                if u < 0.10:
-                    continue
-                if u < 0.15:
-                    f = changed(f, PRICE, f[PRICE] + rng.randrange(1, 10**6))
-                records.append(f)
-            out[z] = answer(records)
-        return out
-
-    return answer_for
-
-
 # --------------------------------------------------------------------------- agreement
 
 
@@ -90,7 +45,7 @@ def test_agreeing_honest_groups_give_confident_zipcodes_and_full_quality():
     """Guards against honest, agreeing groups failing to produce evidence or full credit."""
     plan = make_plan(zipcodes_per_batch=3, miners_per_group=5)
     truth = make_truth(plan)
-    result = run(plan, submissions(plan, honest(truth)))
+    result = run_cycle(plan, submissions(plan, honest(truth)))
 
     assert set(result.zipcodes) == set(truth)
     for outcome in result.zipcodes.values():
@@ -131,7 +86,7 @@ def test_heavily_disputed_zipcode_is_no_evidence_and_penalises_nobody():
             del answers[disputed_zip]
         return answers
 
-    result = run(plan, submissions(plan, answer_for))
+    result = run_cycle(plan, submissions(plan, answer_for))
 
     outcome = result.zipcodes[disputed_zip]
     assert outcome.confidence < ConsensusConfig().zipcode_confidence_threshold
@@ -176,7 +131,7 @@ def test_zipcode_needs_min_responders_for_consensus(responders_b, is_evidence):
             if z != thin_zip or miner.hotkey in answering
         }
 
-    result = run(plan, submissions(plan, answer_for), config=config)
+    result = run_cycle(plan, submissions(plan, answer_for), config=config)
 
     outcome = result.zipcodes[thin_zip]
     assert outcome.responders == 3 + responders_b
@@ -206,7 +161,7 @@ def test_group_with_too_few_responders_gives_no_consensus():
             if z != thin_zip or miner.hotkey in answering
         }
 
-    result = run(plan, submissions(plan, answer_for))
+    result = run_cycle(plan, submissions(plan, answer_for))
     outcome = result.zipcodes[thin_zip]
     assert outcome.valid_groups == 0
     assert outcome.responders == 0
@@ -226,7 +181,7 @@ def test_records_disputed_between_groups_judge_nobody():
             for z in group.zipcodes
         }
 
-    result = run(plan, submissions(plan, answer_for, lambda m: 1000.0 + 60 * m.uid))
+    result = run_cycle(plan, submissions(plan, answer_for, lambda m: 1000.0 + 60 * m.uid))
     for outcome in result.zipcodes.values():
         assert (outcome.confirmed, outcome.disputed) == (8, 2)
         assert outcome.confidence >= 0.7
@@ -264,7 +219,7 @@ def test_credibility_weights_decide_the_group_value(weighted):
 
     credibility = {**dict.fromkeys(low, 0.1), **dict.fromkeys(high, 1.0)} if weighted else {}
     # Equal completion times: the three identical wrong answers are not judged as copies here.
-    result = run(plan, submissions(plan, answer_for), credibility=credibility)
+    result = run_cycle(plan, submissions(plan, answer_for), credibility=credibility)
 
     outcome = result.zipcodes[target]
     n = len(truth[target])
@@ -290,7 +245,7 @@ def test_missing_credibility_is_neutral():
     truth = make_truth(plan)
     subs = submissions(plan, noisy_answers(truth, random.Random(4)))
     everyone = {m.hotkey: 0.5 for g in plan.groups for m in g.miners}
-    assert run(plan, subs, credibility=everyone) == run(plan, subs, credibility={})
+    assert run_cycle(plan, subs, credibility=everyone) == run_cycle(plan, subs, credibility={})
 
 
 # --------------------------------------------------------------------------- precision, recall
@@ -315,7 +270,7 @@ def test_partial_credit_for_non_key_field_and_none_for_key_fields():
             answers[target] = answer([variants[miner.hotkey], *truth[target][1:]])
         return answers
 
-    result = run(plan, submissions(plan, answer_for))
+    result = run_cycle(plan, submissions(plan, answer_for))
 
     n = len(truth[target])
     non_key_credit = 1 - 1 / (len(CONSENSUS_FIELDS) - len(KEY_FIELDS))
@@ -358,7 +313,7 @@ def test_recall_is_share_of_consensus_found():
         keep = (lambda i: i % 2 == 0) if miner == half else (lambda i: True)
         return {z: answer([f for i, f in enumerate(truth[z]) if keep(i)]) for z in g.zipcodes}
 
-    result = run(plan, submissions(plan, answer_for))
+    result = run_cycle(plan, submissions(plan, answer_for))
     miner = result.miners[half.hotkey]
     total = sum(len(v) for v in truth.values())
     assert all(o.confirmed == 8 for o in result.zipcodes.values())
@@ -396,7 +351,7 @@ def test_fast_completion_bonus(completed_after_s, complete, bonus):
         }
 
     def with_time(t):
-        return run(plan, submissions(plan, answer_for, lambda m: t if m == target else SLOW))
+        return run_cycle(plan, submissions(plan, answer_for, lambda m: t if m == target else SLOW))
 
     fast, slow = with_time(completed_after_s), with_time(SLOW)
     ratio = fast.miners[target.hotkey].earned / slow.miners[target.hotkey].earned
@@ -417,7 +372,7 @@ def test_miner_cannot_claim_fast_completion_through_its_answers():
             answers["completed_after_s"] = 1.0  # type: ignore[assignment]
         return answers
 
-    result = run(plan, submissions(plan, answer_for, lambda m: SLOW))
+    result = run_cycle(plan, submissions(plan, answer_for, lambda m: SLOW))
     assert result.miners[target.hotkey].fast_groups == 0
     assert result.dropped == {"unassigned_zipcode": 1}
     peer = plan.groups[1].miners[0]
@@ -435,7 +390,7 @@ def test_partial_answers_earn_less_than_their_share():
         zips = answered if miner == partial else g.zipcodes
         return {z: answer(truth[z]) for z in zips}
 
-    result = run(plan, submissions(plan, answer_for))
+    result = run_cycle(plan, submissions(plan, answer_for))
     p, f = result.miners[partial.hotkey], result.miners[full.hotkey]
     assert (p.assigned_zipcodes, p.answered_zipcodes) == (4, 2)
     assert p.precision == pytest.approx(1.0)

@@ -9,34 +9,31 @@ listings) driven through the public flow
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
 
 import pytest
 
 from common.records import CONSENSUS_FIELDS
 from config.consensus import AssignmentConfig, ConsensusConfig
-from consensus.answers import ZipcodeAnswer
 from consensus.assignment import (
-    AssignmentPlan,
-    MinerGroup,
     MinerInfo,
     ZipcodeAssignmentManager,
 )
 from consensus.engine import ConsensusEngine
-from consensus.types import CycleResult, GroupSubmission, Honeypot, Verdict
+from consensus.types import GroupSubmission, Honeypot, Verdict
 from tests.unit.consensus_builders import (
-    AnswerFn,
+    PRICE,
     answer,
     changed,
     honest,
     make_plan,
     make_truth,
+    noisy_answers,
+    run_cycle,
     submissions,
 )
 
 pytestmark = pytest.mark.unit
 
-PRICE = CONSENSUS_FIELDS.index("price")
 STATUS = CONSENSUS_FIELDS.index("listing_status")
 BEDROOMS = CONSENSUS_FIELDS.index("bedrooms")
 SLOW = 5000.0  # completion time (s) above fast_completion_s: no bonus
@@ -44,43 +41,6 @@ EXPECTED = ConsensusConfig().expected_properties_per_zipcode  # volume of a no-e
 
 
 # --------------------------------------------------------------------------- builders
-
-
-def run(
-    plan: AssignmentPlan,
-    subs: list[GroupSubmission],
-    *,
-    config: ConsensusConfig | None = None,
-    credibility: Mapping[str, float] | None = None,
-    verdict: Callable | None = None,
-    honeypots: Mapping[str, Honeypot] | None = None,
-    seed: bytes = b"cycle-seed",
-) -> CycleResult:
-    engine = ConsensusEngine(config or ConsensusConfig())
-    draft = engine.evaluate(plan, subs, credibility or {})
-    requests = engine.spot_check_requests(draft, seed)
-    verdicts = [(r, verdict(r)) for r in requests] if verdict else []
-    return engine.finalize(draft, verdicts, honeypots or {})
-
-
-def noisy_answers(truth: dict[str, list[tuple]], rng: random.Random) -> AnswerFn:
-    """Honest miners with independent noise: ~10% misses, ~5% wrong prices."""
-
-    def answer_for(miner: MinerInfo, group: MinerGroup) -> dict[str, ZipcodeAnswer]:
-        out = {}
-        for z in group.zipcodes:
-            records = []
-            for f in truth[z]:
-                u = rng.random()
-                if u < 0.10:
-                    continue
-                if u < 0.15:
-                    f = changed(f, PRICE, f[PRICE] + rng.randrange(1, 10**6))
-                records.append(f)
-            out[z] = answer(records)
-        return out
-
-    return answer_for
 
 
 # --------------------------------------------------------------------------- malformed input
@@ -91,7 +51,7 @@ def test_foreign_duplicate_and_malformed_submissions_are_dropped_and_counted():
     plan = make_plan(zipcodes_per_batch=3, miners_per_group=5, n_batches=2)
     truth = make_truth(plan)
     baseline_subs = submissions(plan, honest(truth))
-    baseline = run(plan, baseline_subs)
+    baseline = run_cycle(plan, baseline_subs)
 
     g0, g1 = plan.groups[0], plan.groups[1]
     other_batch_zip = next(g for g in plan.groups if g.batch_id != g0.batch_id).zipcodes[0]
@@ -118,7 +78,7 @@ def test_foreign_duplicate_and_malformed_submissions_are_dropped_and_counted():
         if sub.miner == g0.miners[1]:
             sub = GroupSubmission(sub.miner, sub.batch_id, sub.overlap_group, polluted, SLOW)
         subs.append(sub)
-    result = run(plan, subs + extra)
+    result = run_cycle(plan, subs + extra)
 
     assert result.dropped == {
         "submission_not_in_plan": 4,
@@ -184,7 +144,7 @@ def test_verdicts_and_honeypots_for_unknown_zipcodes_are_ignored():
         [(stray, Verdict.NOT_FOUND)],
         {"99999": Honeypot("99999", HoneypotKind.NO_RESIDENTIAL)},
     )
-    assert result == run(plan, subs)
+    assert result == run_cycle(plan, subs)
 
 
 # --------------------------------------------------------------------------- determinism
