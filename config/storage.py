@@ -66,8 +66,8 @@ class S3Settings:
     # A 404 counts against a miner only when corroborated: fetched again after
     # this many seconds, and absent from its folder's listing read in full. S3
     # is read-after-write consistent, so a 404 that goes away is a failing node
-    # or proxy; misses are rare, so the wait costs honest miners nothing. Not
-    # an environment variable yet (it would need a row in .env.example).
+    # or proxy; misses are rare, so the wait costs honest miners nothing
+    # (S3_MISSING_RECHECK_S).
     missing_recheck_s: float = 2.0
 
     def __post_init__(self) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from consensus.assignment import MinerInfo
-from consensus.draft import ZPID_BITS, ConsensusDraft, lookup
+from consensus.draft import ZPID_BITS, ConsensusDraft, coldkey_ids, lookup
 from consensus.types import Flag, FlagKind, SpotCheckRequest, Verdict
 
 _FAIL = (Verdict.MISMATCH, Verdict.NOT_FOUND)
@@ -49,7 +49,7 @@ def seeded_rank(seed: bytes, *columns: np.ndarray) -> np.ndarray:
     return x
 
 
-def _first_per_run(order_columns: tuple[np.ndarray, ...], limit: int) -> np.ndarray:
+def first_per_run(order_columns: tuple[np.ndarray, ...], limit: int) -> np.ndarray:
     """Indexes of the first ``limit`` rows of each run of the leading columns, lexsorted.
 
     ``order_columns`` is (rank, *group columns) as for ``np.lexsort``: rows are
@@ -81,7 +81,7 @@ def select_spot_checks(
     cfg = draft.config
     gc, comparison = draft.groups, draft.comparison
     nz = draft.n_zipcodes
-    zipcode_number = np.array([int(z) for z in draft.zipcodes], np.int64)
+    zipcode_number = draft.zipcode_number
     take = gc.accepted & comparison.valid_cell[gc.key_cell]
     zkey = ((gc.key_cell % nz) << ZPID_BITS) | gc.key_zpid
     disputed = np.flatnonzero(take & lookup(comparison.disputed_keys, zkey)[1])
@@ -90,7 +90,7 @@ def select_spot_checks(
     d_batch = draft.zipcode_batch[d_zi]
     d_rank = seeded_rank(seed, zipcode_number[d_zi], gc.key_zpid[disputed], gc.value_hash[disputed])
     per_group = cfg.spot_checks_per_disputed_batch
-    firsts = disputed[_first_per_run((d_rank, d_group, d_batch), per_group)]
+    firsts = disputed[first_per_run((d_rank, d_group, d_batch), per_group)]
 
     queues: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
     for k in firsts.tolist():  # already in (batch, group, rank) order
@@ -134,7 +134,7 @@ def select_spot_checks(
     c_zi = keys >> ZPID_BITS
     c_rank = seeded_rank(seed + b"sample", zipcode_number[c_zi], keys & ((1 << ZPID_BITS) - 1))
     c_batch = draft.zipcode_batch[c_zi]
-    chosen = _first_per_run((c_rank, c_batch), cfg.spot_checks_per_batch)
+    chosen = first_per_run((c_rank, c_batch), cfg.spot_checks_per_batch)
     by_batch: dict[int, list[int]] = defaultdict(list)
     for i in chosen.tolist():
         by_batch[int(c_batch[i])].append(i)
@@ -230,7 +230,7 @@ def detect_copies(
     per_miner_batch = Counter(zip(deviation_miner.tolist(), deviation_batch.tolist(), strict=True))
     shared, shared_verified = _shared_deviation_counts(
         cfg.copy_max_sharers,
-        _coldkey_ids(miners),
+        coldkey_ids([m.coldkey for m in miners]),
         deviation_miner,
         deviation_batch,
         deviation_key,
@@ -316,8 +316,3 @@ def _shared_deviation_counts(
         return out
 
     return count(code), count(code[pair_verified])
-
-
-def _coldkey_ids(miners: Sequence[MinerInfo]) -> np.ndarray:
-    ids: dict[str, int] = {}
-    return np.array([ids.setdefault(m.coldkey, len(ids)) for m in miners], np.int64)

@@ -92,9 +92,13 @@ class ConsensusDraft:
     dropped: Counter
     credibility: Mapping[str, float] = field(default_factory=dict)  # as passed to evaluate
     coldkey_id: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # per submission
+    # Per zipcode, the zipcode as a number: what seeded ranks mix in.
+    zipcode_number: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     # Per response: an empty answer where its group's majority reports listings (no vote).
     empty_abstains: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
-    sorted_rows: object | None = None  # the tally's sort order, reused by every re-tally
+    sorted_rows: object | None = None  # the tally's sort order while a tally needs it
+    # (groups, empty_abstains, effective_weight) of evaluate's tally: finalize starts there.
+    initial_tally: tuple | None = None
     # The comparison after spot checks, tie-breaks and honeypots (set by finalize):
     # the consensus the S3 evaluation checks miners' files against.
     final_comparison: Comparison | None = None
@@ -202,11 +206,13 @@ def flatten(
         comparison=None,  # type: ignore[arg-type]
         dropped=dropped,
         credibility=dict(credibility),
-        coldkey_id=_coldkey_ids([s.miner.coldkey for s in accepted]),
+        coldkey_id=coldkey_ids([s.miner.coldkey for s in accepted]),
+        zipcode_number=np.array([int(z) for z in zipcodes], np.int64),
     )
 
 
-def _coldkey_ids(coldkeys: list[str]) -> np.ndarray:
+def coldkey_ids(coldkeys: Sequence[str]) -> np.ndarray:
+    """A small integer per distinct coldkey, in order of first appearance."""
     ids: dict[str, int] = {}
     return np.array([ids.setdefault(c, len(ids)) for c in coldkeys], np.int64)
 

@@ -60,7 +60,6 @@ from consensus.comparison import compare_groups
 from consensus.draft import ConsensusDraft, flatten
 from consensus.evaluation import evaluate_miners
 from consensus.evidence import (
-    evidence_by_hotkey,
     evidence_weights,
     uncertain_checks,
     verified_resolutions,
@@ -100,6 +99,9 @@ class ConsensusEngine:
         """
         draft = flatten(plan, submissions, credibility, expected_counts or {}, self.config)
         draft.groups = group_consensus(draft)
+        draft.initial_tally = (draft.groups, draft.empty_abstains, draft.effective_weight)
+        # ~40 MB at a full cycle, not held through the checks: a re-tally sorts again.
+        draft.sorted_rows = None
         draft.comparison = compare_groups(draft, captured=set(), single_group_trust={})
         return draft
 
@@ -129,16 +131,15 @@ class ConsensusEngine:
         per-miner results with flags and their evidence, the groups found
         captured, and ``tiebreak`` counts.
         """
-        outcome = (
-            resolve_disputes(draft, *tiebreaks, evidence_by_hotkey(draft, verdicts))
-            if tiebreaks
-            else None
-        )
-        # The tally again, each submission weighted by how its votes held up
-        # against the validator's own checks (always from scratch: finalize
-        # may be called more than once on one draft).
-        draft.groups = group_consensus(draft, evidence_weights(draft, verdicts))
-        draft.sorted_rows = None  # ~40 MB at a full cycle: not held through scoring
+        # From the first tally every time: finalize may be called more than once.
+        draft.groups, draft.empty_abstains, draft.effective_weight = draft.initial_tally
+        weights, by_hotkey = evidence_weights(draft, verdicts)
+        outcome = resolve_disputes(draft, *tiebreaks, by_hotkey) if tiebreaks else None
+        if weights is not None:
+            # The tally again, each submission weighted by how its votes held up
+            # against the validator's own checks.
+            draft.groups = group_consensus(draft, weights)
+            draft.sorted_rows = None
         # Only the validator's own source can void a group: tie-breakers are
         # miners, and a pool drawn as tie-breakers could void an honest one.
         captured, trust, missing = apply_verdicts(draft, verdicts)

@@ -23,8 +23,7 @@ verdicts, all pure functions of the draft, the verdicts and the cycle seed:
    never outvotes the validator's own check.
 
     requests = uncertain_checks(draft, seed)            # with the other spot checks
-    weights = evidence_weights(draft, verdicts)         # None: nothing to re-tally
-    by_hotkey = evidence_by_hotkey(draft, verdicts)     # the same, for tie-breakers
+    weights, by_hotkey = evidence_weights(draft, verdicts)  # None: nothing to re-tally
     resolved = verified_resolutions(draft, verdicts)    # zkey -> hash, None = absent
 """
 
@@ -34,8 +33,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from consensus.antigaming import seeded_rank
-from consensus.draft import ZPID_BITS, ConsensusDraft, run_boundaries
+from consensus.antigaming import first_per_run, seeded_rank
+from consensus.draft import ZPID_BITS, ConsensusDraft
 from consensus.types import SpotCheckRequest, Verdict
 
 UNCERTAIN_REASON = "uncertain"
@@ -54,13 +53,9 @@ def uncertain_checks(draft: ConsensusDraft, seed: bytes) -> list[SpotCheckReques
     nz = draft.n_zipcodes
     zi = keys >> ZPID_BITS
     zpid = keys & ((1 << ZPID_BITS) - 1)
-    zipcode_number = np.array([int(z) for z in draft.zipcodes], np.int64)
     batch = draft.zipcode_batch[zi]
-    rank = seeded_rank(seed + b"uncertain", zipcode_number[zi], zpid)
-    order = np.lexsort((rank, batch))
-    starts = run_boundaries(batch[order])
-    position = np.arange(order.size) - np.repeat(starts, np.diff(np.append(starts, order.size)))
-    chosen = order[position < cfg.spot_checks_per_uncertain_batch]
+    rank = seeded_rank(seed + b"uncertain", draft.zipcode_number[zi], zpid)
+    chosen = first_per_run((rank, batch), cfg.spot_checks_per_uncertain_batch)
 
     # The value to check: the group key with the most support among the batch's groups.
     group_zkey = ((gc.key_cell % nz) << ZPID_BITS) | gc.key_zpid
@@ -144,39 +139,37 @@ def votes_on_checks(
     return right, wrong
 
 
-def evidence_weights(
-    draft: ConsensusDraft, verdicts: Sequence[tuple[SpotCheckRequest, Verdict]]
-) -> np.ndarray | None:
-    """Per submission, the share of its tally weight the checks leave it (None: all keep 1)."""
-    right, wrong = votes_on_checks(draft, verdicts)
-    contradicted = (wrong >= draft.config.evidence_min_wrong) & (wrong >= right)
-    if not contradicted.any():
-        return None
+def _kept_share(right: np.ndarray, wrong: np.ndarray, min_wrong: int) -> np.ndarray:
+    """Per voter, the share of its weight the checks leave it (1 when not contradicted)."""
+    contradicted = (wrong >= min_wrong) & (wrong >= right)
     share = right / np.maximum(right + wrong, 1)
     return np.where(contradicted, share**2, 1.0)
 
 
-def evidence_by_hotkey(
+def evidence_weights(
     draft: ConsensusDraft, verdicts: Sequence[tuple[SpotCheckRequest, Verdict]]
-) -> dict[str, float]:
-    """Per miner, over all its submissions, the share of its weight the checks leave it.
+) -> tuple[np.ndarray | None, dict[str, float]]:
+    """(per submission, per hotkey): the share of tally weight the checks leave each.
 
-    Tie-breakers are miners too, and a pool can be drawn as tie-breakers: a
-    tie-breaker's vote is scaled like its tally weight, by how its answers
-    this cycle held up against the validator's own checks. Only miners the
-    checks contradicted appear.
+    The per-submission array weighs the re-tally (None: nobody was
+    contradicted, the first tally stands). The per-hotkey map, over all of a
+    miner's submissions, weighs its tie-break votes: tie-breakers are miners
+    too, and a pool can be drawn as tie-breakers. Only contradicted miners
+    appear in it.
     """
     right, wrong = votes_on_checks(draft, verdicts)
-    totals: dict[str, list[int]] = {}
-    for s, sub in enumerate(draft.submissions):
-        t = totals.setdefault(sub.miner.hotkey, [0, 0])
-        t[0] += int(right[s])
-        t[1] += int(wrong[s])
-    return {
-        hotkey: (r / (r + w)) ** 2
-        for hotkey, (r, w) in totals.items()
-        if w >= draft.config.evidence_min_wrong and w >= r
-    }
+    min_wrong = draft.config.evidence_min_wrong
+    per_submission = _kept_share(right, wrong, min_wrong)
+    hotkeys = sorted({s.miner.hotkey for s in draft.submissions})
+    index = {hk: i for i, hk in enumerate(hotkeys)}
+    owner = np.array([index[s.miner.hotkey] for s in draft.submissions], np.int64)
+    per_miner = _kept_share(
+        np.bincount(owner, weights=right, minlength=len(hotkeys)),
+        np.bincount(owner, weights=wrong, minlength=len(hotkeys)),
+        min_wrong,
+    )
+    by_hotkey = {hk: float(per_miner[i]) for hk, i in index.items() if per_miner[i] < 1.0}
+    return (per_submission if (per_submission < 1.0).any() else None), by_hotkey
 
 
 def verified_resolutions(

@@ -65,7 +65,6 @@ class TiebreakOutcome:
 
     resolved: dict[int, int | None] = field(default_factory=dict)  # zkey -> hash, None = absent
     unresolved: set[int] = field(default_factory=set)  # zkeys asked about and not resolved
-    batch_of: dict[int, int] = field(default_factory=dict)  # zkey -> batch_id
     correct: Counter = field(default_factory=Counter)  # hotkey -> answers matching a resolution
     wrong: Counter = field(default_factory=Counter)  # hotkey -> answers contradicting one
     unanswered: Counter = field(default_factory=Counter)  # hotkey -> resolved zpids not answered
@@ -81,7 +80,7 @@ def disputed_zpids(draft: ConsensusDraft, seed: bytes) -> dict[int, list[tuple[s
     zi = keys >> ZPID_BITS
     zpid = keys & ((1 << ZPID_BITS) - 1)
     batch = draft.zipcode_batch[zi]
-    zipcode_number = np.array([int(z) for z in draft.zipcodes], np.int64)
+    zipcode_number = draft.zipcode_number
     rank = seeded_rank(seed + b"tiebreak", zipcode_number[zi], zpid)
     # Disputes of zipcodes under the confidence threshold come first: settling
     # them is what turns a zipcode into evidence.
@@ -206,7 +205,6 @@ def resolve_disputes(
             if zi is None:
                 continue
             zkey = (zi << ZPID_BITS) | int(zpid)
-            outcome.batch_of[zkey] = request.batch_id
             votes: dict[int | None, float] = defaultdict(float)
             voters: dict[str, int | None] = {}
             for miner in asked:

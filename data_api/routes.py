@@ -64,7 +64,7 @@ class ApiOptions:
     max_body_bytes: int = 1024 * 1024
     upload_max_bytes: int = 64 * 1024 * 1024
     url_expiry_s: float = 900.0
-    # Fixed in config/data_api.py for now (no operator setting yet).
+    # DATA_API_UPLOADS_PER_ZIPCODE (from_settings); the default and its reason: UploadLimits.
     uploads: UploadLimits = field(default_factory=UploadLimits)
 
     @classmethod

@@ -70,13 +70,14 @@ def test_a_bloc_that_leaves_listings_out_loses_its_weight_and_the_listings_are_c
     draft, requests, verdicts, result = finalize(plan, subs, truth_verdict(truth))
 
     assert any(r.reason in ("disputed", "uncertain") for r in requests)
-    weights = evidence_weights(draft, verdicts)
+    weights, by_hotkey = evidence_weights(draft, verdicts)
     assert weights is not None
     for s, sub in enumerate(draft.submissions):
         if sub.miner.hotkey in bloc:
             assert weights[s] < 0.1  # wrong on every check of an omitted listing
         else:
             assert weights[s] == 1.0
+    assert set(by_hotkey) == bloc  # the same miners weigh less as tie-breakers
     # Every listing the bloc left out ends confirmed: the independent miners decide.
     for z, outcome in result.zipcodes.items():
         assert outcome.confirmed == len(truth[z]) and outcome.disputed == 0
