@@ -81,11 +81,9 @@ class StoredAnswers:
                 request, status, progress=progress, property_answers=property_answers(rows)
             )
         # The status is read before the work: "completed" then means all of it is in.
-        work, commitment, known = await self.store.run(
-            lambda db: commit_work(db, found, self.hotkey)
-        )
-        covered = len(work.zipcode_rows)
-        if not known:
+        work = await self.store.run(lambda db: commit_work(db, found, self.hotkey))
+        commitment, covered = work.commitment, work.zipcodes
+        if not work.issued:
             # Written before the answer leaves: every commitment a validator holds
             # can be revealed, also after a crash.
             await self.store.write(
@@ -102,7 +100,7 @@ class StoredAnswers:
         progress = Progress(
             zipcodes_done=covered,
             zipcodes_total=found.zipcodes_total,
-            records=len(work.record_rows),
+            records=work.records,
         )
         signature = None
         if self.signer is not None:

@@ -12,7 +12,7 @@ zipcodes. A finished zipcode's records never change, so the same count gives
 the same manifest and the same commitment.
 
     found = stored_assignment(db, validator_hotkey, request_id)   # None: never asked
-    work, commitment, known = commit_work(db, found, hotkey)      # collect
+    work = commit_work(db, found, hotkey)                         # collect: WorkCommitment
     covered = covered_by(db, found.key, commitment)               # reveal: None if never issued
 
 Everything is keyed by the asking validator's hotkey, so one validator cannot
@@ -106,13 +106,37 @@ def finished_work(db: sqlite3.Connection, key: str, covered: int | None = None) 
     return FinishedWork([tuple(r) for r in zipcode_rows], record_rows)
 
 
+@dataclass(frozen=True, slots=True)
+class WorkCommitment:
+    """The commitment to the work finished so far, and what it covers."""
+
+    commitment: str
+    zipcodes: int  # finished zipcodes covered
+    records: int
+    issued: bool  # stored before: a validator may already hold it
+
+
 def commit_work(
     db: sqlite3.Connection, assignment: StoredAssignment, hotkey: str
-) -> tuple[FinishedWork, str, bool]:
-    """The work finished so far, its commitment, and whether that commitment was issued before.
+) -> WorkCommitment:
+    """The commitment to the work finished so far.
 
-    Runs on the store's thread: the hashing stays off the event loop.
+    Polls come from every validator every few seconds: when no zipcode has
+    finished since a commitment was issued, that commitment is the answer (the
+    same count gives the same manifest), read by the index on
+    ``zipcodes_covered``; the manifest is rebuilt and hashed only after a
+    zipcode finishes. Runs on the store's thread, off the event loop.
     """
+    covered, records = db.execute(
+        "SELECT COUNT(*), COALESCE(SUM(record_count), 0) FROM zipcodes WHERE key=? AND done=1",
+        (assignment.key,),
+    ).fetchone()
+    row = db.execute(
+        "SELECT commitment FROM commitments WHERE key=? AND zipcodes_covered=? LIMIT 1",
+        (assignment.key, covered),
+    ).fetchone()
+    if row is not None:
+        return WorkCommitment(row[0], int(covered), int(records), True)
     work = finished_work(db, assignment.key)
     manifest = manifest_from_rows(
         hotkey,
@@ -123,14 +147,7 @@ def commit_work(
         {},
     )
     commitment = manifest_commitment(manifest, assignment.salt)
-    known = (
-        db.execute(
-            "SELECT 1 FROM commitments WHERE key=? AND commitment=?",
-            (assignment.key, commitment),
-        ).fetchone()
-        is not None
-    )
-    return work, commitment, known
+    return WorkCommitment(commitment, len(work.zipcode_rows), len(work.record_rows), False)
 
 
 def record_commitment(
