@@ -14,8 +14,6 @@ import asyncio
 import gc
 import logging
 import os
-from collections.abc import Mapping
-from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -38,7 +36,6 @@ from scraping.registry import build_source as build_named_source
 from scraping.source import PropertySource, SyntheticSource
 from scraping.store import MinerStore
 from scraping.upload_setup import open_uploader
-from scraping.upload_targets import PresignedTarget
 
 logger = logging.getLogger("neurons.miner")
 
@@ -51,27 +48,6 @@ def epoch_gate(settings: Settings) -> EpochGate:
         else None
     )
     return EpochGate(clock, EPOCH_CLOCK_SLACK_S, NonceBook())
-
-
-def learn_nonces(uploader: object, nonces: NonceBook) -> None:
-    """Remember the epoch nonce of every upload grant the Data API gives this miner.
-
-    The grant is the one place a miner hears the Data API's nonce; wrapping the
-    target's ``get_url`` keeps the upload path as it is.
-    """
-    target = getattr(uploader, "target", None)
-    if not isinstance(target, PresignedTarget):
-        return  # no uploads, or straight to a bucket: no nonce to learn
-    get_url = target.get_url
-
-    async def get_url_learning(request: Mapping[str, Any]) -> Mapping[str, Any]:
-        grant = await get_url(request)
-        epoch, nonce = request.get("epoch_id"), grant.get("epoch_nonce")
-        if isinstance(epoch, int) and isinstance(nonce, str):
-            nonces.learn(epoch, nonce)
-        return grant
-
-    target.get_url = get_url_learning
 
 
 def build_source(settings: Settings, hotkey: str) -> PropertySource:
@@ -107,9 +83,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 
         behaviour = load_behaviour(settings.behaviour)
     session = aiohttp.ClientSession()  # outbound: the Data API and presigned uploads
-    uploader, close_uploader = await open_uploader(settings, keypair, session)
     epochs = epoch_gate(settings)
-    learn_nonces(uploader, epochs.nonces)
+    uploader, close_uploader = await open_uploader(
+        settings, keypair, session, on_grant=epochs.nonces.learn
+    )
     service = MinerService(
         store,
         source,

@@ -41,9 +41,16 @@ def s3_settings() -> S3Settings:
 
 
 async def open_uploader(
-    settings: Settings, keypair, session: aiohttp.ClientSession
+    settings: Settings,
+    keypair,
+    session: aiohttp.ClientSession,
+    on_grant: Callable[[int, str], None] | None = None,
 ) -> tuple[Uploader | None, Callable[[], Awaitable[None]]]:
-    """The started uploader (or None) and what closes it."""
+    """The started uploader (or None) and what closes it.
+
+    ``on_grant(epoch, nonce)`` hears the epoch nonce of every upload grant the
+    Data API gives (the one place a miner learns it).
+    """
     s3 = s3_settings()
     hotkey = keypair.ss58_address
     direct: DirectS3Target | None = None
@@ -58,14 +65,15 @@ async def open_uploader(
         url, api_hotkey = settings.data_api_url, settings.data_api_hotkey
 
         async def get_url(request: dict) -> dict:
+            body = UploadUrlRequest(**request)
             try:
-                grant = await request_upload_url(
-                    client, url, api_hotkey, UploadUrlRequest(**request)
-                )
+                grant = await request_upload_url(client, url, api_hotkey, body)
             except DataAPIRefused as exc:
                 raise UploadError(str(exc), permanent=exc.status in PERMANENT_REFUSALS) from exc
             except DataAPIUnavailable as exc:
                 raise UploadError(str(exc)) from exc
+            if on_grant is not None:
+                on_grant(body.epoch_id, grant.epoch_nonce)
             return grant.model_dump()
 
         target = PresignedTarget(session, get_url, timeout_s=s3.call_timeout_s)
