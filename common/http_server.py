@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from common.bounded_read import OverCap, read_capped
 from config.settings import (
     HTTP_BODY_TIMEOUT_S,
     HTTP_FD_RESERVE,
@@ -51,7 +52,6 @@ logger = logging.getLogger(__name__)
 # Up to this, a body is in aiohttp's receive buffer already (it reads 64 KiB ahead
 # of the handler whether asked or not), so reading it costs no slot.
 SMALL_BODY_BYTES = 64 * 1024
-READ_CHUNK_BYTES = 64 * 1024
 # A refused body left unread is discarded for at most this long before the
 # connection closes (aiohttp's default is 10 s).
 LINGERING_S = 1.0
@@ -140,15 +140,10 @@ def _too_large(limit: int) -> bytes:
 
 
 async def _read_capped(request: web.BaseRequest, limit: int) -> bytes:
-    declared = request.content_length
-    if declared is not None and declared > limit:
-        _too_large(limit)
-    body = bytearray()
-    async for chunk in request.content.iter_chunked(READ_CHUNK_BYTES):
-        if len(body) + len(chunk) > limit:
-            _too_large(limit)
-        body += chunk
-    return bytes(body)
+    try:
+        return bytes(await read_capped(request.content, request.content_length, limit))
+    except OverCap:
+        return _too_large(limit)
 
 
 class _Connection(asyncio.Protocol):

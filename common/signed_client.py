@@ -29,6 +29,7 @@ import yarl
 from bittensor import http_auth
 from pydantic import BaseModel, ValidationError
 
+from common.bounded_read import OverCap, read_capped
 from common.protocol import ErrorBody
 from config.settings import DEFAULT_MAX_ANSWER_BYTES
 
@@ -36,7 +37,6 @@ logger = logging.getLogger(__name__)
 
 Model = TypeVar("Model", bound=BaseModel)
 
-READ_CHUNK_BYTES = 64 * 1024
 # pydantic parses JSON at roughly 100 MB/s: above this an answer would hold the
 # event loop (every other request in flight) for more than ~2 ms.
 PARSE_OFF_LOOP_BYTES = 256 * 1024
@@ -100,15 +100,14 @@ async def read_bounded(response: aiohttp.ClientResponse, max_bytes: int) -> byte
     encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise AnswerRefused("compressed_answer", f"answer encoded {encoding!r}, asked identity")
-    declared = response.content_length
-    if declared is not None and declared > max_bytes:
-        raise AnswerRefused("answer_too_large", f"answer of {declared} bytes, cap {max_bytes}")
-    body = bytearray()
-    async for chunk in response.content.iter_chunked(READ_CHUNK_BYTES):
-        if len(body) + len(chunk) > max_bytes:
-            raise AnswerRefused("answer_too_large", f"answer over the cap of {max_bytes} bytes")
-        body += chunk
-    return body
+    try:
+        return await read_capped(response.content, response.content_length, max_bytes)
+    except OverCap as exc:
+        if exc.declared is not None:
+            message = f"answer of {exc.declared} bytes, cap {max_bytes}"
+        else:
+            message = f"answer over the cap of {max_bytes} bytes"
+        raise AnswerRefused("answer_too_large", message) from None
 
 
 async def _parse(data: bytes | bytearray, model: type[Model]) -> Model:
