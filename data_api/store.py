@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.sqlite_tx import transaction
 from data_api.migrations import migrate
 
 BUSY_TIMEOUT_MS = 5_000
@@ -66,6 +67,7 @@ class ApiStore:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._lock = threading.Lock()
+        self._pruned_before = -1  # upload grants of epochs up to this one are pruned
 
     @classmethod
     def open(cls, path: Path) -> ApiStore:
@@ -123,38 +125,34 @@ class ApiStore:
         first write wins, also across processes, so every validator gets the
         bytes that were persisted first.
         """
+
+        def work(conn: sqlite3.Connection) -> tuple[bytes, bool]:
+            row = conn.execute(
+                "SELECT block_json FROM epochs WHERE epoch_id = ?", (epoch_id,)
+            ).fetchone()
+            if row is not None:
+                return bytes(row[0]), False
+            conn.execute(
+                "INSERT INTO epochs (epoch_id, block_id, block_json, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (epoch_id, block_id, block_json, time.time() if now is None else now),
+            )
+            conn.executemany(
+                "INSERT INTO block_zipcodes (epoch_id, zipcode) VALUES (?, ?)",
+                [(epoch_id, z) for z in zipcodes],
+            )
+            conn.executemany(
+                "INSERT INTO block_honeypots (epoch_id, zipcode, kind, references_json) "
+                "VALUES (?, ?, ?, ?)",
+                [
+                    (epoch_id, h.zipcode, h.kind, json.dumps(h.references, sort_keys=True))
+                    for h in honeypots
+                ],
+            )
+            return block_json, True
+
         with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = conn.execute(
-                    "SELECT block_json FROM epochs WHERE epoch_id = ?", (epoch_id,)
-                ).fetchone()
-                if row is not None:
-                    conn.execute("COMMIT")
-                    return bytes(row[0]), False
-                conn.execute(
-                    "INSERT INTO epochs (epoch_id, block_id, block_json, created_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    (epoch_id, block_id, block_json, time.time() if now is None else now),
-                )
-                conn.executemany(
-                    "INSERT INTO block_zipcodes (epoch_id, zipcode) VALUES (?, ?)",
-                    [(epoch_id, z) for z in zipcodes],
-                )
-                conn.executemany(
-                    "INSERT INTO block_honeypots (epoch_id, zipcode, kind, references_json) "
-                    "VALUES (?, ?, ?, ?)",
-                    [
-                        (epoch_id, h.zipcode, h.kind, json.dumps(h.references, sort_keys=True))
-                        for h in honeypots
-                    ],
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        return block_json, True
+            return transaction(self._conn, work)
 
     def honeypots(self, epoch_id: int) -> tuple[str, list[IssuedHoneypot]] | None:
         """(block_id, honeypots) of an issued block, or None when the epoch has no block."""
@@ -263,40 +261,35 @@ class ApiStore:
         when a new file would pass the cap. ``BEGIN IMMEDIATE`` makes the count
         and the insert one step across worker processes, so the cap holds when
         a miner spreads its requests over them. Grants of epochs more than
-        ``keep_epochs`` back are pruned in the same step.
+        ``keep_epochs`` back are pruned with the first grant of a new epoch.
         """
-        with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+        place = (hotkey, epoch_id, source, zipcode)
+
+        def work(conn: sqlite3.Connection) -> int | None:
+            if self._pruned_before < epoch_id - keep_epochs:
                 conn.execute(
                     "DELETE FROM upload_grants WHERE epoch_id <= ?", (epoch_id - keep_epochs,)
                 )
-                place = (hotkey, epoch_id, source, zipcode)
-                count = conn.execute(
-                    "SELECT COUNT(*) FROM upload_grants "
-                    "WHERE hotkey = ? AND epoch_id = ? AND source = ? AND zipcode = ?",
-                    place,
-                ).fetchone()[0]
-                known = conn.execute(
-                    "SELECT 1 FROM upload_grants WHERE hotkey = ? AND epoch_id = ? AND source = ?"
-                    " AND zipcode = ? AND content_hash = ?",
-                    (*place, content_hash),
-                ).fetchone()
-                if known is None:
-                    if count >= cap:
-                        conn.execute("COMMIT")
-                        return None
-                    conn.execute(
-                        "INSERT INTO upload_grants (hotkey, epoch_id, source, zipcode,"
-                        " content_hash, granted_at) VALUES (?, ?, ?, ?, ?, ?)",
-                        (*place, content_hash, time.time() if now is None else now),
-                    )
-                    count += 1
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            count, known = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(content_hash = ?), 0) FROM upload_grants "
+                "WHERE hotkey = ? AND epoch_id = ? AND source = ? AND zipcode = ?",
+                (content_hash, *place),
+            ).fetchone()
+            if known:
+                return count  # a retry of a file already granted: not a new file
+            if count >= cap:
+                return None
+            conn.execute(
+                "INSERT INTO upload_grants (hotkey, epoch_id, source, zipcode,"
+                " content_hash, granted_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (*place, content_hash, time.time() if now is None else now),
+            )
+            return count + 1
+
+        with self._lock:
+            count = transaction(self._conn, work)
+            # Pruned once per epoch per process, not on every presign.
+            self._pruned_before = max(self._pruned_before, epoch_id - keep_epochs)
         return count
 
     # --- validators' status reports -----------------------------------------------------

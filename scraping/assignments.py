@@ -37,6 +37,7 @@ from common.manifest import new_salt
 from common.protocol import PROTOCOL_VERSION, AssignmentStatus, DataAssignmentRequest
 from common.records import RecordDigester
 from common.signed_http import RequestRefused
+from common.sqlite_tx import transaction
 from config.settings import MAX_OPEN_ASSIGNMENTS, REFUSAL_LOG_INTERVAL_S
 from scraping.adversaries import MinerContext
 from scraping.answers import StoredAnswers
@@ -50,7 +51,7 @@ from scraping.lookups import (
     lookup_with_source,
 )
 from scraping.source import PropertySource, SyntheticSource
-from scraping.store import MinerStore, transaction
+from scraping.store import MinerStore
 from scraping.uploads import Uploader
 
 logger = logging.getLogger(__name__)

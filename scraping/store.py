@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from common.manifest import new_salt
+from common.sqlite_tx import transaction
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -222,17 +223,6 @@ def _migrate(db: sqlite3.Connection, version: int) -> None:
             [(new_salt(), key) for key in keys],
         )
     db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(version + 1),))
-
-
-def transaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        out = work(db)
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-    return out
 
 
 def now() -> float:

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from common.sqlite_tx import transaction
 from consensus.assignment import MinerInfo
 from consensus.scoring import ScoringState
 from vali_utils.store_file import (
@@ -168,7 +169,7 @@ class ValidatorStore:
         db.execute("PRAGMA synchronous=FULL")  # a "scored" mark must survive a power cut
         version = db.execute("PRAGMA user_version").fetchone()[0]
         for target in range(version, SCHEMA_VERSION):
-            _transaction(db, lambda d, t=target: _migrate(d, t))
+            transaction(db, lambda d, t=target: _migrate(d, t))
             logger.info("%s: schema migrated to version %d", self.path, target + 1)
         self._db = db
         if legacy_state is not None and legacy_state.exists() and self._scoring_row() is None:
@@ -324,7 +325,7 @@ class ValidatorStore:
         if not rows:
             return
         await self.run(
-            lambda db: _transaction(
+            lambda db: transaction(
                 db,
                 lambda d: d.executemany(
                     "INSERT OR REPLACE INTO assignments (epoch, request_id, hotkey, kind,"
@@ -351,7 +352,7 @@ class ValidatorStore:
         rows = [(epoch, z, zpid, h, v) for z, zpid, h, v in items]
         if rows:
             await self.run(
-                lambda db: _transaction(
+                lambda db: transaction(
                     db,
                     lambda d: d.executemany(
                         "INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?)", rows
@@ -381,7 +382,7 @@ class ValidatorStore:
 
     async def save_scoring(self, state: ScoringState) -> None:
         """A scoring state not tied to a cycle (an S3 evaluation pass)."""
-        await self.run(lambda db: _transaction(db, lambda d: self._write_scoring(d, state)))
+        await self.run(lambda db: transaction(db, lambda d: self._write_scoring(d, state)))
 
     async def commit_cycle(self, epoch: int, state: ScoringState, report: dict) -> None:
         """The new scoring state and the cycle's "scored" mark, atomically."""
@@ -396,7 +397,7 @@ class ValidatorStore:
             db.execute("DELETE FROM assignments WHERE epoch < ?", (epoch - KEEP_EPOCHS,))
             db.execute("DELETE FROM verdicts WHERE epoch < ?", (epoch - KEEP_EPOCHS,))
 
-        await self.run(lambda db: _transaction(db, work))
+        await self.run(lambda db: transaction(db, work))
 
     async def record_weights(self, epoch: int, weights: dict[int, float], ok: bool) -> None:
         """A weight-setting attempt; ``set_at`` is written only when it succeeded."""
@@ -414,7 +415,7 @@ class ValidatorStore:
             )
             db.execute("UPDATE cycles SET phase='done', updated_at=? WHERE epoch=?", (now, epoch))
 
-        await self.run(lambda db: _transaction(db, work))
+        await self.run(lambda db: transaction(db, work))
 
     async def last_weights(self) -> dict | None:
         row = await self.run(
@@ -446,7 +447,7 @@ def _create(path: Path) -> None:
     try:
         db.execute("PRAGMA journal_mode=WAL")
         for target in range(SCHEMA_VERSION):
-            _transaction(db, lambda d, t=target: _migrate(d, t))
+            transaction(db, lambda d, t=target: _migrate(d, t))
     finally:
         db.close()  # the last connection folds the WAL into the file
     os.replace(making, path)
@@ -457,14 +458,3 @@ def _migrate(db: sqlite3.Connection, version: int) -> None:
         if statement.strip():
             db.execute(statement)
     db.execute(f"PRAGMA user_version = {version + 1}")
-
-
-def _transaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        out = work(db)
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-    return out
