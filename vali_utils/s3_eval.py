@@ -112,6 +112,8 @@ async def evaluate_miners(
         2 * max(1, (concurrency or settings.eval_concurrency) // per_miner) + 1
     )
 
+    unread: set[str] = set()  # miners S3 or the Data API could not be read for
+
     async def one(hotkey: str) -> S3Evaluation:
         async with at_once:
             try:
@@ -126,6 +128,7 @@ async def evaluate_miners(
                     epoch,
                     exc,
                 )
+                unread.add(hotkey)
                 return no_evidence(hotkey, f"{UNAVAILABLE}: {str(exc)[:120]}")
             except FolderPadded as exc:
                 logger.warning(
@@ -141,9 +144,7 @@ async def evaluate_miners(
     results = {
         r.hotkey: r for r in await asyncio.gather(*(one(hk) for hk in dict.fromkeys(miners)))
     }
-    failed = sum(
-        1 for r in results.values() if r.reasons[:1] and r.reasons[0].startswith(UNAVAILABLE)
-    )
+    failed = len(unread)
     if is_outage(failed, len(results), cfg.outage_share):
         # Reads that did answer during an outage may have been degraded (a node
         # serving 404s, a listing cut short): none of the round counts.
