@@ -4,6 +4,13 @@
 then insert) is one step even across processes sharing the database file.
 
     count = transaction(db, lambda d: d.execute("SELECT ...").fetchone()[0])
+
+``on_store_thread`` is what every store's executor runs: a cursor that a
+lambda returns (``db.execute(...)`` as the last expression) is closed there,
+never handed to the event loop's thread. A cursor freed on another thread
+resets its statement while the store's thread may be stepping it, which
+SQLite reports as "bad parameter or other API misuse" in the middle of an
+unrelated write.
 """
 
 from __future__ import annotations
@@ -24,4 +31,13 @@ def transaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T])
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+    return out
+
+
+def on_store_thread(work: Callable[[], T]) -> T | None:
+    """``work()`` for a store's own thread; a cursor it returns is closed there, not returned."""
+    out = work()
+    if isinstance(out, sqlite3.Cursor):
+        out.close()
+        return None
     return out

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from common.manifest import new_salt
-from common.sqlite_tx import transaction
+from common.sqlite_tx import on_store_thread, transaction
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -145,7 +145,11 @@ class MinerStore:
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work(connection)`` on the store's thread."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: work(self._db))  # type: ignore[arg-type]
+        return await loop.run_in_executor(  # type: ignore[return-value]
+            self._executor,
+            on_store_thread,
+            lambda: work(self._db),  # type: ignore[arg-type]
+        )
 
     async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work(connection)`` in a transaction shared with the writes queued meanwhile.
@@ -191,7 +195,7 @@ class MinerStore:
             for work, _ in batch:
                 db.execute("SAVEPOINT write")
                 try:
-                    results.append((True, work(db)))
+                    results.append((True, on_store_thread(lambda w=work: w(db))))
                     db.execute("RELEASE write")
                 except Exception as exc:
                     db.execute("ROLLBACK TO write")

@@ -30,6 +30,7 @@ from typing import TypeVar
 
 from common.manifest import ManifestFile
 from common.s3_files import EncodedFile
+from common.sqlite_tx import on_store_thread
 
 T = TypeVar("T")
 SCHEMA_VERSION = 1
@@ -101,7 +102,8 @@ class UploadLedger:
         self._db = db
 
     async def _run(self, work: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, on_store_thread, work)  # type: ignore[return-value]
 
     @property
     def db(self) -> sqlite3.Connection:

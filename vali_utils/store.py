@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from common.sqlite_tx import transaction
+from common.sqlite_tx import on_store_thread, transaction
 from consensus.assignment import MinerInfo
 from consensus.scoring import ScoringState
 from vali_utils.store_file import (
@@ -192,7 +192,11 @@ class ValidatorStore:
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work(connection)`` on the store's thread."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: work(self._db))  # type: ignore[arg-type]
+        return await loop.run_in_executor(  # type: ignore[return-value]
+            self._executor,
+            on_store_thread,
+            lambda: work(self._db),  # type: ignore[arg-type]
+        )
 
     async def close(self) -> None:
         def shut(db: sqlite3.Connection | None) -> None:

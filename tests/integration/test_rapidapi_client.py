@@ -9,7 +9,6 @@ fake server, not trusted from the client.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import os
 import random
@@ -198,10 +197,13 @@ async def test_rate_limit_holds_across_concurrent_zipcodes(fake, make_source):
     assert len(arrivals) == 30
     achieved = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
     assert rate * 0.9 <= achieved <= rate * 1.05, achieved
-    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    assert min(gaps) >= 0.8 / rate, min(gaps)  # burst 1: evenly spaced, no bunching
-    for i, start in enumerate(arrivals):
-        assert sum(1 for t in arrivals[i:] if t < start + 1.0) <= rate + 1
+    # Burst 1: no bunching. Counted over quarter-second windows rather than
+    # single gaps, since the fake stamps an arrival when its handler runs and
+    # a loaded machine can run two spaced requests' handlers back to back.
+    for window in (0.25, 1.0):
+        for i, start in enumerate(arrivals):
+            within = sum(1 for t in arrivals[i:] if t < start + window)
+            assert within <= rate * window + 1, (window, within)
 
 
 @pytest.mark.asyncio
