@@ -236,3 +236,6 @@ class Health(_Body):
     hotkey: str = Field(max_length=64)
     epoch_id: EpochId
     metagraph_block: int | None = None
+    # Whether the bucket answers (None: this Data API serves no S3). Validators
+    # watch it through each upload window (vali_utils/storage_watch.py).
+    storage: Literal["ok", "failing"] | None = None

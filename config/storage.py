@@ -137,6 +137,13 @@ class S3EvalConfig:
     # and only that miner goes without evidence. A quarter: well above the
     # odd timeout, well below what a real outage does (every read fails).
     outage_share: float = 0.25
+    # An outage while miners upload loses honest files that nothing read
+    # afterwards can tell from missing work: the validator probes the Data API
+    # and S3 this often (at most; a twenty-fifth of a short epoch) through each
+    # upload window, and an epoch whose window saw this many failed probes in
+    # a row gives no S3 evidence (vali_utils/storage_watch.py).
+    watch_interval_s: float = 30.0
+    watch_failures_in_a_row: int = 2
 
     def __post_init__(self) -> None:
         for name in ("s3_weight", "quality_alpha", "credibility_alpha", "outage_share"):
@@ -146,6 +153,8 @@ class S3EvalConfig:
             raise ValueError("S3EvalConfig: freshness_max_age_s > 0 and clock_skew_s >= 0")
         if self.spot_checks_per_miner < 0:
             raise ValueError("S3EvalConfig.spot_checks_per_miner must be >= 0")
+        if self.watch_interval_s <= 0 or self.watch_failures_in_a_row < 1:
+            raise ValueError("S3EvalConfig: watch_interval_s > 0 and watch_failures_in_a_row >= 1")
 
 
 # Environment variable per field, with the smallest value that makes sense.

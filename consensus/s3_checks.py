@@ -173,6 +173,30 @@ def is_outage(unavailable: int, total: int, share: float) -> bool:
     return unavailable > 0 and total > 0 and unavailable / total >= share
 
 
+def outage_in_window(
+    probes: Sequence[tuple[float, bool]], start: float, end: float, in_a_row: int
+) -> tuple[float, float] | None:
+    """The first outage seen in ``[start, end]``: (first, last) failed probe, or None.
+
+    ``probes`` are (wall time, storage reachable) in time order, from the
+    validator's watch of the Data API and S3 while miners upload. An outage
+    is ``in_a_row`` or more failed probes with no success between them: one
+    failed probe is the validator's own glitch as often as the storage's.
+    A run that starts before the window and lasts into it counts.
+    """
+    run: list[float] = []
+    for at, ok in probes:
+        if at > end:
+            break
+        if ok:
+            run = []
+            continue
+        run.append(at)
+        if len(run) >= in_a_row and run[-1] >= start:
+            return run[0], run[-1]
+    return None
+
+
 def without_evidence(
     evaluations: Mapping[str, S3Evaluation], reason: str
 ) -> dict[str, S3Evaluation]:

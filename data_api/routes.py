@@ -39,6 +39,7 @@ from data_api.s3 import (
     BadContinuationToken,
     S3Gateway,
     S3Unavailable,
+    StorageProbe,
     TokenSealer,
     object_key,
     read_prefix,
@@ -107,6 +108,7 @@ class Routes:
         self.blocks = blocks
         self.store = store
         self.s3 = s3
+        self.storage = StorageProbe(s3) if s3 is not None else None
         self.universe = universe
         self.metrics = metrics
         self.metagraph = metagraph
@@ -119,6 +121,9 @@ class Routes:
             hotkey=self.owner_hotkey,
             epoch_id=self.blocks.current_epoch(),
             metagraph_block=graph.block if graph is not None else None,
+            storage=None
+            if self.storage is None
+            else ("ok" if await self.storage.reachable() else "failing"),
         )
         return web.Response(body=body.model_dump_json(), content_type="application/json")
 

@@ -13,10 +13,13 @@ miner's prefix.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,6 +29,7 @@ from common import s3_layout
 logger = logging.getLogger(__name__)
 
 NONCE_METADATA = "x-amz-meta-epoch-nonce"
+PROBE_TTL_S = 2.0  # /v1/health asks S3 at most this often (StorageProbe)
 HOTKEY_METADATA = "x-amz-meta-miner-hotkey"
 
 
@@ -106,10 +110,12 @@ class TokenSealer:
 
 
 class S3Gateway:
-    def __init__(self, client: Any, bucket: str, prefix: str) -> None:
+    def __init__(self, client: Any, bucket: str, prefix: str, probe_client: Any = None) -> None:
         self.client = client
         self.bucket = bucket
         self.prefix = prefix
+        # Answers "is S3 there?" within a health request's time: no retries, short timeouts.
+        self.probe_client = probe_client or client
 
     @classmethod
     def create(
@@ -132,15 +138,33 @@ class S3Gateway:
             read_timeout=10,
             retries={"max_attempts": 3, "mode": "standard"},
         )
-        client = boto3.session.Session().client(
-            "s3",
-            endpoint_url=endpoint_url or None,
-            region_name=region,
-            aws_access_key_id=access_key_id or None,
-            aws_secret_access_key=secret_access_key or None,
-            config=config,
-        )
-        return cls(client, bucket, prefix)
+        session = boto3.session.Session()
+        clients = [
+            session.client(
+                "s3",
+                endpoint_url=endpoint_url or None,
+                region_name=region,
+                aws_access_key_id=access_key_id or None,
+                aws_secret_access_key=secret_access_key or None,
+                config=config.merge(Config(**timeouts)),
+            )
+            for timeouts in (
+                {},
+                {"connect_timeout": 2, "read_timeout": 2, "retries": {"max_attempts": 1}},
+            )
+        ]
+        return cls(clients[0], bucket, prefix, probe_client=clients[1])
+
+    def reachable(self) -> bool:
+        """Whether the bucket answers now (HEAD bucket). Blocking: run in a thread."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.probe_client.head_bucket(Bucket=self.bucket)
+        except (BotoCoreError, ClientError) as exc:
+            logger.warning("storage probe: bucket %s does not answer: %s", self.bucket, exc)
+            return False
+        return True
 
     def presign_upload(
         self, key: str, max_bytes: int, epoch_nonce: str, hotkey: str, expires_s: int
@@ -196,3 +220,38 @@ class S3Gateway:
             for item in page.get("Contents", [])
         ]
         return objects, page.get("NextContinuationToken") if page.get("IsTruncated") else None
+
+
+class StorageProbe:
+    """``/v1/health``'s view of S3: one HEAD bucket at a time, its answer kept a few seconds.
+
+    Validators probe health all through each upload window to tell an outage
+    from missing work (``vali_utils/storage_watch.py``); health is unsigned,
+    so however often it is asked, S3 sees at most one probe per ``ttl_s``.
+    """
+
+    def __init__(
+        self,
+        gateway: S3Gateway,
+        ttl_s: float = PROBE_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.gateway = gateway
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._answer: tuple[float, bool] | None = None
+        self._probing: asyncio.Task[bool] | None = None
+
+    async def reachable(self) -> bool:
+        if self._answer is not None and self.clock() - self._answer[0] < self.ttl_s:
+            return self._answer[1]
+        if self._probing is None:
+            self._probing = asyncio.create_task(asyncio.to_thread(self.gateway.reachable))
+        probing = self._probing
+        try:
+            answer = await asyncio.shield(probing)
+        finally:
+            if probing.done() and self._probing is probing:
+                self._probing = None
+        self._answer = (self.clock(), answer)
+        return answer

@@ -53,6 +53,7 @@ from vali_utils.evaluator import EnhancedMinerEvaluator, Schedule
 from vali_utils.metrics import ValidatorMetrics
 from vali_utils.s3_pass import S3EvaluationPass, open_s3
 from vali_utils.spot_check import SourceVerifier, SyntheticVerifier
+from vali_utils.storage_watch import build_watch
 from vali_utils.store import ValidatorStore
 from vali_utils.store_file import StoreUnusable
 
@@ -143,9 +144,16 @@ async def _validate(settings: Settings, stop: asyncio.Event, store: ValidatorSto
             api = blocks.api if isinstance(blocks, ApiBlocks) else None
             report_status = blocks.report_status if api is not None else None
             s3 = open_s3(settings, api, session)
+            schedule = Schedule(settings.cycle_seconds, settings.collect_fraction)
+            watch = build_watch(settings.cycle_seconds, api, s3, metrics)
             s3_pass = (
                 S3EvaluationPass(
-                    s3, verifier, reports_dir=settings.state_dir / "s3", metrics=metrics
+                    s3,
+                    verifier,
+                    reports_dir=settings.state_dir / "s3",
+                    metrics=metrics,
+                    watch=watch,
+                    upload_window=lambda e: (schedule.start(e), schedule.collect_deadline(e)),
                 )
                 if s3 is not None
                 else None
@@ -170,7 +178,7 @@ async def _validate(settings: Settings, stop: asyncio.Event, store: ValidatorSto
                 cycle,
                 blocks,
                 store,
-                Schedule(settings.cycle_seconds, settings.collect_fraction),
+                schedule,
                 reports_dir=settings.state_dir / "cycles",
                 metrics=metrics,
                 max_cycles=settings.max_cycles,
@@ -179,7 +187,12 @@ async def _validate(settings: Settings, stop: asyncio.Event, store: ValidatorSto
                 s3_pass=s3_pass,
                 s3_pass_interval_s=max(1.0, settings.cycle_seconds / S3_PASSES_PER_EPOCH),
             )
-            await evaluator.run(stop)
+            watching = watch and asyncio.create_task(watch.run(stop), name="storage-watch")
+            try:
+                await evaluator.run(stop)
+            finally:
+                if watching:
+                    watching.cancel()  # before the session its probes use closes
             if settings.max_cycles and evaluator.cycles_run >= settings.max_cycles:
                 logger.info("ran %d cycles; stopping as asked", evaluator.cycles_run)
     finally:

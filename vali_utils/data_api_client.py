@@ -39,6 +39,7 @@ import aiohttp
 from pydantic import BaseModel, ValidationError
 
 from common.data_api_models import (
+    Health,
     HoneypotReveal,
     ReadUrls,
     ReadUrlsRequest,
@@ -292,6 +293,21 @@ class ValidatorDataAPI:
         return await self._call(
             "POST", f"/v1/epochs/{int(epoch_id)}/status", report, StatusAccepted
         )
+
+    async def storage_health(self, timeout_s: float) -> str | None:
+        """One look at ``/v1/health``: None when the Data API and its S3 answer, else why not.
+
+        A probe of the storage watch (``vali_utils/storage_watch.py``): one
+        attempt, no retries, and it does not touch ``reachable``.
+        """
+        answer = await self.client.send(
+            "GET", self.url, self.api_hotkey, "/v1/health", b"", Health, timeout_s=timeout_s
+        )
+        if answer.status != 200 or not isinstance(answer.answer, Health):
+            return f"Data API health: HTTP {answer.status or '-'}"
+        if answer.answer.storage == "failing":
+            return "Data API health: S3 does not answer"
+        return None
 
 
 def epoch_block(block: ZipcodeBlock) -> EpochBlock:

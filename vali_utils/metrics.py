@@ -68,6 +68,12 @@ class ValidatorMetrics:
         self.s3_evaluated = Counter(
             "validator_s3_miners_evaluated", "miners evaluated from their S3 data", registry=r
         )
+        self.storage_probes = Counter(
+            "validator_storage_probes",
+            "probes of the Data API and S3 while miners upload, by result (ok, failed)",
+            ["result"],
+            registry=r,
+        )
         self.phase("idle")
         self.set_mode("consensus")
 

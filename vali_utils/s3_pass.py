@@ -13,7 +13,10 @@ whether S3 or the Data API failed: its manifest checks say "unavailable".
 When they said so for at least ``S3EvalConfig.outage_share`` of the miners,
 the epoch's uploads and reads were disrupted and no round of that epoch
 gives evidence about anyone; a miner the cycle alone could not read gets no
-evidence from the epoch's rounds either. Within a round, reads that fail for
+evidence from the epoch's rounds either. An outage that ended before the
+cycle read anything is seen by the ``StorageWatch``, which probes the Data
+API and S3 all through the upload window: an epoch whose window saw one
+gives no evidence either. Within a round, reads that fail for
 infrastructure reasons give no reward (``vali_utils/s3_eval.py``).
 
     s3 = open_s3(settings, api, session)          # None: S3 checks off
@@ -27,6 +30,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -48,6 +52,7 @@ from vali_utils.metrics import ValidatorMetrics
 from vali_utils.s3_eval import evaluate_miners
 from vali_utils.s3_reader import DirectS3Reader, PresignedReader, ReadUrlLister, ReadUrlPage
 from vali_utils.spot_check import Verifier
+from vali_utils.storage_watch import StorageWatch
 
 logger = logging.getLogger(__name__)
 
@@ -115,12 +120,18 @@ class S3EvaluationPass:
         config: S3EvalConfig | None = None,
         reports_dir: Path | None = None,
         metrics: ValidatorMetrics | None = None,
+        watch: StorageWatch | None = None,
+        upload_window: Callable[[int], tuple[float, float]] | None = None,
     ) -> None:
         self.access = access
         self.verifier = verifier
         self.config = config or S3EvalConfig()
         self.reports_dir = reports_dir
         self.metrics = metrics
+        # The Data API and S3 as seen while miners uploaded, and each epoch's
+        # (start, collect deadline): an outage in the window voids the epoch.
+        self.watch = watch
+        self.upload_window = upload_window
         self.last: CycleOutcome | None = None
         self.rounds = 0
 
@@ -144,7 +155,19 @@ class S3EvaluationPass:
                 zipcodes.extend(group.zipcodes)
         started = time.monotonic()
         unread = unread_in_cycle(outcome.s3_verdicts)
-        if is_outage(len(unread), len(outcome.s3_verdicts), self.config.outage_share):
+        upload_outage = self._upload_outage(block.epoch)
+        if upload_outage is not None:
+            if self.rounds == 1:
+                logger.warning(
+                    "S3 evaluation of epoch %d: %s while miners uploaded: the epoch gives"
+                    " no evidence",
+                    block.epoch,
+                    upload_outage,
+                )
+            results: dict[str, S3Evaluation] = {
+                hk: no_evidence(hk, upload_outage) for hk in sorted(assignments)
+            }
+        elif is_outage(len(unread), len(outcome.s3_verdicts), self.config.outage_share):
             logger.warning(
                 "S3 evaluation of epoch %d, round %d: the cycle could not read %d of %d miners'"
                 " files (S3 or the Data API was failing): the epoch gives no evidence",
@@ -157,9 +180,7 @@ class S3EvaluationPass:
                 f"epoch_outage: the cycle could not read {len(unread)} of"
                 f" {len(outcome.s3_verdicts)} miners"
             )
-            results: dict[str, S3Evaluation] = {
-                hk: no_evidence(hk, reason) for hk in sorted(assignments)
-            }
+            results = {hk: no_evidence(hk, reason) for hk in sorted(assignments)}
         else:
             results = await evaluate_miners(
                 self.access.reader,  # type: ignore[arg-type]
@@ -203,3 +224,8 @@ class S3EvaluationPass:
             }
             (self.reports_dir / f"{round_id}.json").write_text(json.dumps(summary, indent=1))
         return apply_s3_evaluation(state, round_id, results, self.config)
+
+    def _upload_outage(self, epoch: int) -> str | None:
+        if self.watch is None or self.upload_window is None:
+            return None
+        return self.watch.outage(*self.upload_window(epoch))

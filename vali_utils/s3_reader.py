@@ -185,6 +185,10 @@ class DirectS3Reader:
                 break
         return Listing(tuple(objects), truncated, pages)
 
+    async def probe(self) -> None:
+        """One key's listing of the bucket: raises StorageUnavailable when S3 does not answer."""
+        await self._call("probe", partial(self._list_page, f"{self.prefix}/", 1, None))
+
     def _list_page(self, prefix: str, max_keys: int, token: str | None) -> dict:
         kwargs = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": max_keys}
         if token:
