@@ -18,6 +18,10 @@ and the scraping takes turns between validators within the source's
 concurrency budget, so one validator's flood does not queue ahead of the
 others. Work several validators asked for counts for each of them once.
 
+Finished work is pruned once an epoch (``scraping/retention.py``): its rows,
+and the service's memory of it, go once its deadline is ``retention.keep_s``
+in the past, so a miner's disk and memory stay flat however long it runs.
+
 The batch scraper runs every zipcode through the ``PropertySource``, stores
 each zipcode's records as soon as it is scraped (a crash loses at most the
 zipcodes in flight) and stops at the assignment's deadline keeping what it has.
@@ -28,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -50,6 +55,7 @@ from scraping.lookups import (
     lookup_with_behaviour,
     lookup_with_source,
 )
+from scraping.retention import FALLBACK_EPOCH_S, Pruned, Retention, prune_finished
 from scraping.source import PropertySource, SyntheticSource
 from scraping.store import MinerStore
 from scraping.uploads import Uploader
@@ -75,6 +81,7 @@ class MinerService:
         signer: object | None = None,
         quotas: QuotaPolicy | None = None,
         epochs: EpochGate | None = None,
+        retention: Retention | None = None,
     ) -> None:
         self.store = store
         self.source = source
@@ -89,6 +96,13 @@ class MinerService:
         # None: no metagraph (tests, benches): every validator may hold MAX_OPEN_ASSIGNMENTS.
         self.quotas = quotas
         self.epochs = epochs  # None: assignments of any epoch are taken
+        # None: keep RETENTION_EPOCHS of the epoch length the gate's clock knows.
+        self.retention = retention or Retention.epochs(
+            epochs.clock.epoch_seconds
+            if epochs is not None and epochs.clock is not None
+            else FALLBACK_EPOCH_S
+        )
+        self._pruner: asyncio.Task | None = None
         self._refusals = RefusalLog(REFUSAL_LOG_INTERVAL_S)
         self._open = OpenAssignments()  # who asked for what is open: the quotas count it
         self._tasks: dict[str, asyncio.Task] = {}
@@ -116,13 +130,51 @@ class MinerService:
         for key in keys:
             logger.info("resuming assignment %s", key)
             self._launch(key)
+        self._pruner = asyncio.create_task(self._prune_every(), name="miner-prune")
 
     async def stop(self) -> None:
+        if self._pruner is not None:
+            self._pruner.cancel()
+            await asyncio.gather(self._pruner, return_exceptions=True)
         for task in self._tasks.values():
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         # Requests acknowledged a moment ago are written before the store closes.
         await asyncio.gather(*self._pending_writes, return_exceptions=True)
+
+    async def prune(self, now: float | None = None) -> Pruned:
+        """Forget finished work whose deadline is ``retention.keep_s`` before ``now``.
+
+        One write transaction deletes its rows; the in-memory maps drop the
+        same keys, the refusal log its quiet validators, and the record memo
+        starts over (it holds one epoch's listings, not every listing ever
+        seen). Returns what was deleted.
+        """
+        now = time.time() if now is None else now
+        cutoff = now - self.retention.keep_s
+        pruned = await self.store.write(lambda db: prune_finished(db, cutoff))
+        for key in pruned.keys:
+            self._status.pop(key, None)
+            self._open.finish(key)
+        self._refusals.forget_before(cutoff)
+        self.digester = RecordDigester()
+        if pruned.keys:
+            logger.info(
+                "pruned %d finished assignments older than %.0fs past their deadline: %s",
+                len(pruned.keys),
+                self.retention.keep_s,
+                pruned.rows,
+            )
+        return pruned
+
+    async def _prune_every(self) -> None:
+        # At start (a miner that was down long has the most to prune), then once an epoch.
+        while True:
+            try:
+                await self.prune()
+            except sqlite3.Error:  # disk full, or the file went read-only: try next time
+                logger.exception("pruning failed; next try in %.0fs", self.retention.every_s)
+            await asyncio.sleep(self.retention.every_s)
 
     async def handle(
         self, caller: NeuronInfo, request: DataAssignmentRequest
@@ -325,6 +377,8 @@ class MinerService:
                 )
             )
             self._status[key] = AssignmentStatus.FAILED.value
+        finally:
+            self._epochs.pop(key, None)  # needed while zipcodes are uploaded, not after
 
     async def _scrape_assignment(self, key: str) -> None:
         row = await self.store.run(

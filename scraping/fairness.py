@@ -15,6 +15,7 @@ does not run ahead of another's.
     slots.share(key, "5G..B")                   # B asked for the same work: B's turns serve it too
     log = RefusalLog(60.0)
     suppressed = log.due(hotkey, now)           # None: logged less than a minute ago
+    log.forget_before(now - 3 * 14400)          # validators quiet for 3 epochs
 """
 
 from __future__ import annotations
@@ -264,3 +265,13 @@ class RefusalLog:
             return None
         self._last[who] = now
         return self._since.pop(who, 0)
+
+    def forget_before(self, cutoff: float) -> None:
+        """Drop validators last logged before ``cutoff`` (the miner prunes once an epoch).
+
+        A validator refused once and never again would otherwise stay forever;
+        the count of its refusals since that line is lost with it.
+        """
+        for who in [w for w, last in self._last.items() if last < cutoff]:
+            del self._last[who]
+            self._since.pop(who, None)

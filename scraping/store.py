@@ -14,6 +14,10 @@ and ``MIGRATIONS[v]`` takes a store from version ``v`` to ``v + 1``. Version
 zipcodes were finished in (``done_order``) and, per commitment the miner
 issued, how many zipcodes it covered, so any commitment's manifest can be
 rebuilt after a restart without storing a manifest per poll.
+
+Nothing here deletes: finished work is pruned once an epoch by the service
+(``scraping/retention.py``), whose delete-by-key queries use the primary keys,
+each led by the assignment key.
 """
 
 from __future__ import annotations
@@ -103,6 +107,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
 }
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
+WAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024
 
 
 class MinerStore:
@@ -125,6 +130,9 @@ class MinerStore:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
+        # After a checkpoint the WAL file is cut back to this size instead of
+        # keeping the size of the largest burst (a pruning deletes an epoch of rows).
+        db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
         db.executescript(_SCHEMA)
         row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None:  # a new store: _SCHEMA is version 1
