@@ -30,9 +30,9 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from common.records import MAX_ZPID_DIGITS, RECORD_HASH_HEX_CHARS
+from config.limits import MAX_RECORDS_PER_ZIPCODE  # re-exported: the manifest's record cap
 
 MANIFEST_VERSION = 1
-MAX_RECORDS_PER_ZIPCODE = 5000  # 100x the expected 50 listings; more is padding
 MAX_ZIPCODES_PER_MANIFEST = 200  # 10x a batch of 20
 MAX_FILES_PER_ZIPCODE = 4  # one upload per zipcode and epoch; a few re-scrapes at most
 MAX_FILE_BYTES = 2**40  # structural bound only; readers enforce their own (much lower) cap

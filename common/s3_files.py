@@ -35,12 +35,13 @@ from pydantic import ValidationError
 
 from common.records import PropertyRecord
 from common.s3_layout import ZIPCODE_PATTERN
+from config.limits import MAX_DECOMPRESSED_BYTES, MAX_FILE_BYTES, MAX_RECORDS_PER_ZIPCODE
 
 NONCE_PATTERN = re.compile(r"[A-Za-z0-9_\-]{1,128}")
-# Decoding bounds (defaults; callers pass S3Settings values).
-DEFAULT_MAX_COMPRESSED = 4 * 1024 * 1024
-DEFAULT_MAX_DECOMPRESSED = 64 * 1024 * 1024
-DEFAULT_MAX_RECORDS = 5000
+# Decoding bounds (defaults, from config/limits.py; callers pass S3Settings values).
+DEFAULT_MAX_COMPRESSED = MAX_FILE_BYTES
+DEFAULT_MAX_DECOMPRESSED = MAX_DECOMPRESSED_BYTES
+DEFAULT_MAX_RECORDS = MAX_RECORDS_PER_ZIPCODE
 DEFAULT_MAX_LINE_BYTES = 64 * 1024  # a record is ~1 KB of JSON
 _INFLATE_STEP = 64 * 1024  # bytes inflated per step: the most a bomb gets at once
 _MAX_NONCES = 16  # distinct nonces remembered per file (one is honest)

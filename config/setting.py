@@ -1,7 +1,8 @@
 """One operator setting: its flag, environment variable, type, roles and bounds.
 
-The table of every setting is ``config/settings.py`` (the neurons') and
-``config/settings_api.py`` (the Data API's); ``load_settings`` there reads them.
+The tables of settings are ``config/settings_neurons.py`` (the neurons') and
+``config/settings_api.py`` (the Data API's); ``config.settings.load_settings``
+reads them.
 """
 
 from __future__ import annotations

@@ -9,23 +9,30 @@ start with one line naming the flag, the variable and what is wrong.
 
     settings = load_settings("miner", argv)       # raises SettingsError
 
-The table below holds the neurons' settings; the Data API's are in
-``config/settings_api.py`` and one setting's shape in ``config/setting.py``.
+The neurons' settings are in ``config/settings_neurons.py``, the Data API's
+in ``config/settings_api.py`` and one setting's shape in ``config/setting.py``.
+The typed sections ``settings.s3`` (S3_* variables), ``settings.sources``
+(the property source's) and ``settings.s3_eval`` come from the same read of
+the environment (``config/sections.py``): code receives settings, it does not
+read the environment.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import os
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from dotenv import load_dotenv
-
+from config.limits import MAX_FILE_BYTES
+from config.sections import read_environment, with_sections
 from config.setting import ALL_ROLES, SERVICE_ROLES, Setting, SettingsError
 from config.settings_api import DATA_API_SETTINGS, check_data_api
+from config.settings_neurons import NEURON_SETTINGS
+from config.sources import SourceSettings
+from config.storage import S3EvalConfig, S3Settings
 
 # --- Transport limits (docs/limits.md) ------------------------------------------------
 # Servers (the miner and the Data API):
@@ -72,6 +79,8 @@ REFUSAL_LOG_INTERVAL_S = 60.0
 # NTP-synced hosts agree within a second; signed requests already need 10 s.
 EPOCH_CLOCK_SLACK_S = 30.0
 
+DEFAULT_WORKDIR = Path("./workdir")
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -86,7 +95,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8091
     external_ip: str | None = None
-    workdir: Path = Path("./workdir")
+    workdir: Path = DEFAULT_WORKDIR
     debug: bool = False
     # Miner
     scraper: str = "synthetic"
@@ -140,295 +149,22 @@ class Settings:
     s3_prefix: str = "data"
     s3_access_key_id: str | None = None
     s3_secret_access_key: str | None = None
-    s3_upload_max_bytes: int = 64 * 1024 * 1024
+    # Unset, the S3 section's max_file_bytes: what miners and validators accept
+    # (config/sections.py data_api_upload_cap).
+    s3_upload_max_bytes: int = MAX_FILE_BYTES
     s3_url_expiry_s: float = 900.0
+    # Typed sections, built by load_settings from the same environment.
+    s3: S3Settings = field(default_factory=S3Settings)
+    sources: SourceSettings = field(default_factory=SourceSettings)
+    s3_eval: S3EvalConfig = field(default_factory=S3EvalConfig)
 
     @property
     def state_dir(self) -> Path:
         return self.workdir / f"{self.role}-{self.wallet_name}-{self.wallet_hotkey}"
 
 
-# One row per setting: flag, environment variable, type, meaning.
-SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "netuid",
-        "--netuid",
-        "NETUID",
-        int,
-        "subnet id on the chain",
-        roles=ALL_ROLES,
-        minimum=0,
-    ),
-    Setting(
-        "network",
-        "--subtensor.network",
-        "SUBTENSOR_NETWORK",
-        str,
-        "chain: 'localfile' (the local subnet's chain.json), local, test, finney or ws://...",
-        roles=ALL_ROLES,
-    ),
-    Setting(
-        "chain_file",
-        "--chain.file",
-        "CHAIN_FILE",
-        Path,
-        "local chain registry (localfile)",
-        roles=ALL_ROLES,
-    ),
-    Setting("wallet_name", "--wallet.name", "WALLET_NAME", str, "coldkey wallet name", ALL_ROLES),
-    Setting("wallet_hotkey", "--wallet.hotkey", "WALLET_HOTKEY", str, "hotkey name", ALL_ROLES),
-    Setting("wallet_path", "--wallet.path", "WALLET_PATH", Path, "wallets directory", ALL_ROLES),
-    Setting("host", "--host", "HOST", str, "address the HTTP server binds"),
-    Setting("port", "--port", "PORT", int, "port the HTTP server binds", minimum=0),
-    Setting("external_ip", "--external.ip", "EXTERNAL_IP", str, "address published on chain"),
-    Setting(
-        "workdir",
-        "--workdir",
-        "WORKDIR",
-        Path,
-        "where state, databases and logs live",
-        roles=ALL_ROLES,
-    ),
-    Setting("debug", "--logging.debug", "LOGGING_DEBUG", bool, "log at DEBUG level", ALL_ROLES),
-    Setting(
-        "scraper",
-        "--scraper",
-        "SCRAPER",
-        str,
-        "property source: synthetic, rapidapi_zillow or module.path:Class (docs/miner.md)",
-        roles=("miner", "validator"),
-    ),
-    Setting(
-        "data_api_url",
-        "--data_api.url",
-        "DATA_API_URL",
-        str,
-        "the subnet's Data API (blocks for validators, upload URLs for miners); "
-        "unset: blocks derived locally, no uploads (local subnet without it)",
-        roles=("miner", "validator"),
-    ),
-    Setting(
-        "data_api_hotkey",
-        "--data_api.hotkey",
-        "DATA_API_HOTKEY",
-        str,
-        "the Data API's hotkey (ss58; requests are signed to it)",
-        roles=("miner", "validator"),
-    ),
-    Setting("synthetic_seed", "--synthetic.seed", "SYNTHETIC_SEED", int, "synthetic world seed"),
-    Setting(
-        "scrape_delay_s",
-        "--scrape.delay",
-        "SCRAPE_DELAY_S",
-        float,
-        "seconds per zipcode the synthetic source waits (to look like a real scrape)",
-        roles=("miner",),
-        minimum=0,
-    ),
-    Setting(
-        "scrape_concurrency",
-        "--scrape.concurrency",
-        "SCRAPE_CONCURRENCY",
-        int,
-        "zipcodes scraped at once",
-        roles=("miner",),
-        minimum=1,
-    ),
-    Setting(
-        "behaviour",
-        "--behaviour",
-        "MINER_BEHAVIOUR",
-        str,
-        "local subnet only: honest or a simulator behaviour (fabricate, lazy, ..., file.py:Class)",
-        roles=("miner",),
-    ),
-    Setting(
-        "min_validator_stake",
-        "--min.validator.stake",
-        "MIN_VALIDATOR_STAKE",
-        float,
-        "stake (TAO) a validator needs before this miner answers it",
-        roles=("miner",),
-        minimum=0,
-    ),
-    Setting(
-        "max_open_assignments",
-        "--assignments.max.open",
-        "MAX_OPEN_ASSIGNMENTS",
-        int,
-        "open assignments this miner holds for all validators, shared out by stake "
-        "(a validator over its share is refused with 'quota')",
-        roles=("miner",),
-        minimum=1,
-    ),
-    Setting(
-        "min_open_assignments",
-        "--assignments.min.per.validator",
-        "MIN_OPEN_ASSIGNMENTS_PER_VALIDATOR",
-        int,
-        "open assignments any served validator may hold, whatever its stake",
-        roles=("miner",),
-        minimum=1,
-    ),
-    Setting(
-        "check_epochs",
-        "--epoch.check",
-        "MINER_EPOCH_CHECK",
-        bool,
-        "refuse assignments of an epoch other than the current one by this miner's clock "
-        "and CYCLE_SECONDS (off in the local preset, whose epoch length varies)",
-        roles=("miner",),
-    ),
-    Setting(
-        "requests_per_minute",
-        "--rate.limit",
-        "REQUESTS_PER_MINUTE",
-        int,
-        "requests per minute one validator may send (429 beyond)",
-        roles=("miner",),
-        minimum=1,
-    ),
-    Setting(
-        "max_body_bytes",
-        "--max.body.bytes",
-        "MAX_BODY_BYTES",
-        int,
-        "largest request body accepted (413 beyond)",
-        roles=ALL_ROLES,
-        minimum=1024,
-    ),
-    Setting(
-        "http_header_timeout_s",
-        "--http.header.timeout",
-        "HTTP_HEADER_TIMEOUT_S",
-        float,
-        "seconds a connection may take to send a request's headers (also the idle "
-        "keep-alive timeout); slower connections are closed",
-        roles=("miner", "data_api"),
-        minimum=1,
-    ),
-    Setting(
-        "http_body_timeout_s",
-        "--http.body.timeout",
-        "HTTP_BODY_TIMEOUT_S",
-        float,
-        "seconds to wait for a read slot and read a request's body (408 or 503 beyond)",
-        roles=("miner", "data_api"),
-        minimum=0.5,
-    ),
-    Setting(
-        "http_max_connections",
-        "--http.max.connections",
-        "HTTP_MAX_CONNECTIONS",
-        int,
-        "connections held at once (also kept 128 under the open-file limit, ulimit -n); "
-        "at the cap the oldest connection that sent no request makes room",
-        roles=("miner", "data_api"),
-        minimum=8,
-    ),
-    Setting(
-        "http_max_body_reads",
-        "--http.max.body.reads",
-        "HTTP_MAX_BODY_READS",
-        int,
-        "request bodies over 64 KiB read at once (memory: this x MAX_BODY_BYTES at worst)",
-        roles=("miner", "data_api"),
-        minimum=1,
-    ),
-    Setting(
-        "cycle_seconds",
-        "--cycle.seconds",
-        "CYCLE_SECONDS",
-        float,
-        "length of a consensus epoch; every validator (and the Data API) aligns on multiples "
-        "of it; miners refuse other epochs' assignments by it",
-        roles=ALL_ROLES,
-        minimum=1,
-    ),
-    Setting(
-        "collect_fraction",
-        "--collect.fraction",
-        "COLLECT_FRACTION",
-        float,
-        "share of the epoch miners get to finish before consensus runs (the Data API's "
-        "block deadline; honeypots are revealed after it)",
-        roles=("validator", "data_api"),
-        minimum=0.05,
-    ),
-    Setting(
-        "zipcodes_per_cycle",
-        "--zipcodes.per.cycle",
-        "ZIPCODES_PER_CYCLE",
-        int,
-        "zipcodes in an epoch's block (until the Data API provides blocks)",
-        roles=("validator",),
-        minimum=1,
-    ),
-    Setting(
-        "miners_per_group",
-        "--miners.per.group",
-        "MINERS_PER_GROUP",
-        int,
-        "miners scraping each batch independently, per group (2 groups per batch)",
-        roles=("validator", "data_api"),
-        minimum=1,
-    ),
-    Setting(
-        "dispatch_concurrency",
-        "--dispatch.concurrency",
-        "DISPATCH_CONCURRENCY",
-        int,
-        "assignment requests in flight at once",
-        roles=("validator",),
-        minimum=1,
-    ),
-    Setting(
-        "request_timeout_s",
-        "--request.timeout",
-        "REQUEST_TIMEOUT_S",
-        float,
-        "seconds before a request to a miner is abandoned",
-        roles=("validator",),
-        minimum=0.1,
-    ),
-    Setting(
-        "metagraph_refresh_s",
-        "--metagraph.refresh",
-        "METAGRAPH_REFRESH_S",
-        float,
-        "seconds between metagraph refreshes",
-        roles=ALL_ROLES,
-        minimum=0.5,
-    ),
-    Setting(
-        "max_cycles",
-        "--max.cycles",
-        "MAX_CYCLES",
-        int,
-        "stop after this many consensus cycles (0 = run forever)",
-        roles=("validator",),
-        minimum=0,
-    ),
-    Setting(
-        "metrics_port",
-        "--metrics.port",
-        "METRICS_PORT",
-        int,
-        "port of the Prometheus /metrics endpoint, on --host (0 = off)",
-        minimum=0,
-    ),
-    Setting(
-        "watchdog_s",
-        "--watchdog.seconds",
-        "WATCHDOG_SECONDS",
-        float,
-        "exit (for pm2 to restart) when no cycle, S3 pass or weight-set succeeded for this "
-        "long (0 = 3 epochs)",
-        roles=("validator",),
-        minimum=0,
-    ),
-    *DATA_API_SETTINGS,
-)
+# Every setting: the neurons' rows, then the Data API's.
+SETTINGS: tuple[Setting, ...] = (*NEURON_SETTINGS, *DATA_API_SETTINGS)
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The local subnet picks its epoch length per run without telling miners.
@@ -517,15 +253,14 @@ def load_settings(
     parser = build_parser(role, description)
     args = parser.parse_args(argv)
     if environ is None:
-        if args.env_file and args.env_file.is_file():
-            load_dotenv(args.env_file, override=False)
-        environ = dict(os.environ)
+        environ = read_environment(args.env_file)
     preset = args.preset or environ.get("PRESET", "local")
     if preset not in PRESETS:
         raise SettingsError(
             f"invalid --preset / PRESET: {preset!r} not one of {', '.join(PRESETS)}"
         )
     values: dict[str, Any] = {"role": role, "preset": preset}
+    given: set[str] = set()  # set by a flag or a variable, not by a default
     known = {f.name for f in fields(Settings)}
     for name, value in PRESETS[preset].items():
         values[name] = value
@@ -535,13 +270,28 @@ def load_settings(
         raw_flag = getattr(args, setting.name, None)
         if raw_flag is not None:
             values[setting.name] = _convert(setting, raw_flag, "flag")
+            given.add(setting.name)
         elif environ.get(setting.env) not in (None, ""):
             values[setting.name] = _convert(setting, environ[setting.env], "environment")
+            given.add(setting.name)
         elif setting.name in values:
             values[setting.name] = _convert(setting, values[setting.name], f"preset {preset}")
     settings = Settings(**{k: v for k, v in values.items() if k in known})
     _check(settings)
-    return settings, args
+    return with_sections(settings, environ, given), args
+
+
+def setting_from_environment(name: str, environ: Mapping[str, str]) -> Any | None:
+    """One setting's value from ``environ`` (None when unset), checked as load_settings does.
+
+    For tools that need a setting or two without a role's full settings
+    (``python -m data_api honeypot``). Raises SettingsError.
+    """
+    setting = next((s for s in SETTINGS if s.name == name), None)
+    if setting is None:
+        raise SettingsError(f"unknown setting {name!r}")
+    raw = environ.get(setting.env)
+    return None if raw in (None, "") else _convert(setting, raw, "environment")
 
 
 def _check(settings: Settings) -> None:

@@ -2,16 +2,21 @@
 
 ``RapidApiConfig`` holds the Zillow API on RapidAPI (host zillow-com1): the
 key, where to call, and the limits that keep a plan's bill predictable. Code
-receives the object; only ``from_environ`` reads variables, and it names the
-variable in every error.
+receives the object; ``from_environ`` parses a mapping of variables and names
+the variable in every error. ``SourceSettings`` is the sources' section of the
+settings: ``load_settings`` builds it from the environment it read (``.env``
+included), so sources never read the environment themselves.
 
-    config = RapidApiConfig.from_environ(os.environ)   # ValueError, one line
+    settings, _ = load_settings("miner", argv)          # SettingsError, one line
+    settings.sources.rapidapi                           # RapidApiConfig | None
+    settings.sources.environ["MY_SCRAPER_TOKEN"]        # a third-party source's own variable
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from config.env_vars import EnvVariable, check_bounds, field_kinds, read_variables
@@ -88,3 +93,25 @@ _VARIABLES: tuple[EnvVariable, ...] = (
 )
 _KINDS = field_kinds(RapidApiConfig)
 ENVIRONMENT_VARIABLES: tuple[str, ...] = tuple(spec.env for spec in _VARIABLES)
+
+
+RAPIDAPI_SOURCE = "rapidapi_zillow"  # the SCRAPER name of the source RapidApiConfig configures
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSettings:
+    """What the property sources are built from (``scraping.registry.SourceContext``)."""
+
+    # The variables as load_settings read them (environment over .env), read-only:
+    # third-party sources (SCRAPER=module.path:Class) take their own from here.
+    environ: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Parsed and checked at start when SCRAPER is rapidapi_zillow, else None.
+    rapidapi: RapidApiConfig | None = None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str], scraper: str) -> SourceSettings:
+        """The section for the source ``scraper`` names; ValueError naming a bad variable."""
+        rapidapi = None
+        if scraper.strip() == RAPIDAPI_SOURCE:
+            rapidapi = RapidApiConfig.from_environ(environ)
+        return cls(MappingProxyType(dict(environ)), rapidapi)

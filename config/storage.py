@@ -1,13 +1,17 @@
 """Settings of the S3 storage layer: where the bucket is, and the bounds on everything read.
 
-``S3Settings`` is what miners (uploads) and validators (manifest checks, S3
-evaluation) need to reach the bucket, plus the caps that keep an untrusted
-object from costing more than a few megabytes or a few seconds. Only
-``from_environ`` reads variables, and it names the variable in every error.
-``S3EvalConfig`` holds the S3 evaluation's scoring tunables (pure, like
-``config/consensus.py``).
+``S3Settings`` is what miners (uploads), validators (manifest checks, S3
+evaluation) and the Data API (presigned URLs) need to reach the bucket, plus
+the caps that keep an untrusted object from costing more than a few megabytes
+or a few seconds. ``S3EvalConfig`` holds the S3 evaluation's scoring tunables
+(pure, like ``config/consensus.py``). Code does not build either itself: it
+receives ``settings.s3`` and ``settings.s3_eval``, which ``load_settings``
+builds once from the same environment as every other setting
+(``config/sections.py``). ``from_environ`` parses a mapping of variables and
+names the variable in every error.
 
-    settings = S3Settings.from_environ(os.environ)     # ValueError, one line
+    settings, _ = load_settings("validator", argv)   # SettingsError, one line
+    settings.s3.max_file_bytes, settings.s3_eval.s3_weight
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from config.env_vars import EnvVariable, check_bounds, field_kinds, read_variables
+from config.limits import MAX_DECOMPRESSED_BYTES, MAX_FILE_BYTES, MAX_RECORDS_PER_ZIPCODE
 
 UPLOAD_MODES = ("presigned", "direct")
 # Key prefix inside the bucket: path segments of safe characters, each starting
@@ -46,13 +51,10 @@ class S3Settings:
     read_timeout_s: float = 20.0  # per socket read; a 4 MiB object needs ~1 s on a slow link
     call_timeout_s: float = 60.0  # whole call incl. retries: nothing waits on S3 longer
     max_attempts: int = 3  # botocore attempts per call (throttling, 5xx, dropped connections)
-    # A zipcode file holds ~50 records (~10 KB gzipped); 5000 records, the manifest's
-    # cap, are ~1 MB. Anything bigger is not a zipcode file.
-    max_file_bytes: int = 4 * 1024 * 1024
-    # 5000 records x ~1 KB of JSON = 5 MB; 64 MiB leaves room and still stops a
-    # gzip bomb after a few tens of milliseconds of inflating.
-    max_decompressed_bytes: int = 64 * 1024 * 1024
-    max_records_per_file: int = 5000  # = common.manifest.MAX_RECORDS_PER_ZIPCODE
+    # The caps on one zipcode file, and their reasons: config/limits.py.
+    max_file_bytes: int = MAX_FILE_BYTES
+    max_decompressed_bytes: int = MAX_DECOMPRESSED_BYTES
+    max_records_per_file: int = MAX_RECORDS_PER_ZIPCODE
     # Keys listed per miner and epoch before the listing stops: one epoch is
     # at most a few hundred zipcode files; a miner with millions is capped here.
     max_keys_per_miner: int = 5000

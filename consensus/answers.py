@@ -27,9 +27,10 @@ from common.records import (
     PropertyRecord,
     hash_consensus_fields,
 )
+from config.limits import MAX_RECORDS_PER_ZIPCODE
 
 HASH_PREFIX_HEX = 16  # 64 bits of record_hash: collisions ~1e-19 per pair of records
-DEFAULT_MAX_RECORDS_PER_ZIPCODE = 5000  # 100x the expected 50; beyond it an answer is padding
+DEFAULT_MAX_RECORDS_PER_ZIPCODE = MAX_RECORDS_PER_ZIPCODE  # beyond it an answer is padding
 _HASH_PATTERN = re.compile(rf"[0-9a-f]{{{RECORD_HASH_HEX_CHARS}}}")
 _FIELD_COUNT = len(CONSENSUS_FIELDS)
 _ZIPCODE_FIELD = CONSENSUS_FIELDS.index("zipcode")

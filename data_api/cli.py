@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-from dotenv import load_dotenv
 from pydantic import ValidationError
 
 from common.data_api_models import HoneypotReference
 from common.protocol import Source
 from common.records import RecordDigester
+from config.sections import read_environment
+from config.settings import DEFAULT_WORKDIR, setting_from_environment
 from data_api.store import ApiStore, default_db_path
 
 
@@ -48,13 +48,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _database(args: argparse.Namespace) -> Path:
+    """``--api.db``, else DATA_API_DB, else the default under WORKDIR (as the Data API's)."""
     if args.db is not None:
         return args.db
-    if args.env_file and args.env_file.is_file():
-        load_dotenv(args.env_file, override=False)
-    if os.environ.get("DATA_API_DB"):
-        return Path(os.environ["DATA_API_DB"])
-    return default_db_path(Path(os.environ.get("WORKDIR") or "./workdir"))
+    environ = read_environment(args.env_file)
+    database = setting_from_environment("api_db", environ)
+    if database is not None:
+        return database
+    return default_db_path(setting_from_environment("workdir", environ) or DEFAULT_WORKDIR)
 
 
 def _reference_from_records(zipcode: str, source: str, path: Path) -> HoneypotReference:
@@ -78,6 +79,7 @@ def main(argv: list[str]) -> int:
     from data_api.universe import load_universe
 
     try:
+        database = _database(args)  # SettingsError (a ValueError) names a bad variable
         if args.action == "add":
             if args.records is not None:
                 if not (args.zipcode and args.source):
@@ -95,7 +97,7 @@ def main(argv: list[str]) -> int:
     except (OSError, ValueError, ValidationError) as exc:
         print(f"honeypot: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
-    store = ApiStore.open(_database(args))
+    store = ApiStore.open(database)
     try:
         if args.action == "add":
             store.upsert_reference(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 
 import aiohttp
 from aiohttp import web
@@ -53,7 +52,8 @@ def epoch_gate(settings: Settings) -> EpochGate:
 def build_source(settings: Settings, hotkey: str) -> PropertySource:
     """The source ``--scraper`` names; its own settings come from the environment (.env)."""
     context = SourceContext(
-        environ=os.environ,  # load_settings loaded .env into it
+        environ=settings.sources.environ,  # as load_settings read it (.env included)
+        rapidapi=settings.sources.rapidapi,
         observer=hotkey,
         synthetic_seed=settings.synthetic_seed,
         synthetic_delay_s=settings.scrape_delay_s,

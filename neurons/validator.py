@@ -145,11 +145,12 @@ async def _validate(settings: Settings, stop: asyncio.Event, store: ValidatorSto
             report_status = blocks.report_status if api is not None else None
             s3 = open_s3(settings, api, session)
             schedule = Schedule(settings.cycle_seconds, settings.collect_fraction)
-            watch = build_watch(settings.cycle_seconds, api, s3, metrics)
+            watch = build_watch(settings.cycle_seconds, api, s3, metrics, settings.s3_eval)
             s3_pass = (
                 S3EvaluationPass(
                     s3,
                     verifier,
+                    config=settings.s3_eval,
                     reports_dir=settings.state_dir / "s3",
                     metrics=metrics,
                     watch=watch,

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -25,8 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dotenv import load_dotenv
-
+from config.sections import read_environment
 from config.sources import ENVIRONMENT_VARIABLES
 from scraping.registry import BUILTIN_SOURCES, SourceContext, build_source
 from scraping.source import KeyRejected, ScrapeResult, SourceUnavailable
@@ -104,9 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.CRITICAL + 1,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if args.env_file.is_file():
-        load_dotenv(args.env_file, override=False)
-    environ = dict(os.environ)
+    environ = read_environment(args.env_file)
     spec = args.source or environ.get("SCRAPER") or "synthetic"
     context = SourceContext(environ=environ, synthetic_seed=environ.get("SYNTHETIC_SEED") or 7)
     try:

@@ -7,7 +7,7 @@ imported from a module (``my_scrapers.redfin:RedfinSource``) or a file
 arguments; the instance needs a ``name`` string and an
 ``async scrape_zipcode(zipcode, source, *, deadline)`` method.
 
-    context = SourceContext(environ=os.environ, observer=hotkey, synthetic_seed=7)
+    context = SourceContext(environ=settings.sources.environ, observer=hotkey, synthetic_seed=7)
     source = build_source(settings.scraper, context)      # ValueError, one line
 """
 
@@ -31,6 +31,8 @@ class SourceContext:
 
     # Variables such as RAPIDAPI_KEY (the environment and .env, as the entry point read them).
     environ: Mapping[str, str] = field(default_factory=dict)
+    # The RapidAPI source's settings as load_settings checked them; None: parsed from environ.
+    rapidapi: RapidApiConfig | None = None
     observer: str = "operator"  # the miner's hotkey: the synthetic source's honest eyes
     synthetic_seed: int | str = 7  # the synthetic world's seed (SYNTHETIC_SEED)
     synthetic_delay_s: float = 0.0  # seconds the synthetic source waits per zipcode
@@ -44,7 +46,7 @@ def _synthetic(context: SourceContext) -> PropertySource:
 def _rapidapi_zillow(context: SourceContext) -> PropertySource:
     from scraping.rapidapi import RapidApiZillowSource  # aiohttp only when asked for
 
-    return RapidApiZillowSource(RapidApiConfig.from_environ(context.environ))
+    return RapidApiZillowSource(context.rapidapi or RapidApiConfig.from_environ(context.environ))
 
 
 BUILTIN_SOURCES: dict[str, Callable[[SourceContext], PropertySource]] = {

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -21,7 +20,6 @@ import aiohttp
 from common.data_api_models import UploadUrlRequest
 from common.signed_http import SignedClient
 from config.settings import Settings, SettingsError
-from config.storage import S3Settings
 from scraping.upload_targets import DirectS3Target, PresignedTarget, UploadError
 from scraping.uploads import Uploader
 from vali_utils.data_api_client import DataAPIRefused, DataAPIUnavailable, request_upload_url
@@ -33,13 +31,6 @@ logger = logging.getLogger(__name__)
 PERMANENT_REFUSALS = (403, 409, 422)
 
 
-def s3_settings() -> S3Settings:
-    try:
-        return S3Settings.from_environ(os.environ)
-    except ValueError as exc:
-        raise SettingsError(str(exc)) from exc
-
-
 async def open_uploader(
     settings: Settings,
     keypair,
@@ -49,9 +40,10 @@ async def open_uploader(
     """The started uploader (or None) and what closes it.
 
     ``on_grant(epoch, nonce)`` hears the epoch nonce of every upload grant the
-    Data API gives (the one place a miner learns it).
+    Data API gives (the one place a miner learns it). The bucket, the caps
+    and the retry policy are ``settings.s3`` (checked when settings loaded).
     """
-    s3 = s3_settings()
+    s3 = settings.s3
     hotkey = keypair.ss58_address
     direct: DirectS3Target | None = None
     if s3.upload_mode == "direct":

@@ -28,15 +28,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 
-from config.settings import Settings, SettingsError
-from config.storage import S3EvalConfig, S3Settings
+from config.settings import Settings
+from config.storage import S3EvalConfig
 from consensus.s3_checks import (
     S3Evaluation,
     evaluation_seed,
@@ -90,11 +89,11 @@ def presigned_lister(api: ValidatorDataAPI) -> ReadUrlLister:
 def open_s3(
     settings: Settings, api: ValidatorDataAPI | None, session: aiohttp.ClientSession
 ) -> S3Access | None:
-    """How this validator reads miners' S3 files, or None when it cannot."""
-    try:
-        s3 = S3Settings.from_environ(os.environ)
-    except ValueError as exc:
-        raise SettingsError(str(exc)) from exc
+    """How this validator reads miners' S3 files, or None when it cannot.
+
+    The bucket and the caps are ``settings.s3`` (checked when settings loaded).
+    """
+    s3 = settings.s3
     if s3.bucket and s3.access_key_id:
         logger.info("reading miners' S3 files from bucket %s directly", s3.bucket)
         return S3Access(DirectS3Reader.from_settings(s3), s3)
