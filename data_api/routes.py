@@ -30,10 +30,10 @@ from common.data_api_models import (
     UploadUrl,
     UploadUrlRequest,
 )
+from common.epochs import EpochClock
 from common.s3_layout import InvalidKey
 from common.signed_http import RequestRefused, SignedCall
 from config.data_api import BlockConfig, UploadLimits
-from data_api.epochs import EpochClock
 from data_api.metrics import ApiMetrics
 from data_api.s3 import (
     BadContinuationToken,

@@ -30,10 +30,10 @@ from common.data_api_models import (
     RevealedHoneypot,
     ZipcodeBlock,
 )
+from common.epochs import EpochClock
 from common.protocol import Source
 from config.data_api import BlockConfig
 from data_api.blocks import REFERENCE, DerivedBlock, derive_block
-from data_api.epochs import EpochClock
 from data_api.store import ApiStore, IssuedHoneypot
 from data_api.universe import Universe
 

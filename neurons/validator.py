@@ -33,6 +33,7 @@ import sys
 import aiohttp
 
 from common.chain import open_chain
+from common.epochs import EpochClock
 from common.memory import pin_mmap_threshold
 from common.metagraph import MetagraphSync
 from common.signed_http import SignedClient
@@ -49,7 +50,7 @@ from vali_utils.api_blocks import ApiBlocks
 from vali_utils.blocks import EpochBlock, LocalBlockSource
 from vali_utils.cycle import ConsensusCycle
 from vali_utils.data_api_client import ValidatorDataAPI
-from vali_utils.evaluator import EnhancedMinerEvaluator, Schedule
+from vali_utils.evaluator import EnhancedMinerEvaluator
 from vali_utils.metrics import ValidatorMetrics
 from vali_utils.s3_pass import S3EvaluationPass, open_s3
 from vali_utils.spot_check import SourceVerifier, SyntheticVerifier
@@ -144,7 +145,7 @@ async def _validate(settings: Settings, stop: asyncio.Event, store: ValidatorSto
             api = blocks.api if isinstance(blocks, ApiBlocks) else None
             report_status = blocks.report_status if api is not None else None
             s3 = open_s3(settings, api, session)
-            schedule = Schedule(settings.cycle_seconds, settings.collect_fraction)
+            schedule = EpochClock(settings.cycle_seconds, settings.collect_fraction)
             watch = build_watch(settings.cycle_seconds, api, s3, metrics, settings.s3_eval)
             s3_pass = (
                 S3EvaluationPass(
@@ -154,7 +155,7 @@ async def _validate(settings: Settings, stop: asyncio.Event, store: ValidatorSto
                     reports_dir=settings.state_dir / "s3",
                     metrics=metrics,
                     watch=watch,
-                    upload_window=lambda e: (schedule.start(e), schedule.collect_deadline(e)),
+                    upload_window=lambda e: (schedule.start(e), schedule.deadline(e)),
                 )
                 if s3 is not None
                 else None

@@ -1,7 +1,7 @@
 """Which assignments belong to the current epoch: the miner's own wall clock, and the nonce.
 
 Validators align epochs on the wall clock (epoch ``e`` covers
-``[e * T, (e + 1) * T)``, ``data_api/epochs.py``), so the miner knows the
+``[e * T, (e + 1) * T)``, ``common/epochs.py``), so the miner knows the
 current epoch from its own clock and the epoch length ``T`` (``CYCLE_SECONDS``)
 without asking anyone. An assignment of another epoch, or whose deadline lies
 past its epoch's end, is refused: its work would never be scored. The epoch
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from common.epochs import EpochClock
 from common.s3_layout import parse_epoch_id
-from data_api.epochs import EpochClock
 
 NONCE_EPOCHS_KEPT = 8  # the current epoch's nonce and a few before it; older ones are useless
 

@@ -1,8 +1,8 @@
 """EnhancedMinerEvaluator: the validator's loop.
 
-A consensus cycle at each epoch boundary (epochs are multiples of
-``cycle_seconds`` on the wall clock, so every validator starts the same
-epoch), S3 evaluation passes in between, and S3 evaluation alone (the
+A consensus cycle at each epoch boundary (``common/epochs.py``: epochs are
+multiples of ``cycle_seconds`` on the wall clock, so every validator starts the
+same epoch), S3 evaluation passes in between, and S3 evaluation alone (the
 fallback) for an epoch whose block cannot be had (Data API unreachable) or
 whose metagraph has too few eligible miners. Both are logged and visible in
 the metrics (``validator_mode``).
@@ -11,23 +11,28 @@ Everything a cycle learns is written to the ``ValidatorStore`` as it goes; on
 start the evaluator first finishes the cycle a previous run left unfinished
 (see ``vali_utils/store.py``), then follows the schedule.
 
-    evaluator = EnhancedMinerEvaluator(chain, sync, cycle, blocks, store, schedule, ...)
+    evaluator = EnhancedMinerEvaluator(chain, sync, cycle, blocks, store, EpochClock(...), ...)
     await evaluator.run(stop)
+
+Time comes from the injected ``clock`` (unix seconds) and ``sleep`` (every
+wait: between S3 passes, an S3 pass's time limit, the weight-setting
+backoff), so tests drive the schedule in virtual time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from common.chain import Chain, ChainUnavailable
+from common.epochs import EpochClock
 from common.memory import release_memory
 from common.metagraph import MetagraphSync
 from common.watchdog import Watchdog
@@ -43,6 +48,9 @@ logger = logging.getLogger(__name__)
 
 WEIGHT_RETRIES = 3
 
+T = TypeVar("T")
+Sleep = Callable[[float], Awaitable[None]]  # asyncio.sleep, or a test's virtual sleep
+
 
 class BlocksUnavailable(RuntimeError):
     """The epoch's block cannot be had now (Data API unreachable or refusing)."""
@@ -57,39 +65,6 @@ class BlockProvider(Protocol):
 S3Pass = Callable[[ScoringState, int, float], Awaitable[ScoringState | None]]
 
 
-@dataclass(frozen=True, slots=True)
-class Schedule:
-    cycle_seconds: float
-    collect_fraction: float = 0.75
-
-    def epoch_of(self, now: float) -> int:
-        return int(now // self.cycle_seconds)
-
-    def start(self, epoch: int) -> float:
-        return epoch * self.cycle_seconds
-
-    def collect_deadline(self, epoch: int) -> float:
-        return (epoch + self.collect_fraction) * self.cycle_seconds
-
-    def tiebreak_deadline(self, epoch: int) -> float:
-        """Tie-break lookups end half-way through what the epoch has left after collect."""
-        return (epoch + self.collect_fraction + (1.0 - self.collect_fraction) / 2) * (
-            self.cycle_seconds
-        )
-
-    def next_cycle(self, now: float) -> tuple[int, float]:
-        """(epoch, wall start) of the next cycle to run.
-
-        The current epoch is joined when at least half its collect window is
-        left; otherwise the next one.
-        """
-        epoch = self.epoch_of(now)
-        window = self.collect_fraction * self.cycle_seconds
-        if self.collect_deadline(epoch) - now >= window / 2:
-            return epoch, self.start(epoch)
-        return epoch + 1, self.start(epoch + 1)
-
-
 class EnhancedMinerEvaluator:
     def __init__(
         self,
@@ -98,7 +73,7 @@ class EnhancedMinerEvaluator:
         cycle: ConsensusCycle,
         blocks: BlockProvider,
         store: ValidatorStore,
-        schedule: Schedule,
+        schedule: EpochClock,
         *,
         reports_dir: Path | None = None,
         metrics: ValidatorMetrics | None = None,
@@ -110,6 +85,7 @@ class EnhancedMinerEvaluator:
         watchdog: Watchdog | None = None,
         report_status: Callable[[int, dict], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.time,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.chain = chain
         self.sync = sync
@@ -129,11 +105,11 @@ class EnhancedMinerEvaluator:
         # Weights carry the S3 factor (1 for a miner never evaluated from S3).
         self.s3_config = S3EvalConfig()
         self.clock = clock
+        self.sleep = sleep
         self.state = ScoringState()
         self.cycles_run = 0
         self.handled_epoch: int | None = None  # last epoch given a cycle or a fallback
         self._stop = asyncio.Event()
-        self.events: list[tuple[str, int, float]] = []  # (what, epoch, wall): for tests and logs
 
     async def run(self, stop: asyncio.Event) -> None:
         self._stop = stop
@@ -161,7 +137,7 @@ class EnhancedMinerEvaluator:
         if unfinished is None:
             return
         epoch, phase = unfinished
-        if epoch > self.schedule.epoch_of(self.clock()):
+        if epoch > self.schedule.epoch_at(self.clock()):
             return  # planned for an epoch that has not started (a clock jump): redo normally
         logger.info("resuming epoch %d, left in phase %r by the previous run", epoch, phase)
         if phase == "scored":
@@ -182,20 +158,32 @@ class EnhancedMinerEvaluator:
         while self.clock() < start and not stop.is_set():
             if self.s3_pass is not None:
                 await self._s3_pass(epoch, start)  # a round may use the time until the cycle
-                if await _wait(stop, min(self.s3_pass_interval_s, start - self.clock())):
+                if await self._wait(stop, min(self.s3_pass_interval_s, start - self.clock())):
                     return True
-            elif await _wait(stop, start - self.clock()):
+            elif await self._wait(stop, start - self.clock()):
                 return True
         return stop.is_set()
+
+    async def _wait(self, stop: asyncio.Event, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True when asked to stop meanwhile."""
+        if seconds <= 0:
+            return stop.is_set()
+        try:
+            await within(stop.wait(), seconds, self.sleep)
+            return True
+        except TimeoutError:
+            return False
 
     async def _s3_pass(self, epoch: int, deadline: float) -> None:
         if self.s3_pass is None:
             return
         self.metrics.phase("s3_eval")
-        self.events.append(("s3_eval", epoch, self.clock()))
+        logger.debug("S3 evaluation pass of epoch %d until %.0f", epoch, deadline)
         try:
-            state = await asyncio.wait_for(
-                self.s3_pass(self.state, epoch, deadline), max(0.1, deadline - self.clock())
+            state = await within(
+                self.s3_pass(self.state, epoch, deadline),
+                max(0.1, deadline - self.clock()),
+                self.sleep,
             )
         except TimeoutError:
             logger.warning("S3 evaluation pass of epoch %d ran out of time", epoch)
@@ -229,12 +217,12 @@ class EnhancedMinerEvaluator:
             return None
         self.metrics.set_mode("consensus")
         self.metrics.phase("collect")
-        self.events.append(("consensus", epoch, self.clock()))
+        logger.info("epoch %d: consensus cycle on block %s", epoch, block.block_id)
         outcome = await self.cycle.run(
             block,
             graph,
             self.state.credibility(),
-            self.schedule.collect_deadline(epoch),
+            self.schedule.deadline(epoch),
             self.schedule.tiebreak_deadline(epoch),
         )
         self.metrics.phase("consensus")
@@ -276,8 +264,7 @@ class EnhancedMinerEvaluator:
         """This epoch gets S3 evaluation only, until its collect window would have ended."""
         logger.warning("epoch %d: no consensus cycle (%s); S3 evaluation only", epoch, reason)
         self.metrics.set_mode("fallback")
-        self.events.append(("fallback", epoch, self.clock()))
-        await self._s3_until(epoch, self.schedule.collect_deadline(epoch), self._stop)
+        await self._s3_until(epoch, self.schedule.deadline(epoch), self._stop)
 
     async def _graph(self):
         try:
@@ -289,7 +276,7 @@ class EnhancedMinerEvaluator:
     async def _set_weights(self, epoch: int, uids: dict[str, int]) -> bool:
         self.metrics.phase("weights")
         weights = compute_weights(self.state, uids, self.s3_config)
-        ok = bool(weights) and await set_weights_with_retry(self.chain, weights)
+        ok = bool(weights) and await set_weights_with_retry(self.chain, weights, self.sleep)
         await self.store.record_weights(epoch, weights, ok)
         self.metrics.weights_set.labels("ok" if ok else "failed").inc()
         if ok:
@@ -310,14 +297,16 @@ class EnhancedMinerEvaluator:
         self.metrics.resolved.inc(result.tiebreak.get("resolved", 0))
 
 
-async def set_weights_with_retry(chain: Chain, weights: dict[int, float]) -> bool:
+async def set_weights_with_retry(
+    chain: Chain, weights: dict[int, float], sleep: Sleep = asyncio.sleep
+) -> bool:
     for attempt in range(1, WEIGHT_RETRIES + 1):
         try:
             await chain.set_weights(weights)
             return True
         except ChainUnavailable as exc:
             logger.warning("set_weights attempt %d/%d failed: %s", attempt, WEIGHT_RETRIES, exc)
-            await asyncio.sleep(min(10.0, 0.5 * 2**attempt))
+            await sleep(min(10.0, 0.5 * 2**attempt))
     return False
 
 
@@ -373,12 +362,25 @@ def cycle_report(
     }
 
 
-async def _wait(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep up to ``seconds``; True when asked to stop meanwhile."""
-    if seconds <= 0:
-        return stop.is_set()
+async def within(work: Awaitable[T], seconds: float, sleep: Sleep) -> T:
+    """``work``'s result if it finishes within ``seconds`` of ``sleep``'s time.
+
+    ``asyncio.wait_for`` on the injected sleep, so tests drive it in virtual
+    time. Raises ``TimeoutError`` when the time runs out first (``work`` is
+    then cancelled and awaited), and whatever ``work`` raises.
+    """
+    task = asyncio.ensure_future(work)
+    timer = asyncio.ensure_future(sleep(seconds))
+    timed_out = False
     try:
-        await asyncio.wait_for(stop.wait(), seconds)
-        return True
-    except TimeoutError:
-        return False
+        await asyncio.wait((task, timer), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        timer.cancel()
+        if not task.done():
+            timed_out = True
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if timed_out:
+        raise TimeoutError
+    return task.result()

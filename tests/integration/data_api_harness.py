@@ -24,10 +24,10 @@ from bittensor import http_auth
 
 from common.chain import LocalFileChain
 from common.data_api_models import UploadUrlRequest
+from common.epochs import EpochClock
 from common.metagraph import MetagraphSync
 from config.data_api import BlockConfig
 from data_api.app import RunningApi, start_data_api
-from data_api.epochs import EpochClock
 from data_api.routes import ApiOptions
 from data_api.s3 import S3Gateway
 from tests.integration.neurons import Identity, make_wallet, write_chain

@@ -15,9 +15,9 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from common.data_api_models import BlockZipcode, ZipcodeBlock
+from common.epochs import EpochClock
 from config.data_api import SIZE_TIERS, BlockConfig
 from data_api.blocks import NO_RESIDENTIAL, REFERENCE, BlockEntry, derive_block, epoch_key
-from data_api.epochs import EpochClock
 from data_api.service import block_model
 from data_api.universe import build_universe, load_universe, tier_of
 

@@ -14,7 +14,6 @@ import pytest
 from bittensor import http_auth
 from bittensor.sp_core import Keypair
 
-from data_api.epochs import EpochClock
 from data_api.guards import SqliteNonceStore, SqliteRateLimiter, guard_connection
 from data_api.migrations import MIGRATIONS, migrate, schema_version
 from data_api.store import ApiStore, IssuedHoneypot, connect
@@ -177,18 +176,6 @@ def test_nonce_store_write_is_cheap(tmp_path):
         store.check_and_store("hk", i)
     per_call = (time.perf_counter() - started) / 2000
     assert per_call < 0.002, per_call  # generous: shared CI cores
-
-
-def test_epoch_clock():
-    clock = EpochClock(14400, 0.75)
-    assert clock.epoch_at(14400 * 10 + 5) == 10
-    assert clock.start(10) == 144000
-    assert clock.deadline(10) == 144000 + 10800
-    assert clock.end(10) == 158400
-    with pytest.raises(ValueError):
-        EpochClock(0, 0.5)
-    with pytest.raises(ValueError):
-        EpochClock(10, 1.5)
 
 
 def test_connection_rejects_nothing_parameterised(tmp_path):

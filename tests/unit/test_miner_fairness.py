@@ -12,7 +12,7 @@ import asyncio
 import pytest
 
 from common.chain import MetagraphSnapshot, NeuronInfo
-from data_api.epochs import EpochClock
+from common.epochs import EpochClock
 from scraping.epoch_gate import EpochGate, NonceBook
 from scraping.fairness import (
     FairSlots,

@@ -11,7 +11,6 @@ from consensus.assignment import ZipcodeAssignmentManager
 from scraping.synthetic import SyntheticWorld
 from vali_utils.blocks import LocalBlockSource
 from vali_utils.cycle import ConsensusCycle, eligible_miners
-from vali_utils.evaluator import Schedule
 
 pytestmark = pytest.mark.unit
 
@@ -44,13 +43,3 @@ def test_only_serving_non_validators_are_eligible():
     miners, endpoints = eligible_miners(graph(0))
     assert len(miners) == 40
     assert set(endpoints) == {m.hotkey for m in miners}
-
-
-def test_epochs_align_to_the_wall_clock():
-    schedule = Schedule(20.0, 0.75)
-    assert schedule.epoch_of(1000.0) == 50
-    assert schedule.collect_deadline(50) == 1015.0
-    assert schedule.tiebreak_deadline(50) == 1017.5
-    # Early in an epoch: join it; late: wait for the next boundary.
-    assert schedule.next_cycle(1001.0) == (50, 1000.0)
-    assert schedule.next_cycle(1012.0) == (51, 1020.0)
