@@ -7,6 +7,7 @@ comes only from seeded digests.
 
     manager = ZipcodeAssignmentManager(AssignmentConfig())
     plan = manager.create_plan(zipcodes, miners, seed=epoch_seed)
+    plan = manager.plan_batches(block_batches, miners, seed=epoch_seed)  # batches given
     for group in plan.groups: ...     # batch_id, overlap_group, zipcodes, miners
     plan.relaxations                   # [] when every rule held
 
@@ -26,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -123,6 +124,12 @@ def _unique_miners(miners: Iterable[MinerInfo]) -> list[MinerInfo]:
     return sorted(by_hotkey.values())
 
 
+def _checked_seed(seed: bytes) -> bytes:
+    if not isinstance(seed, bytes | bytearray) or not seed:
+        raise ValueError("seed must be non-empty bytes")
+    return bytes(seed)
+
+
 def _unique_zipcodes(zipcodes: Iterable[str]) -> list[str]:
     unique = set()
     for zipcode in zipcodes:
@@ -147,20 +154,52 @@ class ZipcodeAssignmentManager:
         every validator knows). Returns the plan. Raises ValueError for a
         malformed zipcode, an empty seed or contradictory miner entries.
         """
-        if not isinstance(seed, bytes | bytearray) or not seed:
-            raise ValueError("seed must be non-empty bytes")
-        seed = bytes(seed)
+        seed = _checked_seed(seed)
         cfg = self.config
         ordered_zips = sorted(_unique_zipcodes(zipcodes), key=lambda z: _digest(seed, "zip", z))
-        pool = _unique_miners(miners)
-
         capacity = cfg.zipcodes_per_batch * cfg.max_batches_per_cycle
         chosen, unassigned = ordered_zips[:capacity], ordered_zips[capacity:]
         batch_zips = [
             tuple(sorted(chosen[i : i + cfg.zipcodes_per_batch]))
             for i in range(0, len(chosen), cfg.zipcodes_per_batch)
         ]
+        return self._plan(batch_zips, unassigned, miners, seed)
 
+    def plan_batches(
+        self, batches: Sequence[Sequence[str]], miners: list[MinerInfo], seed: bytes
+    ) -> AssignmentPlan:
+        """Give each of the given batches ``overlap_factor`` disjoint groups.
+
+        Takes batches already made (a Data API block's, in its order: batch
+        ``i`` of the plan is ``batches[i]``), the eligible miners and the epoch
+        seed. Batches past ``max_batches_per_cycle`` are left unassigned.
+        Returns the plan. Raises ValueError for a malformed or repeated
+        zipcode, an empty batch, an empty seed or contradictory miner entries.
+        """
+        seed = _checked_seed(seed)
+        seen: set[str] = set()
+        batch_zips: list[tuple[str, ...]] = []
+        for index, batch in enumerate(batches):
+            zips = _unique_zipcodes(batch)
+            if not zips:
+                raise ValueError(f"batch {index} has no zipcode")
+            if len(zips) != len(batch) or seen.intersection(zips):
+                raise ValueError(f"batch {index} repeats a zipcode")
+            seen.update(zips)
+            batch_zips.append(tuple(zips))
+        cap = self.config.max_batches_per_cycle
+        unassigned = sorted(z for zips in batch_zips[cap:] for z in zips)
+        return self._plan(batch_zips[:cap], unassigned, miners, seed)
+
+    def _plan(
+        self,
+        batch_zips: list[tuple[str, ...]],
+        unassigned: list[str],
+        miners: list[MinerInfo],
+        seed: bytes,
+    ) -> AssignmentPlan:
+        cfg = self.config
+        pool = _unique_miners(miners)
         load = np.zeros(len(pool), dtype=np.int64)
         # One digest per miner, mixed with a per-batch mask: a fresh seeded order
         # for every batch at the cost of a vector XOR (the plan must take < 20 ms).

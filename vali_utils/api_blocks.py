@@ -36,6 +36,9 @@ class ApiBlocks:
             return epoch_block(await self.api.block(epoch))
         except (DataAPIUnavailable, DataAPIRefused) as exc:
             raise BlocksUnavailable(str(exc)) from exc
+        except ValueError as exc:  # a block no plan can be built from: not followed
+            logger.error("epoch %d: unusable block from the Data API: %s", epoch, exc)
+            raise BlocksUnavailable(str(exc)) from exc
 
     async def honeypots(self, epoch: int) -> dict[str, Honeypot]:
         try:

@@ -1,18 +1,66 @@
-"""Where an epoch's zipcodes come from, until the Data API serves blocks.
+"""An epoch's block in the shape the validator's cycle takes, and where it comes from.
 
-``LocalBlockSource`` derives the block from (netuid, epoch) alone, so every
-validator of the local subnet gets the same zipcodes and the same seed for
-the same epoch without talking to anyone. The Data API replaces it on real
-networks (its own issue).
+A Data API block (``vali_utils.data_api_client.epoch_block``) carries its
+``layout`` (the batches and the group settings) and its deadlines: the block
+is the plan's contract, so every validator follows them whatever its own
+settings say (``vali_utils/cycle.py`` logs a disagreement once).
+
+    block = epoch_block(zipcode_block)                  # from the Data API
+    config = block.layout.assignment_config(local)      # what the plan is built with
+    collect, tiebreak = block_deadlines(block, local_collect, local_tiebreak)  # the block's
+
+``LocalBlockSource`` derives a block from (netuid, epoch) alone, for a local
+subnet with no Data API: every validator gets the same zipcodes and seed, and
+batches them with its own settings (there is no owner to follow).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from config.consensus import AssignmentConfig
 from scraping.synthetic import SyntheticWorld
+
+# Tie-break lookups end half-way through what the epoch has left after the
+# collect deadline: the validator's own schedule (vali_utils/evaluator.py
+# Schedule.tiebreak_deadline) applies the same share to its local deadline.
+TIEBREAK_SHARE_OF_REST = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class BlockLayout:
+    """How the Data API split its block: batches in order, and the group settings."""
+
+    batches: tuple[tuple[str, ...], ...]
+    zipcodes_per_batch: int
+    groups_per_batch: int
+    miners_per_group: int
+
+    def assignment_config(self, local: AssignmentConfig) -> AssignmentConfig:
+        """The plan's configuration: the block's settings over ``local``'s.
+
+        The batch count is the block's too, so a validator's own cap on
+        batches cannot cut the plan short. The coldkey rules are not in the
+        block and stay ``local``'s (code defaults, the same in every release).
+        """
+        return replace(
+            local,
+            zipcodes_per_batch=self.zipcodes_per_batch,
+            miners_per_group=self.miners_per_group,
+            overlap_factor=self.groups_per_batch,
+            max_batches_per_cycle=max(1, len(self.batches)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BlockTimes:
+    """The Data API's times of an epoch, unix seconds: start, miners' data due, end."""
+
+    issued_at: float
+    expires_at: float  # the Data API refuses uploads and reveals honeypots from here on
+    ends_at: float  # the next epoch starts
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,11 +72,47 @@ class EpochBlock:
     expected_properties_per_zipcode: int = 50
     nonce: str | None = None  # the Data API's epoch nonce; miners' data must carry it
     expected: Mapping[str, int] = field(default_factory=dict)  # per zipcode, when known
+    layout: BlockLayout | None = None  # the Data API's batches and settings; None: local
+    times: BlockTimes | None = None  # the Data API's epoch times; None: local
 
     def expected_counts(self) -> dict[str, int]:
         return {
             z: self.expected.get(z, self.expected_properties_per_zipcode) for z in self.zipcodes
         }
+
+
+def config_disagreements(
+    local: AssignmentConfig, followed: AssignmentConfig
+) -> dict[str, tuple[int, int]]:
+    """Settings where ``local`` differs from what the plan follows: name -> (local, followed)."""
+    names = ("zipcodes_per_batch", "miners_per_group", "overlap_factor", "max_batches_per_cycle")
+    return {
+        name: (getattr(local, name), getattr(followed, name))
+        for name in names
+        if getattr(local, name) != getattr(followed, name)
+    }
+
+
+def block_deadlines(
+    block: EpochBlock, collect_s: float, tiebreak_s: float | None
+) -> tuple[float, float | None]:
+    """The (collect, tie-break) deadlines of the cycle: the block's when it carries them.
+
+    ``collect_s`` and ``tiebreak_s`` are the validator's own (its schedule).
+    A block whose epoch holds the local collect deadline is followed: miners'
+    data is due at its ``expires_at`` (when the Data API stops handing out
+    upload URLs and reveals the honeypots), and tie-breaks end half-way
+    through what is left of its epoch after that. A block whose epoch does
+    not hold the local deadline was issued on an epoch clock of another
+    length: it cannot be followed, and the local deadlines stay.
+    """
+    times = block.times
+    if times is None or not times.issued_at <= collect_s <= times.ends_at:
+        return collect_s, tiebreak_s
+    if tiebreak_s is None:
+        return times.expires_at, None
+    rest = times.ends_at - times.expires_at
+    return times.expires_at, times.expires_at + TIEBREAK_SHARE_OF_REST * rest
 
 
 class LocalBlockSource:

@@ -16,8 +16,14 @@ hotkey) it was sent to; answers are written back into that object, so a
 response can never be credited to the wrong miner by position. Sending,
 polling and the restart-safe bookkeeping are ``vali_utils/exchange.py``'s.
 
-    cycle = ConsensusCycle(client, engine, manager, verifier, poll_s=5)
+    cycle = ConsensusCycle(client, engine, manager, SpotChecker(verifier, metric), poll_s=5)
     outcome = await cycle.run(block, graph, credibility, deadline_wall)
+    outcome.spot_check_failures, outcome.spot_checks_mostly_failed
+
+A Data API block is the plan's contract: the plan is built from its batches
+and its settings (``EpochBlock.layout``), and the collect and tie-break
+deadlines from its times, whatever the validator's own settings say; a
+validator whose settings disagree logs it once and follows the block.
 """
 
 from __future__ import annotations
@@ -50,15 +56,16 @@ from vali_utils.assignments import (
     record_bound,
     tiebreak_answers,
 )
-from vali_utils.blocks import EpochBlock
+from vali_utils.blocks import EpochBlock, block_deadlines, config_disagreements
 from vali_utils.exchange import MinerExchange
 from vali_utils.s3_verify import verify_manifests
-from vali_utils.spot_check import Verifier
+from vali_utils.spot_check import Verifier, mostly_failed, spot_checker
 from vali_utils.store import ValidatorStore
 
 logger = logging.getLogger(__name__)
 
 HONEYPOT_MARGIN_S = 1.0  # past the deadline before honeypots are asked for (clock skew)
+DEADLINE_TOLERANCE_S = 1.0  # local and block deadlines closer than this agree
 
 
 @dataclass
@@ -76,6 +83,13 @@ class CycleOutcome:
     block: EpochBlock | None = None
     s3_verdicts: dict[str, ManifestVerdict] = field(default_factory=dict)
     responders: int = 0  # miners that sent a manifest
+    # Spot checks without a verdict, by reason (spot_check.UNAVAILABLE, TIMEOUT, ERROR).
+    spot_check_failures: Counter = field(default_factory=Counter)
+
+    @property
+    def spot_checks_mostly_failed(self) -> bool:
+        """More than half of the cycle's spot checks gave no verdict: the report must say so."""
+        return mostly_failed(self.spot_check_failures, len(self.spot_checks))
 
 
 def eligible_miners(graph: MetagraphSnapshot) -> tuple[list[MinerInfo], dict[str, str]]:
@@ -109,18 +123,71 @@ class ConsensusCycle:
     ) -> None:
         self.exchange = MinerExchange(client, concurrency, poll_s, request_timeout_s, store)
         self.engine = engine
-        self.manager = manager
-        self.verifier = verifier
+        self.manager = manager  # its config: the local settings, for blocks without a layout
+        self.checker = spot_checker(verifier)
         self.request_timeout_s = request_timeout_s
         self.store = store
         self.honeypots = honeypots
         self.s3 = s3
+        self._disagreements_told: set[tuple] = set()
 
     def plan(
         self, block: EpochBlock, graph: MetagraphSnapshot
     ) -> tuple[AssignmentPlan, dict[str, str]]:
         miners, endpoints = eligible_miners(graph)
-        return self.manager.create_plan(list(block.zipcodes), miners, block.seed), endpoints
+        return self._plan(block, miners), endpoints
+
+    def _plan(self, block: EpochBlock, miners: list[MinerInfo]) -> AssignmentPlan:
+        """The block's plan: its batches and settings when it has them, else local settings."""
+        if block.layout is None:
+            return self.manager.create_plan(list(block.zipcodes), miners, block.seed)
+        local = self.manager.config
+        config = block.layout.assignment_config(local)
+        disagreements = config_disagreements(local, config)
+        if disagreements:
+            self._tell_once(
+                "settings",
+                tuple(sorted(disagreements.items())),
+                "epoch %d: local assignment settings disagree with the Data API block's; the"
+                " block's are followed (setting: (local, block)): %s",
+                block.epoch,
+                disagreements,
+            )
+        return ZipcodeAssignmentManager(config).plan_batches(
+            block.layout.batches, miners, block.seed
+        )
+
+    def _deadlines(
+        self, block: EpochBlock, collect_s: float, tiebreak_s: float | None
+    ) -> tuple[float, float | None]:
+        """The block's collect and tie-break deadlines; a disagreement is logged once."""
+        times = block.times
+        if times is not None and not times.issued_at <= collect_s <= times.ends_at:
+            self._tell_once(
+                "clock",
+                None,
+                "epoch %d: the Data API block's epoch does not hold the local collect deadline"
+                " (an epoch clock of another length?): the local deadlines are kept",
+                block.epoch,
+            )
+        followed = block_deadlines(block, collect_s, tiebreak_s)
+        if abs(followed[0] - collect_s) > DEADLINE_TOLERANCE_S:
+            self._tell_once(
+                "deadline",
+                round(followed[0] - collect_s),
+                "epoch %d: the local collect deadline is %+.0fs from the Data API block's; the"
+                " block's is followed (miners' data is due then)",
+                block.epoch,
+                collect_s - followed[0],
+            )
+        return followed
+
+    def _tell_once(self, kind: str, what: object, message: str, *args: object) -> None:
+        """Log a disagreement with the block the first time it is seen (warnings, not noise)."""
+        if (kind, what) in self._disagreements_told:
+            return
+        self._disagreements_told.add((kind, what))
+        logger.warning(message, *args)
 
     async def run(
         self,
@@ -138,7 +205,10 @@ class ConsensusCycle:
             miners, endpoints, resumed = await self.store.begin_cycle(
                 block.epoch, miners, endpoints
             )
-        plan = self.manager.create_plan(list(block.zipcodes), miners, block.seed)
+        plan = self._plan(block, miners)
+        deadline_wall, tiebreak_deadline_wall = self._deadlines(
+            block, deadline_wall, tiebreak_deadline_wall
+        )
         logger.info(
             "epoch %d: plan %s: %d groups, %d miners, relaxations %s",
             block.epoch,
@@ -230,12 +300,12 @@ class ConsensusCycle:
             await self.exchange.restore(block.epoch, tb_assignments)
         timings["consensus_s"] = time.monotonic() - started
         started = time.monotonic()
-        (verdicts, unchecked), lookup_drops = await asyncio.gather(
+        (verdicts, failures), lookup_drops = await asyncio.gather(
             self._verify(requests, block.epoch),
             self._tiebreak_round(tb_assignments, tiebreak_deadline_wall, block.epoch),
         )
         dropped.update(lookup_drops)
-        dropped.update(unchecked)
+        dropped.update({f"spot_check_{reason}": n for reason, n in failures.items()})
         await self.exchange.save(block.epoch, tb_assignments, "tiebreaks", force=True)
         timings["verify_s"] = time.monotonic() - started
         started = time.monotonic()
@@ -271,6 +341,7 @@ class ConsensusCycle:
             block=block,
             s3_verdicts=s3_verdicts,
             responders=responders,
+            spot_check_failures=failures,
         )
 
     def _tiebreak_assignments(
@@ -392,15 +463,17 @@ class ConsensusCycle:
     async def _verify(
         self, requests: list[SpotCheckRequest], epoch: int
     ) -> tuple[list[tuple[SpotCheckRequest, Verdict]], Counter]:
-        """Spot-check verdicts, and the checks that failed (by reason).
+        """Spot-check verdicts, and the checks that gave none (by reason).
 
-        Verdicts found before a restart are reused, not asked again. A source
-        that cannot answer is the verifier's ``NO_EVIDENCE``; a check over its
-        time is no evidence too (``spot_check_timeout``). Any other failure is
-        a bug in the verifier: its traceback is logged and it is counted
-        (``spot_check_error``, in the epoch's ``dropped``) and it judges nobody,
-        since a wrong "no evidence" costs no miner anything while a crash
-        would cost the whole cycle.
+        Verdicts found before a restart are reused, not asked again. The
+        checker sorts failures (``vali_utils/spot_check.py``): a source that
+        cannot tell or a check over its time is no evidence; any other error
+        is a verifier bug, logged with its traceback and counted (reason
+        ``error``, in the epoch's ``dropped`` as ``spot_check_error`` and in
+        the metric). Every failed check judges nobody, since a wrong "no
+        evidence" costs no miner anything while a crash would cost the whole
+        cycle; a cycle where most checks failed says so (warning, and
+        ``CycleOutcome.spot_checks_mostly_failed``).
         """
         known = await self.store.verdicts(epoch) if self.store is not None else {}
         failed: Counter = Counter()
@@ -409,19 +482,22 @@ class ConsensusCycle:
             stored = known.get((request.zipcode, request.zpid, request.record_hash))
             if stored is not None:
                 return request, Verdict(stored)
-            try:
-                return request, await asyncio.wait_for(
-                    self.verifier.verify(request), self.request_timeout_s
-                )
-            except TimeoutError:
-                failed["spot_check_timeout"] += 1
-            except Exception:  # counted: a verifier bug, see the docstring
-                failed["spot_check_error"] += 1
-                logger.exception("spot check of zpid %s failed: no evidence", request.zpid)
-            return request, Verdict.NO_EVIDENCE
+            verdict, failure = await self.checker.check(request, self.request_timeout_s, "cycle")
+            if failure is not None:
+                failed[failure] += 1
+            return request, verdict
 
         verdicts = list(await asyncio.gather(*(one(r) for r in requests)))
-        if failed:
+        if mostly_failed(failed, len(requests)):
+            logger.error(
+                "epoch %d: %d of %d spot checks gave no verdict (%s): this cycle's spot checks"
+                " judged almost nobody",
+                epoch,
+                sum(failed.values()),
+                len(requests),
+                dict(failed),
+            )
+        elif failed:
             logger.warning("epoch %d: spot checks without an answer: %s", epoch, dict(failed))
         if self.store is not None:
             await self.store.save_verdicts(

@@ -51,7 +51,7 @@ from common.data_api_models import (
 )
 from common.protocol import ErrorBody
 from common.signed_http import SignedAnswer, SignedClient
-from vali_utils.blocks import EpochBlock
+from vali_utils.blocks import BlockLayout, BlockTimes, EpochBlock
 
 logger = logging.getLogger(__name__)
 
@@ -315,10 +315,24 @@ def epoch_block(block: ZipcodeBlock) -> EpochBlock:
 
     Zipcodes in the block's order; the seed's 8 bytes (big-endian) as the plan
     seed; the epoch nonce; the expected listings per zipcode (their mean for
-    a zipcode without one).
+    a zipcode without one); the block's batches and settings as its
+    ``layout`` and its times, which every validator's plan and deadlines
+    follow. Raises ValueError for a block that lists a zipcode twice (no
+    plan can be built from it).
     """
     zipcodes = tuple(block.zipcodes())
+    if len(set(zipcodes)) != len(zipcodes):
+        raise ValueError(f"block {block.block_id} of epoch {block.epoch_id} repeats a zipcode")
     expected = [z.expected_properties for b in block.batches for z in b.zipcodes]
+    layout = BlockLayout(
+        batches=tuple(tuple(z.zipcode for z in b.zipcodes) for b in block.batches),
+        zipcodes_per_batch=block.config.zipcodes_per_batch,
+        groups_per_batch=block.config.groups_per_batch,
+        miners_per_group=block.config.miners_per_group,
+    )
+    times = BlockTimes(
+        block.issued_at.timestamp(), block.expires_at.timestamp(), block.ends_at.timestamp()
+    )
     return EpochBlock(
         epoch=block.epoch_id,
         block_id=block.block_id,
@@ -327,6 +341,8 @@ def epoch_block(block: ZipcodeBlock) -> EpochBlock:
         expected_properties_per_zipcode=round(sum(expected) / len(expected)) if expected else 50,
         nonce=block.nonce,
         expected={z.zipcode: z.expected_properties for b in block.batches for z in b.zipcodes},
+        layout=layout,
+        times=times,
     )
 
 

@@ -74,6 +74,13 @@ class ValidatorMetrics:
             ["result"],
             registry=r,
         )
+        self.spot_check_failures = Counter(
+            "validator_spot_check_failures",
+            "spot checks without a verdict, by reason (unavailable, timeout, error: a verifier"
+            " bug) and phase (cycle, s3_eval)",
+            ["reason", "phase"],
+            registry=r,
+        )
         self.phase("idle")
         self.set_mode("consensus")
 

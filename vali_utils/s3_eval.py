@@ -21,12 +21,16 @@ absent from the miner's folder listed in full; ``s3_verify.fetch_corroborated``)
 When at least ``S3EvalConfig.outage_share`` of the miners could not be read,
 S3 or the Data API was failing: the whole round gives no evidence. A folder
 padded past ``max_keys_per_miner`` is evidence against its miner (reward 0).
+A spot check whose source cannot tell is no evidence; a verifier failing in
+any other way is a bug, logged with its traceback and counted in the
+checker's metric, and a round where most spot checks failed logs an error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from common.s3_layout import InvalidKey, parse_key
@@ -46,7 +50,7 @@ from consensus.s3_checks import (
 from consensus.types import SpotCheckRequest, Verdict
 from vali_utils.s3_reader import BucketReader, FolderPadded, Listing, StorageUnavailable
 from vali_utils.s3_verify import fetch_decoded
-from vali_utils.spot_check import Verifier
+from vali_utils.spot_check import SpotChecker, Verifier, mostly_failed, spot_checker
 
 logger = logging.getLogger(__name__)
 
@@ -113,13 +117,14 @@ async def evaluate_miners(
     )
 
     unread: set[str] = set()  # miners S3 or the Data API could not be read for
+    checks = _SpotChecks(spot_checker(verifier)) if verifier is not None else None
 
     async def one(hotkey: str) -> S3Evaluation:
         async with at_once:
             try:
                 return await _evaluate_one(
                     reader, hotkey, epoch, seed, now, assignments.get(hotkey, {}),
-                    last_consensus, settings, cfg, verifier, expected_nonce, cutoff, calls,
+                    last_consensus, settings, cfg, checks, expected_nonce, cutoff, calls,
                 )  # fmt: skip
             except StorageUnavailable as exc:
                 logger.info(
@@ -144,6 +149,15 @@ async def evaluate_miners(
     results = {
         r.hotkey: r for r in await asyncio.gather(*(one(hk) for hk in dict.fromkeys(miners)))
     }
+    if checks is not None and mostly_failed(checks.failed, checks.asked):
+        logger.error(
+            "S3 evaluation of epoch %d: %d of %d spot checks gave no verdict (%s): the round's"
+            " spot checks judged almost nobody",
+            epoch,
+            sum(checks.failed.values()),
+            checks.asked,
+            dict(checks.failed),
+        )
     failed = len(unread)
     if is_outage(failed, len(results), cfg.outage_share):
         # Reads that did answer during an outage may have been degraded (a node
@@ -169,7 +183,7 @@ async def _evaluate_one(
     last_consensus: Mapping[str, Mapping[str, Mapping[int, int | None]]],
     settings: S3Settings,
     cfg: S3EvalConfig,
-    verifier: Verifier | None,
+    checks: _SpotChecks | None,
     expected_nonce: str | None,
     cutoff: float | None,
     calls: asyncio.Semaphore,
@@ -193,9 +207,9 @@ async def _evaluate_one(
             raise outcome  # StorageUnavailable, FolderPadded: `one` judges; others are bugs
     sampled = [o for o in outcomes if isinstance(o, SampledFile)]
     verdicts: list[Verdict] = []
-    if verifier is not None and cfg.spot_checks_per_miner:
+    if checks is not None and cfg.spot_checks_per_miner:
         requests = select_spot_checks(seed, hotkey, sampled, cfg.spot_checks_per_miner)
-        verdicts = list(await asyncio.gather(*(_spot_check(verifier, r) for r in requests)))
+        verdicts = list(await asyncio.gather(*(checks.verdict(r) for r in requests)))
     evaluation = evaluate_miner(
         hotkey,
         listed=files,
@@ -222,9 +236,22 @@ async def _evaluate_one(
     return evaluation
 
 
-async def _spot_check(verifier: Verifier, request: SpotCheckRequest) -> Verdict:
-    try:
-        return await asyncio.wait_for(verifier.verify(request), SPOT_CHECK_TIMEOUT_S)
-    except Exception:  # our source failing says nothing about the miner
-        logger.exception("S3 evaluation spot check of zpid %s failed: no evidence", request.zpid)
-        return Verdict.NO_EVIDENCE
+class _SpotChecks:
+    """A round's spot checks through the validator's source, and the ones that gave no verdict.
+
+    Failures are sorted by the checker (``vali_utils/spot_check.py``): a source
+    that cannot tell is no evidence, anything else is a verifier bug, logged
+    with its traceback and counted in the metric.
+    """
+
+    def __init__(self, checker: SpotChecker) -> None:
+        self.checker = checker
+        self.asked = 0
+        self.failed: Counter = Counter()
+
+    async def verdict(self, request: SpotCheckRequest) -> Verdict:
+        self.asked += 1
+        verdict, failure = await self.checker.check(request, SPOT_CHECK_TIMEOUT_S, "s3_eval")
+        if failure is not None:
+            self.failed[failure] += 1
+        return verdict

@@ -11,7 +11,7 @@ from consensus.answers import hash_to_int
 from consensus.types import SpotCheckRequest, Verdict
 from scraping.source import SourceUnavailable
 from scraping.synthetic import SyntheticWorld
-from vali_utils.spot_check import SourceVerifier
+from vali_utils.spot_check import UNAVAILABLE, SourceVerifier, SpotChecker
 
 pytestmark = pytest.mark.unit
 
@@ -35,12 +35,18 @@ def request(record: dict) -> SpotCheckRequest:
     return SpotCheckRequest(ZIPCODE, zpid, hash_to_int(record_hash), fields, 0, "disputed")
 
 
+def checked(source, record) -> tuple[Verdict, str | None]:
+    """The verdict as the validator gets it: through the checker that sorts failures."""
+    checker = SpotChecker(SourceVerifier(source))
+    return asyncio.run(checker.check(request(record), timeout_s=5.0, phase="cycle"))
+
+
 def verdict(source, record) -> Verdict:
-    return asyncio.run(SourceVerifier(source).verify(request(record)))
+    return checked(source, record)[0]
 
 
 def test_source_failure_is_no_evidence():
-    assert verdict(FakeSource(fail=True), dict(TRUTH)) is Verdict.NO_EVIDENCE
+    assert checked(FakeSource(fail=True), dict(TRUTH)) == (Verdict.NO_EVIDENCE, UNAVAILABLE)
 
 
 def test_missing_listing_is_not_found_and_true_record_matches():
