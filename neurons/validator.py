@@ -53,7 +53,7 @@ from vali_utils.data_api_client import ValidatorDataAPI
 from vali_utils.evaluator import EnhancedMinerEvaluator
 from vali_utils.metrics import ValidatorMetrics
 from vali_utils.s3_pass import S3EvaluationPass, open_s3
-from vali_utils.spot_check import SourceVerifier, SyntheticVerifier
+from vali_utils.spot_check import SourceVerifier, SpotChecker, SyntheticVerifier
 from vali_utils.storage_watch import build_watch
 from vali_utils.store import ValidatorStore
 from vali_utils.store_file import StoreUnusable
@@ -132,6 +132,8 @@ async def _validate(settings: Settings, stop: asyncio.Event, store: ValidatorSto
         verifier = SourceVerifier(source, settings.request_timeout_s * 6)
     metrics = ValidatorMetrics()
     metrics.serve(settings.metrics_port, settings.host)
+    # One checker for the cycle and the S3 pass: a verifier's bugs are counted, not swallowed.
+    checker = SpotChecker(verifier, failures=metrics.spot_check_failures)
     watchdog = Watchdog(
         settings.watchdog_s or WATCHDOG_EPOCHS * settings.cycle_seconds,
         "consensus cycle, S3 evaluation pass or weight-set",
@@ -150,7 +152,7 @@ async def _validate(settings: Settings, stop: asyncio.Event, store: ValidatorSto
             s3_pass = (
                 S3EvaluationPass(
                     s3,
-                    verifier,
+                    checker,
                     config=settings.s3_eval,
                     reports_dir=settings.state_dir / "s3",
                     metrics=metrics,
@@ -163,10 +165,11 @@ async def _validate(settings: Settings, stop: asyncio.Event, store: ValidatorSto
             cycle = ConsensusCycle(
                 SignedClient(keypair, session, settings.request_timeout_s),
                 ConsensusEngine(ConsensusConfig()),
+                # Local settings: a Data API block's settings override them (logged once).
                 ZipcodeAssignmentManager(
                     AssignmentConfig(miners_per_group=settings.miners_per_group)
                 ),
-                verifier,
+                checker,
                 concurrency=settings.dispatch_concurrency,
                 poll_s=max(0.5, min(10.0, settings.cycle_seconds / 20)),
                 request_timeout_s=settings.request_timeout_s,
