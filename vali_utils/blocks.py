@@ -20,13 +20,9 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from common.epochs import EpochClock
 from config.consensus import AssignmentConfig
 from scraping.synthetic import SyntheticWorld
-
-# Tie-break lookups end half-way through what the epoch has left after the
-# collect deadline: the validator's own schedule (vali_utils/evaluator.py
-# Schedule.tiebreak_deadline) applies the same share to its local deadline.
-TIEBREAK_SHARE_OF_REST = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +57,18 @@ class BlockTimes:
     issued_at: float
     expires_at: float  # the Data API refuses uploads and reveals honeypots from here on
     ends_at: float  # the next epoch starts
+
+    def holds(self, unix_time: float) -> bool:
+        """True when these are the times of a well-formed epoch that holds ``unix_time``."""
+        return self.issued_at < self.expires_at <= self.ends_at and (
+            self.issued_at <= unix_time <= self.ends_at
+        )
+
+    def tiebreak_deadline(self) -> float:
+        """When tie-break lookups end: the epoch clock's rule on this epoch's times."""
+        length = self.ends_at - self.issued_at
+        clock = EpochClock(length, (self.expires_at - self.issued_at) / length)
+        return self.issued_at + clock.tiebreak_deadline(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,17 +110,15 @@ def block_deadlines(
     A block whose epoch holds the local collect deadline is followed: miners'
     data is due at its ``expires_at`` (when the Data API stops handing out
     upload URLs and reveals the honeypots), and tie-breaks end half-way
-    through what is left of its epoch after that. A block whose epoch does
-    not hold the local deadline was issued on an epoch clock of another
-    length: it cannot be followed, and the local deadlines stay.
+    through what is left of its epoch after that (``common/epochs.py``'s
+    rule). A block whose epoch does not hold the local deadline was issued on
+    an epoch clock of another length (or its times are out of order): it
+    cannot be followed, and the local deadlines stay.
     """
     times = block.times
-    if times is None or not times.issued_at <= collect_s <= times.ends_at:
+    if times is None or not times.holds(collect_s):
         return collect_s, tiebreak_s
-    if tiebreak_s is None:
-        return times.expires_at, None
-    rest = times.ends_at - times.expires_at
-    return times.expires_at, times.expires_at + TIEBREAK_SHARE_OF_REST * rest
+    return times.expires_at, None if tiebreak_s is None else times.tiebreak_deadline()
 
 
 class LocalBlockSource:

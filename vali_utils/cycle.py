@@ -162,12 +162,13 @@ class ConsensusCycle:
     ) -> tuple[float, float | None]:
         """The block's collect and tie-break deadlines; a disagreement is logged once."""
         times = block.times
-        if times is not None and not times.issued_at <= collect_s <= times.ends_at:
+        if times is not None and not times.holds(collect_s):
             self._tell_once(
                 "clock",
                 None,
                 "epoch %d: the Data API block's epoch does not hold the local collect deadline"
-                " (an epoch clock of another length?): the local deadlines are kept",
+                " (an epoch clock of another length, or times out of order): the local"
+                " deadlines are kept",
                 block.epoch,
             )
         followed = block_deadlines(block, collect_s, tiebreak_s)

@@ -8,6 +8,7 @@ built from (a zipcode twice) is refused, not re-batched into something else.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -16,7 +17,7 @@ from common.data_api_models import BlockBatch, BlockSettings, BlockZipcode, Zipc
 from config.consensus import AssignmentConfig
 from consensus.assignment import MinerInfo, ZipcodeAssignmentManager
 from vali_utils.api_blocks import ApiBlocks
-from vali_utils.blocks import EpochBlock, block_deadlines, config_disagreements
+from vali_utils.blocks import BlockTimes, EpochBlock, block_deadlines, config_disagreements
 from vali_utils.data_api_client import epoch_block
 from vali_utils.evaluator import BlocksUnavailable
 
@@ -127,3 +128,9 @@ def test_a_local_block_keeps_the_local_deadlines():
     served = epoch_block(wire_block(BATCHES))
     assert block_deadlines(served, START + 5400, START + 6300) == (START + 3600, START + 5400)
     assert block_deadlines(served, START + 5400, None) == (START + 3600, None)
+
+
+def test_block_times_out_of_order_are_not_followed():
+    served = epoch_block(wire_block(BATCHES))
+    backwards = replace(served, times=BlockTimes(START, START + 7200, START + 3600))
+    assert block_deadlines(backwards, START + 5400, START + 6300) == (START + 5400, START + 6300)
