@@ -169,12 +169,15 @@ class MinerService:
 
     async def _prune_every(self) -> None:
         # At start (a miner that was down long has the most to prune), then once an epoch.
+        every = self.retention.every_s
         while True:
             try:
                 await self.prune()
             except sqlite3.Error:  # disk full, or the file went read-only: try next time
-                logger.exception("pruning failed; next try in %.0fs", self.retention.every_s)
-            await asyncio.sleep(self.retention.every_s)
+                logger.exception("pruning failed; next try in %.0fs", every)
+            # On the wall clock's grid, as epochs are: the same point of every epoch, so
+            # what is kept between two prunings does not drift from epoch to epoch.
+            await asyncio.sleep(every - time.time() % every)
 
     async def handle(
         self, caller: NeuronInfo, request: DataAssignmentRequest

@@ -35,6 +35,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,6 +84,7 @@ class RoundResult:
     lookups_answered: int = 0
     recent_answered: bool | None = None  # a request within the retention: still answered
     old_forgotten: bool | None = None  # a request long past it: gone
+    dropped: Counter = field(default_factory=Counter)  # assignments not revealed, by reason
 
 
 @dataclass
@@ -177,7 +179,8 @@ async def run_round(
         exchange = MinerExchange(validator.client, poll_s=POLL_S)
         await exchange.dispatch(assignments)
         await exchange.collect(assignments, deadline, epoch)
-        await exchange.reveal(assignments, deadline, epoch)
+        result.dropped.update(await exchange.reveal(assignments, deadline, epoch))
+        result.dropped["no_commitment"] += sum(x.commitment is None for x in assignments)
         result.sent += len(assignments)
         result.accepted += sum(x.accepted for x in assignments)
         result.revealed += sum(x.manifest is not None for x in assignments)
@@ -212,16 +215,27 @@ async def drive(
     ``on_round(n, result)`` is awaited as round ``n`` (1-based) finishes, in order.
     """
     first = int(time.time() // plan.epoch_s) + 1
-    tasks = []
-    for n in range(rounds):
-        epoch = first + n
-        await asyncio.sleep(max(0.0, epoch * plan.epoch_s - time.time()))
-        tasks.append(asyncio.create_task(run_round(a, b, miner, endpoint, epoch, plan)))
+    started: asyncio.Queue[asyncio.Task] = asyncio.Queue()
+
+    async def launch() -> None:
+        for epoch in range(first, first + rounds):
+            await asyncio.sleep(max(0.0, epoch * plan.epoch_s - time.time()))
+            started.put_nowait(asyncio.create_task(run_round(a, b, miner, endpoint, epoch, plan)))
+
+    # Rounds are started on time while finished ones are looked at, so the
+    # figures after round n are taken then, not at the end.
+    launcher = asyncio.create_task(launch())
     results = []
-    for n, task in enumerate(tasks, 1):
-        results.append(await task)
-        if on_round is not None:
-            await on_round(n, results[-1])
+    try:
+        for n in range(1, rounds + 1):
+            results.append(await (await started.get()))
+            if on_round is not None:
+                await on_round(n, results[-1])
+        await launcher
+    finally:
+        launcher.cancel()
+        while not started.empty():
+            started.get_nowait().cancel()
     return results
 
 
@@ -295,6 +309,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict:
     plan = RoundPlan(args.assignments, args.zipcodes, args.epoch_seconds)
     database = workdir / "miner-miner-default" / "miner.sqlite"
     samples: dict[int, dict] = {}
+    series: dict[int, dict] = {}  # every 20 rounds: the curve between the two samples
     try:
         endpoint = wait_for_endpoint(chain, people["miner"].hotkey, process)
         miner = MinerInfo(2, people["miner"].hotkey, people["miner"].coldkey)
@@ -302,8 +317,10 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict:
         async def on_round(n: int, result: RoundResult) -> None:
             if n in (args.early, args.epochs):
                 samples[n] = {**memory_mb(process.pid), **database_figures(database)}
-            if n % 20 == 0:
-                print(f"round {n}: {memory_mb(process.pid)}", file=sys.stderr, flush=True)
+            if n % 20 == 0 or n == args.early:
+                series[n] = {**memory_mb(process.pid), **database_figures(database)}
+                series[n].pop("rows")
+                print(f"round {n}: {series[n]}", file=sys.stderr, flush=True)
 
         async with aiohttp.ClientSession() as session:
             a = Validator("alice", SignedClient(people["alice"].keypair, session))
@@ -321,6 +338,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict:
         "assignments_sent": sum(r.sent for r in results),
         "assignments_revealed": sum(r.revealed for r in results),
         "lookups_answered": sum(r.lookups_answered for r in results),
+        "not_revealed": dict(sum((r.dropped for r in results), Counter())),
         "rounds_recent_request_answered": sum(bool(r.recent_answered) for r in checked),
         "rounds_old_request_forgotten": sum(bool(r.old_forgotten) for r in checked),
         "rounds_checked": len(checked),
@@ -328,6 +346,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict:
         f"after_{args.epochs}": last,
         "rss_ratio": round(last["vmrss"] / early["vmrss"], 3),
         "db_ratio": round(last["db_and_wal_mb"] / early["db_and_wal_mb"], 3),
+        "series": series,
     }
 
 
