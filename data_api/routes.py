@@ -34,6 +34,7 @@ from common.epochs import EpochClock
 from common.s3_layout import InvalidKey
 from common.signed_http import RequestRefused, SignedCall
 from config.data_api import BlockConfig, UploadLimits
+from config.limits import MAX_FILE_BYTES
 from data_api.metrics import ApiMetrics
 from data_api.s3 import (
     BadContinuationToken,
@@ -63,7 +64,7 @@ class ApiOptions:
     min_validator_stake: float = 0.0
     requests_per_minute: int = 600
     max_body_bytes: int = 1024 * 1024
-    upload_max_bytes: int = 64 * 1024 * 1024
+    upload_max_bytes: int = MAX_FILE_BYTES  # what miners and validators accept
     url_expiry_s: float = 900.0
     # DATA_API_UPLOADS_PER_ZIPCODE (from_settings); the default and its reason: UploadLimits.
     uploads: UploadLimits = field(default_factory=UploadLimits)

@@ -82,6 +82,7 @@ class EnhancedMinerEvaluator:
         min_eligible_miners: int = 2,
         max_cycles: int = 0,
         scoring: ScoringConfig | None = None,
+        s3_config: S3EvalConfig | None = None,
         watchdog: Watchdog | None = None,
         report_status: Callable[[int, dict], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.time,
@@ -102,8 +103,9 @@ class EnhancedMinerEvaluator:
         self.scoring = scoring or ScoringConfig()
         self.watchdog = watchdog
         self.report_status = report_status
-        # Weights carry the S3 factor (1 for a miner never evaluated from S3).
-        self.s3_config = S3EvalConfig()
+        # Weights carry the S3 factor (1 for a miner never evaluated from S3):
+        # the same S3EvalConfig as the S3 pass's (settings.s3_eval).
+        self.s3_config = s3_config or S3EvalConfig()
         self.clock = clock
         self.sleep = sleep
         self.state = ScoringState()
