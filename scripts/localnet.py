@@ -335,6 +335,9 @@ class Subnet:
             str(self.args.collect_fraction),
             "--block.zipcodes",
             str(self.args.zipcodes),
+            # The block carries the group size, and validators follow the block's.
+            "--miners.per.group",
+            str(self.args.miners_per_group),
             # No-residential honeypots (the synthetic market leaves real PO-box
             # zipcodes empty): one in twenty zipcodes.
             "--block.honeypots",

@@ -473,7 +473,7 @@ class ConsensusCycle:
         ``error``, in the epoch's ``dropped`` as ``spot_check_error`` and in
         the metric). Every failed check judges nobody, since a wrong "no
         evidence" costs no miner anything while a crash would cost the whole
-        cycle; a cycle where most checks failed says so (warning, and
+        cycle; a cycle where most checks failed says so (an error logged, and
         ``CycleOutcome.spot_checks_mostly_failed``).
         """
         known = await self.store.verdicts(epoch) if self.store is not None else {}
