@@ -20,10 +20,8 @@ polling and the restart-safe bookkeeping are ``vali_utils/exchange.py``'s.
     outcome = await cycle.run(block, graph, credibility, deadline_wall)
     outcome.spot_check_failures, outcome.spot_checks_mostly_failed
 
-A Data API block is the plan's contract: the plan is built from its batches
-and its settings (``EpochBlock.layout``), and the collect and tie-break
-deadlines from its times, whatever the validator's own settings say; a
-validator whose settings disagree logs it once and follows the block.
+A Data API block is the plan's contract: the plan and the deadlines follow
+it, whatever the validator's own settings say (``vali_utils/block_plan.py``).
 """
 
 from __future__ import annotations
@@ -56,7 +54,8 @@ from vali_utils.assignments import (
     record_bound,
     tiebreak_answers,
 )
-from vali_utils.blocks import EpochBlock, block_deadlines, config_disagreements
+from vali_utils.block_plan import BlockPlanner
+from vali_utils.blocks import EpochBlock
 from vali_utils.exchange import MinerExchange
 from vali_utils.s3_verify import verify_manifests
 from vali_utils.spot_check import Verifier, mostly_failed, spot_checker
@@ -65,7 +64,6 @@ from vali_utils.store import ValidatorStore
 logger = logging.getLogger(__name__)
 
 HONEYPOT_MARGIN_S = 1.0  # past the deadline before honeypots are asked for (clock skew)
-DEADLINE_TOLERANCE_S = 1.0  # local and block deadlines closer than this agree
 
 
 @dataclass
@@ -123,72 +121,18 @@ class ConsensusCycle:
     ) -> None:
         self.exchange = MinerExchange(client, concurrency, poll_s, request_timeout_s, store)
         self.engine = engine
-        self.manager = manager  # its config: the local settings, for blocks without a layout
+        self.planner = BlockPlanner(manager)
         self.checker = spot_checker(verifier)
         self.request_timeout_s = request_timeout_s
         self.store = store
         self.honeypots = honeypots
         self.s3 = s3
-        self._disagreements_told: set[tuple] = set()
 
     def plan(
         self, block: EpochBlock, graph: MetagraphSnapshot
     ) -> tuple[AssignmentPlan, dict[str, str]]:
         miners, endpoints = eligible_miners(graph)
-        return self._plan(block, miners), endpoints
-
-    def _plan(self, block: EpochBlock, miners: list[MinerInfo]) -> AssignmentPlan:
-        """The block's plan: its batches and settings when it has them, else local settings."""
-        if block.layout is None:
-            return self.manager.create_plan(list(block.zipcodes), miners, block.seed)
-        local = self.manager.config
-        config = block.layout.assignment_config(local)
-        disagreements = config_disagreements(local, config)
-        if disagreements:
-            self._tell_once(
-                "settings",
-                tuple(sorted(disagreements.items())),
-                "epoch %d: local assignment settings disagree with the Data API block's; the"
-                " block's are followed (setting: (local, block)): %s",
-                block.epoch,
-                disagreements,
-            )
-        return ZipcodeAssignmentManager(config).plan_batches(
-            block.layout.batches, miners, block.seed
-        )
-
-    def _deadlines(
-        self, block: EpochBlock, collect_s: float, tiebreak_s: float | None
-    ) -> tuple[float, float | None]:
-        """The block's collect and tie-break deadlines; a disagreement is logged once."""
-        times = block.times
-        if times is not None and not times.holds(collect_s):
-            self._tell_once(
-                "clock",
-                None,
-                "epoch %d: the Data API block's epoch does not hold the local collect deadline"
-                " (an epoch clock of another length, or times out of order): the local"
-                " deadlines are kept",
-                block.epoch,
-            )
-        followed = block_deadlines(block, collect_s, tiebreak_s)
-        if abs(followed[0] - collect_s) > DEADLINE_TOLERANCE_S:
-            self._tell_once(
-                "deadline",
-                round(followed[0] - collect_s),
-                "epoch %d: the local collect deadline is %+.0fs from the Data API block's; the"
-                " block's is followed (miners' data is due then)",
-                block.epoch,
-                collect_s - followed[0],
-            )
-        return followed
-
-    def _tell_once(self, kind: str, what: object, message: str, *args: object) -> None:
-        """Log a disagreement with the block the first time it is seen (warnings, not noise)."""
-        if (kind, what) in self._disagreements_told:
-            return
-        self._disagreements_told.add((kind, what))
-        logger.warning(message, *args)
+        return self.planner.plan(block, miners), endpoints
 
     async def run(
         self,
@@ -206,8 +150,8 @@ class ConsensusCycle:
             miners, endpoints, resumed = await self.store.begin_cycle(
                 block.epoch, miners, endpoints
             )
-        plan = self._plan(block, miners)
-        deadline_wall, tiebreak_deadline_wall = self._deadlines(
+        plan = self.planner.plan(block, miners)
+        deadline_wall, tiebreak_deadline_wall = self.planner.deadlines(
             block, deadline_wall, tiebreak_deadline_wall
         )
         logger.info(

@@ -13,17 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from dataclasses import replace
 
 import aiohttp
 import pytest
 
 from common.chain import MetagraphSnapshot, NeuronInfo
-from config.consensus import AssignmentConfig
+from common.signed_http import SignedClient
+from config.consensus import AssignmentConfig, ConsensusConfig
 from config.data_api import BlockConfig
 from consensus.assignment import ZipcodeAssignmentManager
-from tests.integration.data_api_harness import EPOCH_S, make_subnet, running
+from consensus.engine import ConsensusEngine
+from tests.integration.data_api_harness import EPOCH_S, free_port, make_subnet, running
 from vali_utils.api_blocks import ApiBlocks
-from vali_utils.blocks import EpochBlock
+from vali_utils.blocks import BlockTimes, EpochBlock
 from vali_utils.cycle import ConsensusCycle, eligible_miners
 from vali_utils.data_api_client import RetryPolicy, ValidatorDataAPI
 
@@ -92,7 +96,7 @@ def test_validators_with_different_settings_follow_the_block(subnet, tmp_path, c
 
     a = ConsensusCycle(None, None, ZipcodeAssignmentManager(LOCAL_A), None)
     b = ConsensusCycle(None, None, ZipcodeAssignmentManager(LOCAL_B), None)
-    with caplog.at_level(logging.WARNING, logger="vali_utils.cycle"):
+    with caplog.at_level(logging.WARNING, logger="vali_utils.block_plan"):
         plan_a, _ = a.plan(first, graph())
         plan_b, _ = b.plan(second, graph())
         again, _ = a.plan(first, graph())  # the same disagreement is not told twice
@@ -121,7 +125,7 @@ def test_validators_with_different_settings_follow_the_block(subnet, tmp_path, c
 def test_a_validator_whose_settings_match_the_block_says_nothing(subnet, tmp_path, caplog):
     block, _ = asyncio.run(served_blocks(subnet, tmp_path))
     cycle = ConsensusCycle(None, None, ZipcodeAssignmentManager(FOLLOWS_BLOCK), None)
-    with caplog.at_level(logging.WARNING, logger="vali_utils.cycle"):
+    with caplog.at_level(logging.WARNING, logger="vali_utils.block_plan"):
         plan, _ = cycle.plan(block, graph())
     assert not disagreement_logs(caplog)
     assert plan.config == FOLLOWS_BLOCK
@@ -133,16 +137,53 @@ def test_the_block_deadlines_are_followed_and_a_disagreement_told_once(subnet, t
     # The harness's Data API is due at half the epoch; this validator's schedule says 0.75.
     local_collect, local_tiebreak = start + 0.75 * EPOCH_S, start + 0.875 * EPOCH_S
     cycle = ConsensusCycle(None, None, ZipcodeAssignmentManager(LOCAL_A), None)
-    with caplog.at_level(logging.WARNING, logger="vali_utils.cycle"):
-        first = cycle._deadlines(block, local_collect, local_tiebreak)
-        second = cycle._deadlines(block, local_collect, local_tiebreak)
+    with caplog.at_level(logging.WARNING, logger="vali_utils.block_plan"):
+        first = cycle.planner.deadlines(block, local_collect, local_tiebreak)
+        second = cycle.planner.deadlines(block, local_collect, local_tiebreak)
     assert first == second == (start + 0.5 * EPOCH_S, start + 0.75 * EPOCH_S)
     told = [r for r in caplog.records if "collect deadline" in r.getMessage()]
     assert len(told) == 1 and "+900s" in told[0].getMessage()
 
     # A validator on an epoch clock of another length: the block cannot be followed.
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="vali_utils.cycle"):
-        kept = cycle._deadlines(block, start + 5 * EPOCH_S, start + 6 * EPOCH_S)
+    with caplog.at_level(logging.WARNING, logger="vali_utils.block_plan"):
+        kept = cycle.planner.deadlines(block, start + 5 * EPOCH_S, start + 6 * EPOCH_S)
     assert kept == (start + 5 * EPOCH_S, start + 6 * EPOCH_S)
     assert any("another length" in r.getMessage() for r in caplog.records)
+
+
+def test_a_cycle_runs_to_the_blocks_deadline_not_the_local_one(subnet, tmp_path):
+    """Through ConsensusCycle.run: the plan is the block's and miners are told its deadline.
+
+    The block's deadline has just passed while the local schedule gives another
+    hour: every assignment must carry the block's time, not the local one.
+    """
+    block, _ = asyncio.run(served_blocks(subnet, tmp_path))
+    now = time.time()
+    block = replace(block, times=BlockTimes(now - 600, now - 1, now + 7200))
+    silent = [  # nothing listens there: dispatch fails fast, nobody answers
+        NeuronInfo(uid, f"hk{uid}", f"ck{uid}", 1.0, False, f"127.0.0.1:{free_port()}")
+        for uid in range(1, 11)
+    ]
+    snapshot = MetagraphSnapshot(1, 100, tuple(silent))
+
+    async def scenario():
+        async with aiohttp.ClientSession() as session:
+            client = SignedClient(subnet.people["validator"].keypair, session, 1.0)
+            cycle = ConsensusCycle(
+                client,
+                ConsensusEngine(ConsensusConfig()),
+                ZipcodeAssignmentManager(LOCAL_A),
+                None,
+                poll_s=0.2,
+                request_timeout_s=1.0,
+            )
+            return await asyncio.wait_for(
+                cycle.run(block, snapshot, {}, now + 3600, now + 3600 + 450), 60
+            )
+
+    outcome = asyncio.run(scenario())
+    assert outcome.plan.config == FOLLOWS_BLOCK
+    expires = {a.request.expires_at.timestamp() for a in outcome.assignments}
+    assert len(expires) == 1 and expires.pop() == pytest.approx(now - 1, abs=1e-3)
+    assert outcome.responders == 0 and not outcome.spot_check_failures
