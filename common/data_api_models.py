@@ -220,6 +220,12 @@ class StatusReport(_Body):
     mean_batch_confidence: float | None = Field(default=None, ge=0, le=1)
     flagged_miners: Count = 0
     honeypot_flags: Count = 0
+    # Spot checks through the validator's own source: how many were asked, and
+    # how many gave no verdict (source down, timeout, a verifier's bug). A cycle
+    # whose checks mostly failed judged on consensus alone.
+    spot_checks: Count = 0
+    spot_checks_failed: Count = 0
+    spot_checks_mostly_failed: bool = False
     weights_set: bool = False
     miners: list[MinerStatus] = Field(default_factory=list, max_length=MAX_STATUS_MINERS)
     notes: str | None = Field(default=None, max_length=1000)

@@ -191,6 +191,7 @@ async def _validate(settings: Settings, stop: asyncio.Event, store: ValidatorSto
                 report_status=report_status,
                 s3_pass=s3_pass,
                 s3_pass_interval_s=max(1.0, settings.cycle_seconds / S3_PASSES_PER_EPOCH),
+                s3_config=settings.s3_eval,
             )
             watching = watch and asyncio.create_task(watch.run(stop), name="storage-watch")
             try:

@@ -70,6 +70,9 @@ def status_report(report: dict) -> StatusReport:
         mean_batch_confidence=sum(confidences) / len(confidences) if confidences else None,
         flagged_miners=len({f["hotkey"] for f in report["flags"]}),
         honeypot_flags=sum(f["kind"] == "honeypot" for f in report["flags"]),
+        spot_checks=report["spot_checks"],
+        spot_checks_failed=sum(report["spot_check_failures"].values()),
+        spot_checks_mostly_failed=report["spot_checks_mostly_failed"],
         weights_set=bool(report["weights_set"]),
         miners=[
             MinerStatus(

@@ -347,6 +347,8 @@ def cycle_report(
         },
         "captured_groups": result.captured_groups,
         "spot_checks": len(outcome.spot_checks),
+        "spot_check_failures": dict(outcome.spot_check_failures),
+        "spot_checks_mostly_failed": outcome.spot_checks_mostly_failed,
         "tiebreak": dict(result.tiebreak)
         | {
             "lookups": len(outcome.tiebreaks),

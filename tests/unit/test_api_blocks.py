@@ -50,6 +50,9 @@ def test_status_report_summarises_the_cycle():
             {"hotkey": "h1", "kind": "fabrication"},
             {"hotkey": "h2", "kind": "fabrication"},
         ],
+        "spot_checks": 12,
+        "spot_check_failures": {"unavailable": 5, "error": 2},
+        "spot_checks_mostly_failed": True,
         "weights_set": True,
         "miners": [
             {"uid": 1, "hotkey": H1, "weight": 0.0, "score": 0.0, "flags": ["honeypot"]},
@@ -61,3 +64,6 @@ def test_status_report_summarises_the_cycle():
     assert status.mean_batch_confidence == pytest.approx(0.7)
     assert (status.flagged_miners, status.honeypot_flags) == (2, 1)
     assert [m.uid for m in status.miners] == [2, 1]
+    # A cycle whose spot checks mostly failed says so to the Data API.
+    assert (status.spot_checks, status.spot_checks_failed) == (12, 7)
+    assert status.spot_checks_mostly_failed is True
