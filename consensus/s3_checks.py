@@ -50,6 +50,7 @@ from common.s3_layout import ObjectKey
 from config.storage import S3EvalConfig
 from consensus.answers import hash_to_int
 from consensus.draft import ZPID_BITS, Comparison
+from consensus.s3_sampling import sample_rank
 from consensus.types import SpotCheckRequest, Verdict
 
 COMPONENTS = (
@@ -104,11 +105,6 @@ def evaluation_seed(epoch_seed: bytes, round_index: int) -> bytes:
     ).digest()
 
 
-def _rank(seed: bytes, *parts: str) -> int:
-    digest = hashlib.blake2b("\x00".join(parts).encode(), key=seed[:64], digest_size=8)
-    return int.from_bytes(digest.digest())
-
-
 def select_files(
     seed: bytes,
     hotkey: str,
@@ -127,7 +123,7 @@ def select_files(
         for f in listed
         if cutoff is None or (f.last_modified is not None and f.last_modified <= cutoff)
     ]
-    eligible.sort(key=lambda f: (_rank(seed, hotkey, f.key), f.key))
+    eligible.sort(key=lambda f: (sample_rank(seed, hotkey, f.key), f.key))
     return eligible[: max(0, k)]
 
 
@@ -141,7 +137,8 @@ def select_spot_checks(
             for record in file.outcome.records:
                 candidates.setdefault((record.zipcode, record.zpid), record)
     ranked = sorted(
-        candidates.items(), key=lambda kv: (_rank(seed, hotkey, kv[0][0], str(kv[0][1])), kv[0])
+        candidates.items(),
+        key=lambda kv: (sample_rank(seed, hotkey, kv[0][0], str(kv[0][1])), kv[0]),
     )
     return [
         SpotCheckRequest(

@@ -34,6 +34,7 @@ from enum import StrEnum
 from common.manifest import Manifest, ZipcodeManifest
 from common.s3_files import DecodedFile, Rejection
 from common.s3_layout import InvalidKey, parse_epoch_id, parse_key
+from consensus.s3_sampling import sample_rank
 from consensus.types import CycleResult, Flag, FlagKind
 
 MAX_EVIDENCE_ITEMS = 5  # zpids quoted per finding: enough to reproduce, small enough to log
@@ -83,11 +84,6 @@ def verification_seed(block_seed: bytes) -> bytes:
     return hashlib.blake2b(b"s3-verify\x00" + block_seed, digest_size=32).digest()
 
 
-def _rank(seed: bytes, *parts: str) -> int:
-    digest = hashlib.blake2b("\x00".join(parts).encode(), key=seed[:64], digest_size=8)
-    return int.from_bytes(digest.digest())
-
-
 def _samples_of(hotkey: str, manifest: Manifest) -> list[ManifestSample]:
     out = []
     for entry in manifest.zipcodes:
@@ -131,7 +127,7 @@ def select_manifest_samples(
         ranked = sorted(
             enumerate(candidates),
             key=lambda pair: (
-                _rank(
+                sample_rank(
                     seed, hotkey, pair[1].entry.source, pair[1].entry.zipcode, str(pair[1].position)
                 ),
                 pair[0],

@@ -6,7 +6,7 @@ DESIGN 4.4 and are built here from the caller's *verified* hotkey, never from
 anything the caller typed, so a presigned upload cannot land in another
 miner's prefix.
 
-    gateway = S3Gateway.create(bucket="subnet-data", endpoint_url="http://127.0.0.1:9000")
+    gateway = S3Gateway.create(settings.s3)  # clients from common/s3_client.py
     url, fields = gateway.presign_upload(key, max_bytes, epoch_nonce, hotkey, expires_s)
     objects, token = gateway.list_and_presign(read_prefix(...), 200, None, expires_s)  # blocking
 """
@@ -20,11 +20,19 @@ import hmac
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import replace
 from typing import Any
 
 from common import s3_layout
+from common.s3_client import (
+    ListedObject,
+    classify,
+    listed_objects,
+    make_client,
+    make_probe_client,
+    next_token,
+)
+from config.storage import S3Settings
 
 logger = logging.getLogger(__name__)
 
@@ -66,14 +74,6 @@ def object_key(
 
     Raises ``s3_layout.InvalidKey`` for a part that does not fit the layout."""
     return s3_layout.build_key(prefix, hotkey, epoch_id, source, zipcode, content_hash)
-
-
-@dataclass(frozen=True, slots=True)
-class ListedObject:
-    key: str
-    url: str
-    size: int
-    last_modified: datetime | None
 
 
 class TokenSealer:
@@ -118,50 +118,23 @@ class S3Gateway:
         self.probe_client = probe_client or client
 
     @classmethod
-    def create(
-        cls,
-        bucket: str,
-        prefix: str = "data",
-        endpoint_url: str | None = None,
-        region: str = "us-east-1",
-        access_key_id: str | None = None,
-        secret_access_key: str | None = None,
-    ) -> S3Gateway:
-        """A gateway with its own boto3 client (credentials: given, else boto3's usual chain)."""
-        import boto3
-        from botocore.config import Config
-
-        config = Config(
-            signature_version="s3v4",
-            s3={"addressing_style": "path"} if endpoint_url else {},
-            connect_timeout=5,
-            read_timeout=10,
-            retries={"max_attempts": 3, "mode": "standard"},
+    def create(cls, settings: S3Settings) -> S3Gateway:
+        """A gateway on ``settings``' bucket: a client for presigning and listing, and a
+        short-timeout one for health probes (``common/s3_client.py`` builds both)."""
+        return cls(
+            make_client(settings),
+            settings.bucket,
+            settings.prefix,
+            probe_client=make_probe_client(settings),
         )
-        session = boto3.session.Session()
-        clients = [
-            session.client(
-                "s3",
-                endpoint_url=endpoint_url or None,
-                region_name=region,
-                aws_access_key_id=access_key_id or None,
-                aws_secret_access_key=secret_access_key or None,
-                config=config.merge(Config(**timeouts)),
-            )
-            for timeouts in (
-                {},
-                {"connect_timeout": 2, "read_timeout": 2, "retries": {"max_attempts": 1}},
-            )
-        ]
-        return cls(clients[0], bucket, prefix, probe_client=clients[1])
 
     def reachable(self) -> bool:
         """Whether the bucket answers now (HEAD bucket). Blocking: run in a thread."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
             self.probe_client.head_bucket(Bucket=self.bucket)
-        except (BotoCoreError, ClientError) as exc:
+        except Exception as exc:
+            if classify(exc) is None:
+                raise
             logger.warning("storage probe: bucket %s does not answer: %s", self.bucket, exc)
             return False
         return True
@@ -192,34 +165,31 @@ class S3Gateway:
 
         ``token`` is S3's own continuation token (see ``TokenSealer``). Raises S3Unavailable.
         """
-        from botocore.exceptions import BotoCoreError, ClientError
-
         params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": max_keys}
         if token:
             params["ContinuationToken"] = token
         try:
             page = self.client.list_objects_v2(**params)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            logger.warning("listing %s failed: %s", prefix, code or exc)
-            raise S3Unavailable(f"S3 listing failed ({code or 'error'})") from exc
-        except BotoCoreError as exc:
-            logger.warning("listing %s failed: %s", prefix, exc)
+        except Exception as exc:
+            failure = classify(exc)
+            if failure is None:
+                raise
+            logger.warning("listing %s failed: %s", prefix, failure.detail)
+            if failure.status is not None:  # S3 answered, with an error
+                raise S3Unavailable(f"S3 listing failed ({failure.detail})") from exc
             raise S3Unavailable("S3 endpoint unreachable") from exc
         objects = [
-            ListedObject(
-                key=item["Key"],
+            replace(
+                listed,
                 url=self.client.generate_presigned_url(
                     "get_object",
-                    Params={"Bucket": self.bucket, "Key": item["Key"]},
+                    Params={"Bucket": self.bucket, "Key": listed.key},
                     ExpiresIn=int(expires_s),
                 ),
-                size=int(item.get("Size", 0)),
-                last_modified=item.get("LastModified"),
             )
-            for item in page.get("Contents", [])
+            for listed in listed_objects(page)
         ]
-        return objects, page.get("NextContinuationToken") if page.get("IsTruncated") else None
+        return objects, next_token(page)
 
 
 class StorageProbe:

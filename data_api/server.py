@@ -46,14 +46,7 @@ def s3_gateway(settings: Settings) -> S3Gateway | None:
         check_prefix(settings.s3_prefix)
     except InvalidKey as exc:
         raise SettingsError(f"invalid --s3.prefix / S3_PREFIX: {exc}") from None
-    return S3Gateway.create(
-        bucket=settings.s3_bucket,
-        prefix=settings.s3_prefix,
-        endpoint_url=settings.s3_endpoint_url,
-        region=settings.s3_region,
-        access_key_id=settings.s3_access_key_id,
-        secret_access_key=settings.s3_secret_access_key,
-    )
+    return S3Gateway.create(settings.s3)  # the --s3.* flags are in settings.s3 too
 
 
 def _check_bucket(gateway: S3Gateway, create: bool) -> None:

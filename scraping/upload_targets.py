@@ -18,20 +18,17 @@ a timeout or connection error through, which the uploader retries.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Protocol
 
 import aiohttp
 
-from common.s3_client import make_client
+from common.s3_client import REFUSED_STATUSES, BucketCalls, S3Outcome, classify
 from common.s3_layout import InvalidKey, ObjectKey, parse_key
 from config.storage import S3Settings
 
 CONTENT_TYPE = "application/gzip"  # never Content-Encoding: readers must not inflate for us
-_PERMANENT_STATUSES = frozenset({400, 411, 413})  # the request itself is wrong or too big
 
 
 class UploadError(Exception):
@@ -101,7 +98,7 @@ class PresignedTarget:
             text = (await response.content.read(500)).decode(errors="replace")
             raise UploadError(
                 f"HTTP {response.status}: {text[:200]}",
-                permanent=response.status in _PERMANENT_STATUSES,
+                permanent=response.status in REFUSED_STATUSES,
             )
 
 
@@ -120,52 +117,40 @@ def _check_granted_key(key: str, parts: ObjectKey) -> None:
 class DirectS3Target:
     """Puts files into the owner's bucket with boto3 (calls off the event loop)."""
 
-    def __init__(
-        self, client: Any, bucket: str, prefix: str, *, call_timeout_s: float, threads: int = 4
-    ) -> None:
-        self.client = client
-        self.bucket = bucket
-        self.prefix = prefix
-        self.call_timeout_s = call_timeout_s
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3-put")
+    def __init__(self, calls: BucketCalls) -> None:
+        self.calls = calls
 
     @classmethod
     def from_settings(cls, settings: S3Settings) -> DirectS3Target:
         """A target for ``settings``' bucket; raises ValueError when no bucket is set."""
-        if not settings.bucket:
-            raise ValueError("S3_BUCKET is not set: direct uploads need a bucket")
-        threads = max(1, settings.upload_concurrency)
         return cls(
-            make_client(settings, pool=threads),
-            settings.bucket,
-            settings.prefix,
-            call_timeout_s=settings.call_timeout_s,
-            threads=threads,
+            BucketCalls.from_settings(
+                settings,
+                threads=settings.upload_concurrency,
+                name="s3-put",
+                purpose="direct uploads",
+            )
         )
 
     async def put(self, parts: ObjectKey, body: bytes) -> str:
-        key = parts.key(self.prefix)
-        loop = asyncio.get_running_loop()
-        work = partial(self._put, key, body)
+        key = parts.key(self.calls.prefix)
         try:
-            await asyncio.wait_for(loop.run_in_executor(self._executor, work), self.call_timeout_s)
+            await self.calls.run(partial(self._put, key, body))
         except TimeoutError:
-            raise UploadError(f"put {key}: no answer in {self.call_timeout_s}s") from None
+            raise UploadError(f"put {key}: no answer in {self.calls.call_timeout_s}s") from None
         return key
 
     def _put(self, key: str, body: bytes) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=CONTENT_TYPE)
-        except ClientError as exc:
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            code = exc.response.get("Error", {}).get("Code", "")
-            raise UploadError(
-                f"put {key}: {code or status}", permanent=status in _PERMANENT_STATUSES
-            ) from exc
-        except BotoCoreError as exc:
-            raise UploadError(f"put {key}: {type(exc).__name__}") from exc
+            self.calls.client.put_object(
+                Bucket=self.calls.bucket, Key=key, Body=body, ContentType=CONTENT_TYPE
+            )
+        except Exception as exc:
+            failure = classify(exc)
+            if failure is None:
+                raise
+            refused = failure.outcome is S3Outcome.REFUSED
+            raise UploadError(f"put {key}: {failure.detail}", permanent=refused) from exc
 
     async def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        await self.calls.close()

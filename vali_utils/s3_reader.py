@@ -31,15 +31,21 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol
 
 import aiohttp
 
-from common.s3_client import make_client
+from common.s3_client import (
+    BucketCalls,
+    ListedObject,
+    S3Outcome,
+    classify,
+    listed_objects,
+    next_token,
+    timestamp,
+)
 from common.s3_layout import InvalidKey, miner_prefix, parse_key
 from config.storage import S3Settings
 
@@ -47,7 +53,6 @@ logger = logging.getLogger(__name__)
 
 READ_CHUNK = 64 * 1024
 MAX_PAGE_KEYS = 1000  # S3's own page size limit
-_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 
 
 class StorageUnavailable(Exception):
@@ -69,13 +74,6 @@ class FolderPadded(Exception):
     caps it), far under ``max_keys_per_miner``: a folder past the cap was
     padded to hide a file, which is evidence against its miner.
     """
-
-
-@dataclass(frozen=True, slots=True)
-class ListedObject:
-    key: str
-    size: int
-    last_modified: float | None  # unix seconds, S3 server's clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,69 +102,37 @@ class BucketReader(ObjectFetcher, MinerLister, Protocol):
     """Both: what the S3 evaluation needs."""
 
 
-def _timestamp(value: object) -> float | None:
-    """Unix seconds of a datetime or an ISO-8601 string (naive means UTC); None otherwise."""
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value[:40])
-        except ValueError:
-            return None
-    if not isinstance(value, datetime):
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
-
-
 class DirectS3Reader:
     """boto3 with the validator's credentials; calls run on a bounded thread pool."""
 
-    def __init__(
-        self,
-        client: Any,
-        bucket: str,
-        prefix: str,
-        *,
-        call_timeout_s: float,
-        threads: int = 16,
-        page_size: int = MAX_PAGE_KEYS,
-    ) -> None:
-        self.client = client
-        self.bucket = bucket
-        self.prefix = prefix
-        self.call_timeout_s = call_timeout_s
+    def __init__(self, calls: BucketCalls, *, page_size: int = MAX_PAGE_KEYS) -> None:
+        self.calls = calls
         self.page_size = max(1, min(MAX_PAGE_KEYS, page_size))
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3-read")
 
     @classmethod
     def from_settings(
         cls, settings: S3Settings, *, page_size: int = MAX_PAGE_KEYS
     ) -> DirectS3Reader:
         """A reader for ``settings``' bucket; raises ValueError when no bucket is set."""
-        if not settings.bucket:
-            raise ValueError("S3_BUCKET is not set: the validator cannot read miners' files")
-        threads = max(1, settings.eval_concurrency)
-        return cls(
-            make_client(settings, pool=threads),
-            settings.bucket,
-            settings.prefix,
-            call_timeout_s=settings.call_timeout_s,
-            threads=threads,
-            page_size=page_size,
+        calls = BucketCalls.from_settings(
+            settings,
+            threads=settings.eval_concurrency,
+            name="s3-read",
+            purpose="validators reading miners' files directly",
         )
+        return cls(calls, page_size=page_size)
 
     async def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        await self.calls.close()
 
     async def _call(self, what: str, work: Callable[[], Any]) -> Any:
-        loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(
-                loop.run_in_executor(self._executor, work), self.call_timeout_s
-            )
+            return await self.calls.run(work)
         except TimeoutError:
-            raise StorageUnavailable(f"{what}: no answer in {self.call_timeout_s}s") from None
+            raise StorageUnavailable(f"{what}: no answer in {self.calls.call_timeout_s}s") from None
 
     async def list_miner(self, hotkey: str, epoch: int, *, max_keys: int) -> Listing:
-        prefix = miner_prefix(self.prefix, hotkey, epoch)
+        prefix = miner_prefix(self.calls.prefix, hotkey, epoch)
         objects: list[ListedObject] = []
         token: str | None = None
         pages = 0
@@ -175,36 +141,33 @@ class DirectS3Reader:
             want = min(self.page_size, max_keys - len(objects))
             page = await self._call(f"list {prefix}", partial(self._list_page, prefix, want, token))
             pages += 1
-            for item in page.get("Contents", ())[:want]:
-                key, size = item.get("Key"), item.get("Size")
-                if isinstance(key, str) and isinstance(size, int):
-                    objects.append(ListedObject(key, size, _timestamp(item.get("LastModified"))))
-            token = page.get("NextContinuationToken")
-            truncated = bool(page.get("IsTruncated")) and isinstance(token, str)
+            objects += listed_objects(page, want)
+            token = next_token(page)
+            truncated = token is not None
             if not truncated:
                 break
         return Listing(tuple(objects), truncated, pages)
 
     async def probe(self) -> None:
         """One key's listing of the bucket: raises StorageUnavailable when S3 does not answer."""
-        await self._call("probe", partial(self._list_page, f"{self.prefix}/", 1, None))
+        await self._call("probe", partial(self._list_page, f"{self.calls.prefix}/", 1, None))
 
     def _list_page(self, prefix: str, max_keys: int, token: str | None) -> dict:
-        kwargs = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": max_keys}
+        kwargs = {"Bucket": self.calls.bucket, "Prefix": prefix, "MaxKeys": max_keys}
         if token:
             kwargs["ContinuationToken"] = token
         try:
-            return self.client.list_objects_v2(**kwargs)
+            return self.calls.client.list_objects_v2(**kwargs)
         except Exception as exc:
             raise _translate(exc, f"list {prefix}") from exc
 
     async def fetch(self, key: str, *, max_bytes: int) -> FetchedObject:
-        deadline = time.monotonic() + self.call_timeout_s
+        deadline = time.monotonic() + self.calls.call_timeout_s
         return await self._call(f"get {key}", partial(self._fetch, key, max_bytes, deadline))
 
     def _fetch(self, key: str, max_bytes: int, deadline: float) -> FetchedObject:
         try:
-            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            response = self.calls.client.get_object(Bucket=self.calls.bucket, Key=key)
         except Exception as exc:
             raise _translate(exc, f"get {key}") from exc
         body = response["Body"]
@@ -228,23 +191,18 @@ class DirectS3Reader:
                 chunks.append(chunk)
         finally:
             body.close()
-        return FetchedObject(key, b"".join(chunks), _timestamp(response.get("LastModified")))
+        return FetchedObject(key, b"".join(chunks), timestamp(response.get("LastModified")))
 
 
 def _translate(exc: Exception, what: str) -> Exception:
     """boto3/botocore errors -> ObjectMissing or StorageUnavailable (never the raw error)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code in _MISSING_CODES or (status == 404 and code != "NoSuchBucket"):
-            return ObjectMissing(what)
-        return StorageUnavailable(f"{what}: {code or status}")
-    if isinstance(exc, BotoCoreError | OSError):
-        return StorageUnavailable(f"{what}: {type(exc).__name__}: {str(exc)[:200]}")
-    return exc
+    failure = classify(exc)
+    if failure is None:
+        return exc
+    if failure.outcome is S3Outcome.MISSING:
+        return ObjectMissing(what)
+    # A refused request (400) is ours to fix, and a 403 our credentials: never the miner's.
+    return StorageUnavailable(f"{what}: {failure.detail}")
 
 
 # A page of presigned reads: (objects with key, url, size, last_modified; next token).
@@ -297,7 +255,7 @@ class PresignedReader:
                 key, url, size = item.get("key"), item.get("url"), item.get("size")
                 if not (isinstance(key, str) and isinstance(url, str) and isinstance(size, int)):
                     continue
-                objects.append(ListedObject(key, size, _timestamp(item.get("last_modified"))))
+                objects.append(ListedObject(key, size, timestamp(item.get("last_modified"))))
                 if len(self._urls) < self.max_remembered:
                     self._urls[key] = url
             truncated = token is not None

@@ -27,6 +27,7 @@ from common.data_api_models import UploadUrlRequest
 from common.epochs import EpochClock
 from common.metagraph import MetagraphSync
 from config.data_api import BlockConfig
+from config.storage import S3Settings
 from data_api.app import RunningApi, start_data_api
 from data_api.routes import ApiOptions
 from data_api.s3 import S3Gateway
@@ -102,7 +103,13 @@ def start_s3() -> tuple[str, Callable[[], None]]:
 
 def gateway(endpoint: str) -> S3Gateway:
     return S3Gateway.create(
-        BUCKET, "data", endpoint, access_key_id=S3_KEY, secret_access_key=S3_KEY
+        S3Settings(
+            endpoint_url=endpoint,
+            bucket=BUCKET,
+            prefix="data",
+            access_key_id=S3_KEY,
+            secret_access_key=S3_KEY,
+        )
     )
 
 
