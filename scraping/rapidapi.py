@@ -32,6 +32,7 @@ from typing import Any
 
 import aiohttp
 
+from common.backoff import backoff_s
 from config.sources import RapidApiConfig
 from scraping.parsing import DropReason, parse_property, parse_search_page
 from scraping.ratelimit import MonthlyBudget, TokenBucket
@@ -277,8 +278,12 @@ class RapidApiZillowSource:
 
     def _backoff_s(self, attempt: int) -> float:
         """Exponential, capped, with jitter so concurrent retries do not line up."""
-        ceiling = min(self.config.backoff_cap_s, self.config.backoff_base_s * 2**attempt)
-        return ceiling * (0.5 + 0.5 * self._rng.random())
+        return backoff_s(
+            attempt,
+            base_s=self.config.backoff_base_s,
+            cap_s=self.config.backoff_cap_s,
+            jitter=self._rng.random(),
+        )
 
 
 def _decode(body: bytes) -> Any:

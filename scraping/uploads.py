@@ -35,6 +35,7 @@ from pathlib import Path
 
 import aiohttp
 
+from common.backoff import backoff_s
 from common.manifest import ManifestFile
 from common.s3_files import EncodedFile, encode_zipcode_file
 from common.s3_layout import ObjectKey, build_key, parse_epoch_id
@@ -165,11 +166,12 @@ class Uploader:
             return False
 
     def _backoff(self, attempts: int) -> float:
-        ceiling = min(
-            self.settings.upload_backoff_cap_s,
-            self.settings.upload_backoff_base_s * 2 ** max(0, attempts - 1),
+        return backoff_s(
+            attempts - 1,
+            base_s=self.settings.upload_backoff_base_s,
+            cap_s=self.settings.upload_backoff_cap_s,
+            jitter=self._rng.random(),
         )
-        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)  # jitter spreads retries out
 
     async def _run(self) -> None:
         concurrency = self.settings.upload_concurrency

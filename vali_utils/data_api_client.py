@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from pydantic import BaseModel, ValidationError
 
+from common.backoff import backoff_s
 from common.data_api_models import (
     Health,
     HoneypotReveal,
@@ -82,8 +83,7 @@ class RetryPolicy:
 
     def backoff(self, attempt: int, jitter: float) -> float:
         """Seconds before attempt ``attempt + 1``: full-size half plus a jittered half."""
-        ceiling = min(self.cap_s, self.base_s * 2**attempt)
-        return ceiling * (0.5 + 0.5 * jitter)
+        return backoff_s(attempt, base_s=self.base_s, cap_s=self.cap_s, jitter=jitter)
 
 
 def _retryable(status: int) -> bool:

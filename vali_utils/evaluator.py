@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from common.backoff import backoff_s
 from common.chain import Chain, ChainUnavailable
 from common.epochs import EpochClock
 from common.memory import release_memory
@@ -308,7 +309,7 @@ async def set_weights_with_retry(
             return True
         except ChainUnavailable as exc:
             logger.warning("set_weights attempt %d/%d failed: %s", attempt, WEIGHT_RETRIES, exc)
-            await sleep(min(10.0, 0.5 * 2**attempt))
+            await sleep(backoff_s(attempt, base_s=0.5, cap_s=10.0, jitter=1.0))
     return False
 
 
