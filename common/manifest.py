@@ -30,6 +30,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from common.records import MAX_ZPID_DIGITS, RECORD_HASH_HEX_CHARS
+from common.zipcodes import Zipcode
 from config.limits import MAX_RECORDS_PER_ZIPCODE  # re-exported: the manifest's record cap
 
 MANIFEST_VERSION = 1
@@ -37,7 +38,6 @@ MAX_ZIPCODES_PER_MANIFEST = 200  # 10x a batch of 20
 MAX_FILES_PER_ZIPCODE = 4  # one upload per zipcode and epoch; a few re-scrapes at most
 MAX_FILE_BYTES = 2**40  # structural bound only; readers enforce their own (much lower) cap
 
-Zipcode = Annotated[str, StringConstraints(pattern=r"^[0-9]{5}$")]
 SourceName = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_]{0,31}$")]
 Zpid = Annotated[str, StringConstraints(pattern=rf"^[0-9]{{1,{MAX_ZPID_DIGITS}}}$")]
 RecordHash = Annotated[str, StringConstraints(pattern=rf"^[0-9a-f]{{{RECORD_HASH_HEX_CHARS}}}$")]

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from common.manifest import SALT_BYTES, Manifest
 from common.records import RECORD_HASH_HEX_CHARS
+from common.zipcodes import Zipcode
 
 ROUTE = "/DataAssignmentRequest"
 PROTOCOL_VERSION = 2  # 2: commit before the deadline, reveal after it
@@ -52,7 +53,6 @@ class AssignmentStatus(StrEnum):
     REJECTED = "rejected"
 
 
-Zipcode = Annotated[str, StringConstraints(pattern=r"^[0-9]{5}$")]
 Zpid = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,12}$")]
 RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:\-]{1,128}$")]
 

@@ -22,10 +22,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from common.zipcodes import ZIP_PLUS_4
+
 SCHEMA_VERSION = 1
 RECORD_HASH_HEX_CHARS = 32
 MAX_ZPID_DIGITS = 12  # Zillow zpids are ~10 digits; 12 keeps them below 2**40 for packed keys
-ZIPCODE_PATTERN = re.compile(r"[0-9]{5}(-[0-9]{4})?")  # ASCII digits only: "\d" takes any script
 ZPID_PATTERN = re.compile(rf"[0-9]{{1,{MAX_ZPID_DIGITS}}}")
 
 
@@ -219,7 +220,7 @@ class PropertyRecord(BaseModel):
     def _zipcode_format(cls, value: Any) -> str:
         if isinstance(value, int) and not isinstance(value, bool):
             value = f"{value:05d}"
-        if not isinstance(value, str) or not ZIPCODE_PATTERN.fullmatch(value.strip()):
+        if not isinstance(value, str) or not ZIP_PLUS_4.fullmatch(value.strip()):
             raise ValueError("zipcode must be 5 digits (or ZIP+4)")
         return value.strip()[:5]  # "77494-1234" -> "77494"
 

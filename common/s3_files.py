@@ -34,7 +34,7 @@ from enum import StrEnum
 from pydantic import ValidationError
 
 from common.records import PropertyRecord
-from common.s3_layout import ZIPCODE_PATTERN
+from common.zipcodes import ZIPCODE
 from config.limits import MAX_DECOMPRESSED_BYTES, MAX_FILE_BYTES, MAX_RECORDS_PER_ZIPCODE
 
 NONCE_PATTERN = re.compile(r"[A-Za-z0-9_\-]{1,128}")
@@ -66,7 +66,7 @@ def encode_zipcode_file(
     (the first copy wins, as in the miner's store) are left out and counted.
     Raises ValueError for a bad zipcode or nonce (the caller's bug, not data).
     """
-    if not ZIPCODE_PATTERN.fullmatch(zipcode):
+    if not ZIPCODE.fullmatch(zipcode):
         raise ValueError(f"zipcode {zipcode[:16]!r} is not 5 digits")
     if epoch_nonce is not None and not NONCE_PATTERN.fullmatch(epoch_nonce):
         raise ValueError("epoch nonce must be 1-128 characters of [A-Za-z0-9_-]")

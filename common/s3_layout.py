@@ -21,13 +21,14 @@ import re
 from dataclasses import dataclass
 
 from common.protocol import Source
+from common.zipcodes import ZIPCODE
 from config.storage import PREFIX_PATTERN
 
 KEY_SUFFIX = ".jsonl.gz"
 # ss58 addresses are base58 (no 0, O, I, l), 46-48 characters for substrate keys.
 HOTKEY_PATTERN = re.compile(r"[1-9A-HJ-NP-Za-km-z]{46,48}")
 CONTENT_HASH_PATTERN = re.compile(r"[0-9a-f]{64}")
-ZIPCODE_PATTERN = re.compile(r"[0-9]{5}")
+
 MAX_EPOCH = 10**12  # the Data API's bound on epoch ids
 MAX_KEY_LENGTH = 1024  # S3's own limit
 _KEY_TAIL = re.compile(
@@ -64,7 +65,7 @@ def _check_parts(hotkey: str, epoch: int, source: str, zipcode: str, content_has
         raise InvalidKey(f"epoch {str(epoch)[:20]!r} is not an integer in [0, {MAX_EPOCH}]")
     if source not in _SOURCES:
         raise InvalidKey(f"source {str(source)[:32]!r} is not one of {sorted(_SOURCES)}")
-    if not isinstance(zipcode, str) or not ZIPCODE_PATTERN.fullmatch(zipcode):
+    if not isinstance(zipcode, str) or not ZIPCODE.fullmatch(zipcode):
         raise InvalidKey(f"zipcode {str(zipcode)[:16]!r} is not 5 digits")
     if not isinstance(content_hash, str) or not CONTENT_HASH_PATTERN.fullmatch(content_hash):
         raise InvalidKey(f"content hash {str(content_hash)[:70]!r} is not 64 hex digits")

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from common.zipcodes import ZIPCODE
 from config.consensus import AssignmentConfig
 
 __all__ = [
@@ -42,8 +42,6 @@ __all__ = [
     "Relaxation",
     "ZipcodeAssignmentManager",
 ]
-
-_ZIPCODE = re.compile(r"[0-9]{5}")  # ASCII only; fullmatch, so no trailing newline
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -133,7 +131,7 @@ def _checked_seed(seed: bytes) -> bytes:
 def _unique_zipcodes(zipcodes: Iterable[str]) -> list[str]:
     unique = set()
     for zipcode in zipcodes:
-        if not isinstance(zipcode, str) or not _ZIPCODE.fullmatch(zipcode):
+        if not isinstance(zipcode, str) or not ZIPCODE.fullmatch(zipcode):
             raise ValueError(f"zipcode {zipcode!r} is not 5 digits")
         unique.add(zipcode)
     return sorted(unique)

@@ -17,13 +17,13 @@ import argparse
 import asyncio
 import json
 import logging
-import re
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from common.zipcodes import ZIPCODE
 from config.sections import read_environment
 from config.sources import ENVIRONMENT_VARIABLES
 from scraping.registry import BUILTIN_SOURCES, SourceContext, build_source
@@ -38,7 +38,6 @@ STATUSES = {
 }
 DEFAULT_TIMEOUT_S = 120.0  # one zipcode of a few pages takes seconds; retries take longer
 SAMPLE_ROWS = 5
-_ZIPCODE = re.compile(r"[0-9]{5}")
 
 
 class _Failure(Exception):
@@ -94,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "scrape" and not _ZIPCODE.fullmatch(args.zipcode):
+    if args.command == "scrape" and not ZIPCODE.fullmatch(args.zipcode):
         parser.error(f"--zipcode {args.zipcode!r} is not 5 digits")
     if args.timeout <= 0:
         parser.error("--timeout must be positive")

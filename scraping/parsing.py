@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 from common.records import PropertyRecord
+from common.zipcodes import ZIP_PLUS_4_REGEX
 from scraping.source import BadAnswer
 
 ZILLOW_ORIGIN = "https://www.zillow.com"  # detailUrl is often a path on it
@@ -34,7 +35,7 @@ _EPOCH_MS_THRESHOLD = 1e11  # larger epoch numbers are milliseconds (1e11 s is t
 _REQUIRED_FIELDS = frozenset({"zpid", "address", "zipcode", "price", "listing_status"})
 
 _STATE_ZIP = re.compile(
-    r"^(?:(?P<city>.*\S)\s+)?(?P<state>[A-Za-z]{2})\s+(?P<zip>[0-9]{5}(?:-[0-9]{4})?)$"
+    rf"^(?:(?P<city>.*\S)\s+)?(?P<state>[A-Za-z]{{2}})\s+(?P<zip>{ZIP_PLUS_4_REGEX})$"
 )
 _STATE_ONLY = re.compile(r"^[A-Za-z]{2}$")
 _ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}")
