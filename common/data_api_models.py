@@ -1,4 +1,4 @@
-"""Wire contracts of the Data API (DESIGN 4.3): every request and answer body.
+"""Wire contracts of the Data API (docs/architecture.md §3.3): every request and answer body.
 
 The server, the validator's client and the miner's upload helper all import
 these, so a body that parses on one side parses on the other. Every model

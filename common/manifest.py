@@ -99,7 +99,7 @@ class Manifest(BaseModel):
         return self
 
 
-# --- commit, then reveal (DESIGN 4.1) -------------------------------------------------
+# --- commit, then reveal (docs/architecture.md §3.7) ----------------------------------
 
 COMMITMENT_DOMAIN = b"zsubnet/manifest-commitment/v1\x00"
 SALT_BYTES = 32

@@ -1,4 +1,4 @@
-"""Wire contracts between validators and miners (DESIGN 4.1).
+"""Wire contracts between validators and miners (docs/architecture.md §3.2).
 
 ``DataAssignmentRequest`` is sent as JSON in a ``btauth/1``-signed
 ``POST /DataAssignmentRequest``; the miner answers with the same model, the

@@ -1,4 +1,4 @@
-"""The S3 key layout (DESIGN 4.4), pure.
+"""The S3 key layout (docs/architecture.md §3.4), pure.
 
 Keys::
 

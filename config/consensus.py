@@ -1,6 +1,6 @@
 """Tunables of the consensus core (assignment, consensus, anti-gaming, scoring).
 
-Defaults are the seed plan's numbers. Each field says its unit and why it has
+All validators run the defaults (docs/architecture.md §6). Each field says its unit and why it has
 that value; code receives these objects and never reads the environment.
 """
 

@@ -1,4 +1,4 @@
-"""The Data API: the subnet owner's service for epoch blocks, honeypots and S3 URLs (DESIGN 4.3).
+"""The Data API: the owner's service for epoch blocks, honeypots and S3 URLs (docs/data_api.md).
 
     python -m data_api --wallet.name owner --wallet.hotkey default      # serve
     python -m data_api honeypot add reference.json                     # owner CLI

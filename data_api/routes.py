@@ -280,7 +280,7 @@ class Routes:
     async def read_urls(self, call: SignedCall) -> ReadUrls:
         gateway = self._gateway()
         asked: ReadUrlsRequest = call.body
-        # Commit, then reveal (DESIGN 4.1): an epoch's files are readable only after
+        # Commit, then reveal (docs/architecture.md §3.7): an epoch's files are readable only after
         # its deadline, so nobody reads a miner's work while others can still copy it.
         # Without an epoch the listing would span the open one too.
         if asked.epoch_id is None:

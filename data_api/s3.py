@@ -2,7 +2,7 @@
 
 Works with any S3-compatible endpoint (AWS, MinIO, R2, moto): ``endpoint_url``
 switches to path-style addressing, which all of them accept. Keys follow
-DESIGN 4.4 and are built here from the caller's *verified* hotkey, never from
+docs/architecture.md §3.4 and are built here from the caller's *verified* hotkey, never from
 anything the caller typed, so a presigned upload cannot land in another
 miner's prefix.
 
@@ -70,7 +70,7 @@ def read_prefix(
 def object_key(
     prefix: str, hotkey: str, epoch_id: int, source: str, zipcode: str, content_hash: str
 ) -> str:
-    """The DESIGN 4.4 key of one uploaded file (``common.s3_layout`` owns the layout).
+    """The key of one uploaded file (docs/architecture.md §3.4; ``common.s3_layout`` owns it).
 
     Raises ``s3_layout.InvalidKey`` for a part that does not fit the layout."""
     return s3_layout.build_key(prefix, hotkey, epoch_id, source, zipcode, content_hash)

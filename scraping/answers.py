@@ -1,4 +1,4 @@
-"""What a miner answers to ``collect`` and ``reveal`` (commit, then reveal; DESIGN 4.1).
+"""What a miner answers to ``collect`` and ``reveal`` (commit-reveal: docs/architecture.md §3.7).
 
 ``collect`` answers status, progress and the commitment to the work done so
 far, signed by the miner's hotkey when a signer is given, never the

@@ -1,6 +1,6 @@
 """The store's side of a miner's ``collect`` and ``reveal`` answers (``scraping/answers.py``).
 
-Commit, then reveal (DESIGN 4.1). Before the deadline a ``collect`` answer
+Commit, then reveal (docs/architecture.md §3.7). Before the deadline a ``collect`` answer
 carries status, progress and a commitment (``common.manifest.manifest_commitment``)
 to the manifest of the zipcodes finished so far, never the manifest: a
 validator, or anyone re-sending the same assignment content, learns nothing

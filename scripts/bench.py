@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmarks for the figures in DESIGN.md section 6. Medians of repeated runs.
+"""Benchmarks for the figures in docs/architecture.md §8. Medians of repeated runs.
 
     python scripts/bench.py --json out.json            # every benchmark
     python scripts/bench.py --only plan,consensus      # a subset
@@ -258,7 +258,7 @@ DEFAULT = [name for name in BENCHMARKS if name != "validator_memory"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Benchmarks for DESIGN.md section 6.")
+    parser = argparse.ArgumentParser(description="Benchmarks for docs/architecture.md §8.")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument(
         "--only",

@@ -11,7 +11,7 @@ pre-signed: signing is ~0.1 ms of client CPU and stays in the loop).
   its next request as soon as the last one is answered) for ``duration_s``.
 - ``api_p99_ms`` (and ``api_p50_ms``): latency on the wire (from the send,
   after signing, to the last byte) when the 50 clients together offer
-  ``offered_rps`` (500/s, the DESIGN target), each on a steady schedule.
+  ``offered_rps`` (500/s, the target of docs/architecture.md §8), each on a steady schedule.
 - ``api_saturated_p99_ms``: the closed loop's p99, where 50 requests are
   always queued (Little's law makes it ~50 / api_rps).
 

@@ -7,7 +7,7 @@ without sending anything twice. A miner that gave no answer at all
 (timeout, unreachable) is sent its assignment again, up to
 ``DISPATCH_ATTEMPTS`` sends; one that refused is not.
 
-Commit, then reveal (DESIGN 4.1): before the deadline a miner's collect
+Commit, then reveal (docs/architecture.md §3.7): before the deadline a miner's collect
 answer carries a commitment to its manifest, never the manifest. The
 exchange keeps the last commitment received before the deadline, when it
 was first seen and whether it came with status completed (the completion

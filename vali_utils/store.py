@@ -108,7 +108,7 @@ MIGRATIONS: tuple[str, ...] = (
         set_at REAL
     );
     """,
-    # 1 -> 2: commit, then reveal (DESIGN 4.1). The last commitment a miner sent
+    # 1 -> 2: commit, then reveal (docs/architecture.md §3.7). The last commitment a miner sent
     # before the deadline, its hotkey's signature of it, when it was first seen
     # and whether it was seen with status completed.
     """
