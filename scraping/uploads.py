@@ -25,7 +25,6 @@ there yet or at an older content than its records.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -39,6 +38,7 @@ from common.backoff import backoff_s
 from common.manifest import ManifestFile
 from common.s3_files import EncodedFile, encode_zipcode_file
 from common.s3_layout import ObjectKey, build_key, parse_epoch_id
+from common.waits import wait_event
 from config.storage import S3Settings
 from scraping.upload_ledger import PENDING, UploadLedger, UploadRow
 from scraping.upload_targets import UploadError, UploadTarget
@@ -159,11 +159,7 @@ class Uploader:
 
     async def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until nothing is pending (True) or ``timeout`` passes (False)."""
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-            return True
-        except TimeoutError:
-            return False
+        return await wait_event(self._idle, timeout)
 
     def _backoff(self, attempts: int) -> float:
         return backoff_s(
@@ -193,8 +189,7 @@ class Uploader:
                 next_at = await self.ledger.next_due(self._inflight)
                 if next_at is not None:
                     delay = min(IDLE_POLL_S, max(0.01, next_at - time.time()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            await wait_event(self._wake, delay)  # keeps stop()'s cancellation (common/waits.py)
 
     def _done(self, row_id: int, task: asyncio.Task) -> None:
         self._inflight.pop(row_id, None)

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 
+from common.waits import wait_event
 from config.storage import S3EvalConfig
 from consensus.s3_checks import outage_in_window
 from vali_utils.assignments import S3Access
@@ -98,10 +99,7 @@ class StorageWatch:
             except Exception:  # a bug in a probe: said loudly, and the watch goes on
                 logger.exception("storage watch: a probe failed unexpectedly (not an outage)")
             pause = max(0.0, self.interval_s - (time.monotonic() - started))
-            try:
-                await asyncio.wait_for(stop.wait(), pause)
-            except TimeoutError:
-                continue
+            await wait_event(stop, pause)
 
     def outage(self, start: float, end: float) -> str | None:
         """Why the upload window ``[start, end]`` gives no S3 evidence, or None when it was clean.
