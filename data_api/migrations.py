@@ -1,12 +1,16 @@
 """The Data API's SQLite schema, as numbered migrations applied in order.
 
-``PRAGMA user_version`` holds the number of the last migration applied. A
-migration is never edited once released: a change is a new entry at the end.
+``PRAGMA user_version`` holds the number of the last migration applied
+(``common/sqlite_db.py``, the scheme of every store). A migration is never
+edited once released: a change is a new entry at the end.
 """
 
 from __future__ import annotations
 
 import sqlite3
+
+from common import sqlite_db
+from common.sqlite_db import schema_version
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: blocks, honeypots and references, status reports, nonces, rate counters.
@@ -75,31 +79,12 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-def schema_version(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("PRAGMA user_version").fetchone()[0])
-
-
 def migrate(conn: sqlite3.Connection) -> int:
-    """Apply the migrations ``conn`` has not seen; returns the resulting version.
+    """Apply the migrations ``conn`` has not seen (``common/sqlite_db.migrate``); the version.
 
-    Each migration and its version bump commit together, and ``BEGIN
-    IMMEDIATE`` makes two processes opening a fresh database take turns.
-    Raises RuntimeError for a database newer than this code.
+    Raises ``SchemaTooNew`` (a RuntimeError) for a database newer than this code.
     """
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        version = schema_version(conn)
-        if version > len(MIGRATIONS):
-            raise RuntimeError(
-                f"database schema version {version} is newer than this code ({len(MIGRATIONS)})"
-            )
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            for statement in script.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {number}")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return schema_version(conn)
+    return sqlite_db.migrate(conn, MIGRATIONS)
+
+
+__all__ = ["MIGRATIONS", "migrate", "schema_version"]

@@ -22,10 +22,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import sqlite_db
+from common.sqlite_db import BUSY_TIMEOUT_MS
 from common.sqlite_tx import transaction
 from data_api.migrations import migrate
-
-BUSY_TIMEOUT_MS = 5_000
 
 
 def default_db_path(workdir: Path) -> Path:
@@ -34,15 +34,8 @@ def default_db_path(workdir: Path) -> Path:
 
 def connect(path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
     """An autocommit connection in WAL mode (each statement commits unless in BEGIN)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    conn.execute("PRAGMA journal_mode = WAL")
-    # NORMAL in WAL: a commit is durable at the next checkpoint, not fsynced
-    # each time; a power cut may lose the last instants (nonces, counters),
-    # never corrupt the file.
-    conn.execute("PRAGMA synchronous = NORMAL")
+    # NORMAL: a power cut may lose the last instants (nonces, counters), never the file.
+    conn = sqlite_db.connect(path, synchronous="NORMAL", busy_timeout_ms=busy_timeout_ms)
     conn.execute("PRAGMA foreign_keys = ON")
     return conn
 

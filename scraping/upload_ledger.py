@@ -30,13 +30,16 @@ from typing import TypeVar
 
 from common.manifest import ManifestFile
 from common.s3_files import EncodedFile
+from common.sqlite_db import adopt_meta_version, connect, migrate
 from common.sqlite_tx import on_store_thread
 
 T = TypeVar("T")
-SCHEMA_VERSION = 1
 PENDING, UPLOADED, FAILED = "pending", "uploaded", "failed"
 
-_SCHEMA = """
+# The schema, as migrations (common/sqlite_db.py); a ledger from before
+# user_version kept "1" in a meta row, which migrate adopts in place.
+MIGRATIONS: tuple[str, ...] = (
+    """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS uploads (
     id INTEGER PRIMARY KEY,
@@ -57,7 +60,9 @@ CREATE TABLE IF NOT EXISTS uploads (
 );
 CREATE INDEX IF NOT EXISTS uploads_due ON uploads(state, next_try_at);
 CREATE INDEX IF NOT EXISTS uploads_epoch ON uploads(epoch, source, zipcode);
-"""
+""",
+)
+SCHEMA_VERSION = len(MIGRATIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,15 +95,12 @@ class UploadLedger:
     def _connect(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.spool.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(_SCHEMA)
-        row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if row is None:
-            db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) != SCHEMA_VERSION:
-            raise RuntimeError(f"{self.path}: schema {row[0]} is not {SCHEMA_VERSION}")
+        db = connect(self.path, synchronous="NORMAL")
+        try:
+            migrate(db, MIGRATIONS, legacy=adopt_meta_version)
+        except BaseException:
+            db.close()
+            raise
         self._db = db
 
     async def _run(self, work: Callable[[], T]) -> T:

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from common.sqlite_db import connect, migrate, schema_version
 from common.sqlite_tx import on_store_thread, transaction
 from consensus.assignment import MinerInfo
 from consensus.scoring import ScoringState
@@ -164,13 +165,10 @@ class ValidatorStore:
         if not check_store_file(self.path, SCHEMA_VERSION):
             _create(self.path)
             logger.info("%s: a new state store", self.path)
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")  # a "scored" mark must survive a power cut
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        for target in range(version, SCHEMA_VERSION):
-            transaction(db, lambda d, t=target: _migrate(d, t))
-            logger.info("%s: schema migrated to version %d", self.path, target + 1)
+        db = connect(self.path, synchronous="FULL")  # a "scored" mark must survive a power cut
+        before = schema_version(db)
+        if migrate(db, MIGRATIONS) != before:
+            logger.info("%s: schema migrated to version %d", self.path, SCHEMA_VERSION)
         self._db = db
         if legacy_state is not None and legacy_state.exists() and self._scoring_row() is None:
             self._import_legacy(legacy_state)
@@ -447,18 +445,9 @@ def _create(path: Path) -> None:
     making = Path(f"{path}.new")
     for leftover in (making, *(Path(f"{making}{s}") for s in SIDECARS)):
         leftover.unlink(missing_ok=True)  # a crash while creating: never data
-    db = sqlite3.connect(making, isolation_level=None)
+    db = connect(making, synchronous="FULL")
     try:
-        db.execute("PRAGMA journal_mode=WAL")
-        for target in range(SCHEMA_VERSION):
-            transaction(db, lambda d, t=target: _migrate(d, t))
+        migrate(db, MIGRATIONS)
     finally:
         db.close()  # the last connection folds the WAL into the file
     os.replace(making, path)
-
-
-def _migrate(db: sqlite3.Connection, version: int) -> None:
-    for statement in MIGRATIONS[version].split(";"):
-        if statement.strip():
-            db.execute(statement)
-    db.execute(f"PRAGMA user_version = {version + 1}")
