@@ -6,7 +6,7 @@ sit in S3 (``files``: key, content hash, record count and size of each
 uploaded jsonl.gz, see ``common/s3_layout.py``). Validation here is
 structural (types, formats, sizes); whether the manifest tells the truth
 about S3 is checked against the objects themselves
-(``vali_utils/s3_verify.py``). ``s3_key``/``content_hash`` are the older
+(``vali_utils/s3_audit.py``). ``s3_key``/``content_hash`` are the older
 single-file form, still accepted.
 
     manifest = Manifest.model_validate_json(body)      # ValidationError -> 422

@@ -21,7 +21,7 @@ keeps its score.
 ``credibility`` (the vote weight in consensus) is an EMA of precision on
 evidence zipcodes, halved on a flag; it starts neutral. Weights are scores normalised to sum to 1.
 
-S3 evaluation (between cycles, ``consensus/s3_checks.py``) has its own
+S3 evaluation (between cycles, ``consensus/s3_evaluation.py``) has its own
 component, applied by ``apply_s3_evaluation`` once per round id::
 
     s3_quality     = EMA(s3_quality, reward, quality_alpha)   (the first round sets it)
@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from config.consensus import ScoringConfig
 from config.storage import S3EvalConfig
-from consensus.s3_checks import S3Evaluation
+from consensus.s3_evaluation import S3Evaluation
 from consensus.types import CycleResult
 
 STATE_VERSION = 1

@@ -52,7 +52,7 @@ from vali_utils.cycle import ConsensusCycle
 from vali_utils.data_api_client import ValidatorDataAPI
 from vali_utils.evaluator import EnhancedMinerEvaluator
 from vali_utils.metrics import ValidatorMetrics
-from vali_utils.s3_pass import S3EvaluationPass, open_s3
+from vali_utils.s3_evaluation_pass import S3EvaluationPass, open_s3
 from vali_utils.spot_check import SourceVerifier, SpotChecker, SyntheticVerifier
 from vali_utils.storage_watch import build_watch
 from vali_utils.store import ValidatorStore

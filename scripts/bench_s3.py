@@ -7,7 +7,7 @@
 Starts ``moto_server`` in a subprocess, uploads ``files_per_miner`` zipcode
 files of ~50 synthetic records for each of ``miners`` hotkeys (the same 20
 bodies under every miner's prefix: encoding is not what is measured), then
-runs ``vali_utils.s3_eval.evaluate_miners`` over all miners ``repeats``
+runs ``vali_utils.s3_evaluation.evaluate_miners`` over all miners ``repeats``
 times, each with a fresh reader and another round seed. Reports:
 
 - ``s3_eval_files_per_s``: median over the repeats of sampled files fetched,
@@ -38,10 +38,10 @@ sys.path.insert(0, str(ROOT))
 from common.s3_files import encode_zipcode_file  # noqa: E402
 from common.s3_layout import build_key  # noqa: E402
 from consensus.answers import hash_to_int  # noqa: E402
-from consensus.s3_checks import evaluation_seed  # noqa: E402
+from consensus.s3_evaluation import evaluation_seed  # noqa: E402
 from tests.integration.s3_server import S3Server  # noqa: E402
 from tests.unit.s3_builders import NONCE, SOURCE, WORLD, hotkey, zipcodes  # noqa: E402
-from vali_utils.s3_eval import evaluate_miners  # noqa: E402
+from vali_utils.s3_evaluation import evaluate_miners  # noqa: E402
 from vali_utils.s3_reader import DirectS3Reader  # noqa: E402
 
 BENCH_MINERS = 256
@@ -96,7 +96,7 @@ def bench_s3_eval(
     """Upload once, evaluate ``repeats`` times; the figures as a flat dict."""
     import logging
 
-    logging.getLogger("vali_utils.s3_eval").setLevel(logging.WARNING)
+    logging.getLogger("vali_utils.s3_evaluation").setLevel(logging.WARNING)
     server = S3Server.start()
     try:
         bucket = server.create_bucket("bench-s3-eval")

@@ -41,8 +41,8 @@ from common.signed_http import SignedClient
 from consensus.answers import answers_from_manifest
 from consensus.assignment import AssignmentPlan, MinerInfo, ZipcodeAssignmentManager
 from consensus.engine import ConsensusEngine
-from consensus.s3_checks import consensus_records
-from consensus.s3_verdicts import ManifestVerdict, apply_s3_verdicts, rejected_hotkeys
+from consensus.s3_audit import ManifestVerdict, apply_s3_verdicts, rejected_hotkeys
+from consensus.s3_evaluation import consensus_records
 from consensus.tiebreak import TiebreakRequest
 from consensus.types import CycleResult, GroupSubmission, Honeypot, SpotCheckRequest, Verdict
 from vali_utils.assignments import (
@@ -57,7 +57,7 @@ from vali_utils.assignments import (
 from vali_utils.block_plan import BlockPlanner
 from vali_utils.blocks import EpochBlock
 from vali_utils.exchange import MinerExchange
-from vali_utils.s3_verify import verify_manifests
+from vali_utils.s3_audit import verify_manifests
 from vali_utils.spot_check import Verifier, mostly_failed, spot_checker
 from vali_utils.store import ValidatorStore
 

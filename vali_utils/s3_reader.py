@@ -6,7 +6,7 @@ Two small interfaces, so the validator can read with its own credentials
 
 - ``ObjectFetcher.fetch(key, max_bytes)`` -> ``FetchedObject``; raises
   ``ObjectMissing`` (a 404: evidence only once corroborated, see
-  ``vali_utils/s3_verify.fetch_corroborated``), ``FolderPadded`` (the key is
+  ``vali_utils/s3_audit.fetch_corroborated``), ``FolderPadded`` (the key is
   not among the first ``max_keys_per_miner`` keys of its miner's folder:
   the miner padded it, evidence against it),
   ``ObjectTooLarge`` (over the cap, known from Content-Length or seen while

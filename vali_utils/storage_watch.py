@@ -8,7 +8,7 @@ happens. Every ``interval_s`` it asks the Data API's ``/v1/health`` (which
 answers for the Data API, where miners get their upload grants, and for its
 S3) and, when it reads the bucket itself, lists one key. An epoch whose
 upload window saw ``in_a_row`` failed probes in a row gives no S3 evidence
-(``consensus.s3_checks.outage_in_window``; ``S3EvaluationPass`` asks).
+(``consensus.s3_evaluation.outage_in_window``; ``S3EvaluationPass`` asks).
 
     watch = StorageWatch([api_probe, bucket_probe], interval_s=30, in_a_row=2)
     task = asyncio.create_task(watch.run(stop))
@@ -31,7 +31,7 @@ import aiohttp
 
 from common.waits import wait_event
 from config.storage import S3EvalConfig
-from consensus.s3_checks import outage_in_window
+from consensus.s3_evaluation import outage_in_window
 from vali_utils.assignments import S3Access
 from vali_utils.data_api_client import ValidatorDataAPI
 from vali_utils.metrics import ValidatorMetrics

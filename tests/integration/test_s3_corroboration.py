@@ -19,7 +19,7 @@ import time
 import pytest
 
 from common.s3_layout import build_key
-from consensus.s3_verdicts import VerdictStatus, apply_s3_verdicts
+from consensus.s3_audit import VerdictStatus, apply_s3_verdicts
 from consensus.types import CycleResult
 from tests.integration.s3_fault_proxy import FaultProxy
 from tests.integration.s3_server import S3Server
@@ -32,9 +32,9 @@ from tests.unit.s3_builders import (
     manifest_entry,
     zipcodes,
 )
-from vali_utils.s3_eval import evaluate_miners
+from vali_utils.s3_audit import verify_manifests
+from vali_utils.s3_evaluation import evaluate_miners
 from vali_utils.s3_reader import DirectS3Reader
-from vali_utils.s3_verify import verify_manifests
 
 pytestmark = pytest.mark.integration
 

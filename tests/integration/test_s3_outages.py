@@ -31,8 +31,8 @@ from common.s3_layout import build_key
 from config.storage import S3EvalConfig
 from consensus.answers import hash_to_int
 from consensus.assignment import AssignmentConfig, AssignmentPlan, MinerGroup, MinerInfo
-from consensus.s3_checks import evaluation_seed
-from consensus.s3_verdicts import ManifestVerdict, VerdictStatus
+from consensus.s3_audit import ManifestVerdict, VerdictStatus
+from consensus.s3_evaluation import evaluation_seed
 from consensus.scoring import MinerScore, ScoringState, apply_s3_evaluation
 from consensus.types import CycleResult
 from tests.integration.data_api_harness import (
@@ -60,10 +60,10 @@ from vali_utils.assignments import S3Access
 from vali_utils.blocks import EpochBlock
 from vali_utils.cycle import CycleOutcome
 from vali_utils.data_api_client import RetryPolicy, ValidatorDataAPI
-from vali_utils.s3_eval import evaluate_miners
-from vali_utils.s3_pass import S3EvaluationPass, presigned_lister
+from vali_utils.s3_audit import verify_manifests
+from vali_utils.s3_evaluation import evaluate_miners
+from vali_utils.s3_evaluation_pass import S3EvaluationPass, presigned_lister
 from vali_utils.s3_reader import DirectS3Reader, Listing, PresignedReader
-from vali_utils.s3_verify import verify_manifests
 
 pytestmark = pytest.mark.integration
 

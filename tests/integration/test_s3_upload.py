@@ -24,14 +24,14 @@ import pytest
 
 from common.manifest import Manifest, ZipcodeManifest
 from common.s3_layout import ObjectKey, parse_key
-from consensus.s3_verdicts import VerdictStatus
+from consensus.s3_audit import VerdictStatus
 from scraping.upload_ledger import FAILED, PENDING, UPLOADED
 from scraping.upload_targets import DirectS3Target, PresignedTarget, UploadError
 from scraping.uploads import LEDGER_FILE, SPOOL_DIR, Uploader
 from tests.integration.s3_server import S3Server
 from tests.unit.s3_builders import NONCE, SOURCE, encoded, hotkey, records, zipcodes
+from vali_utils.s3_audit import verify_manifests
 from vali_utils.s3_reader import DirectS3Reader
-from vali_utils.s3_verify import verify_manifests
 
 pytestmark = pytest.mark.integration
 

@@ -30,7 +30,7 @@ import pytest
 from common.chain import LocalFileChain
 from common.metagraph import MetagraphSync
 from config.storage import S3EvalConfig
-from consensus.s3_verdicts import ManifestVerdict, VerdictStatus
+from consensus.s3_audit import ManifestVerdict, VerdictStatus
 from consensus.types import CycleResult
 from data_api.app import start_data_api
 from data_api.s3 import PROBE_TTL_S
@@ -51,7 +51,7 @@ from vali_utils.assignments import S3Access
 from vali_utils.blocks import EpochBlock
 from vali_utils.cycle import CycleOutcome
 from vali_utils.data_api_client import RetryPolicy, ValidatorDataAPI
-from vali_utils.s3_pass import S3EvaluationPass, presigned_lister
+from vali_utils.s3_evaluation_pass import S3EvaluationPass, presigned_lister
 from vali_utils.s3_reader import PresignedReader
 from vali_utils.storage_watch import build_watch
 

@@ -6,7 +6,7 @@ import pytest
 
 from config.data_api import UploadLimits
 from config.storage import S3EvalConfig, S3Settings
-from consensus.s3_checks import (
+from consensus.s3_evaluation import (
     S3Evaluation,
     folder_padded,
     is_outage,

@@ -1,7 +1,7 @@
 """One settings loader: typed S3, sources and S3-evaluation sections; each limit defined once.
 
 Issue 16 found settings read three ways (``config/settings.py``,
-``config/storage.py`` and ``os.environ`` read inside ``vali_utils/s3_pass.py``
+``config/storage.py`` and ``os.environ`` read inside ``vali_utils/s3_evaluation_pass.py``
 and ``scraping/upload_setup.py``), with different validation and different
 limits: the Data API presigned 64 MiB uploads that miners and validators cap
 at 4 MiB, the 5,000-record cap was written four times and ``S3EvalConfig()``
@@ -27,7 +27,7 @@ from data_api import cli
 from data_api.routes import ApiOptions
 from neurons.miner import build_source
 from scraping.upload_setup import open_uploader
-from vali_utils.s3_pass import open_s3
+from vali_utils.s3_evaluation_pass import open_s3
 from vali_utils.s3_reader import DirectS3Reader
 
 pytestmark = pytest.mark.unit

@@ -7,7 +7,7 @@ import asyncio
 import aiohttp
 import pytest
 
-from consensus.s3_checks import outage_in_window
+from consensus.s3_evaluation import outage_in_window
 from vali_utils.s3_reader import StorageUnavailable
 from vali_utils.storage_watch import StorageWatch
 

@@ -1,7 +1,9 @@
-"""The S3 evaluation's checks: a miner's uploaded files -> an ``S3Evaluation``, pure.
+"""The S3 evaluation, between cycles, pure: a miner's uploaded files -> an ``S3Evaluation``.
+
+Not the in-cycle audit of revealed manifests (``consensus/s3_audit.py``).
 
 Between consensus cycles the validator samples each miner's files of the last
-epoch (``vali_utils/s3_eval.py`` lists, fetches and decodes them) and judges
+epoch (``vali_utils/s3_evaluation.py`` lists, fetches and decodes them) and judges
 them here. No network, disk or clock: ``now`` and every input are passed in.
 
 Components, each in [0, 1] (None when there is nothing to judge)::

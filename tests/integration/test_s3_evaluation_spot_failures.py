@@ -16,13 +16,13 @@ import pytest
 from common.s3_files import encode_zipcode_file
 from common.s3_layout import build_key
 from config.storage import S3EvalConfig
-from consensus.s3_checks import evaluation_seed
+from consensus.s3_evaluation import evaluation_seed
 from consensus.types import Verdict
 from scraping.source import SourceUnavailable
 from tests.integration.s3_server import S3Server
 from tests.unit.s3_builders import NONCE, SOURCE, hotkey, records, zipcodes
 from vali_utils.metrics import ValidatorMetrics
-from vali_utils.s3_eval import evaluate_miners
+from vali_utils.s3_evaluation import evaluate_miners
 from vali_utils.s3_reader import DirectS3Reader
 from vali_utils.spot_check import ERROR, UNAVAILABLE, SpotChecker
 

@@ -1,8 +1,12 @@
-"""Consensus-cycle check of miners' manifests against their S3 objects (the I/O side).
+"""The S3 audit, in-cycle: revealed manifests checked against their S3 objects (I/O side).
+
+The audit runs inside a consensus cycle and decides whether a miner's
+revealed records count; the S3 evaluation (``vali_utils/s3_evaluation.py``)
+runs between cycles and scores what miners uploaded.
 
 Before a miner's records count, a seeded sample of its manifest files is
 fetched, decoded within the caps and compared with the manifest
-(``consensus/s3_verdicts.py`` holds the rules). The result per miner is
+(``consensus/s3_audit.py`` holds the rules). The result per miner is
 ``ok``, ``mismatch`` (with evidence), ``unavailable`` (S3 failed: no evidence)
 or ``no_files``.
 
@@ -29,7 +33,7 @@ from common.manifest import Manifest
 from common.s3_files import DecodedFile, Rejection, RejectReason, decode_zipcode_file
 from common.s3_layout import InvalidKey, parse_key
 from config.storage import S3Settings
-from consensus.s3_verdicts import (
+from consensus.s3_audit import (
     FileCheck,
     ManifestSample,
     ManifestVerdict,

@@ -18,17 +18,7 @@ from common.s3_layout import build_key, parse_key
 from config.storage import S3EvalConfig
 from consensus.answers import hash_to_int
 from consensus.engine import ConsensusEngine
-from consensus.s3_checks import (
-    ListedFile,
-    SampledFile,
-    consensus_records,
-    evaluate_miner,
-    evaluation_seed,
-    no_evidence,
-    select_files,
-    select_spot_checks,
-)
-from consensus.s3_verdicts import (
+from consensus.s3_audit import (
     FileCheck,
     VerdictStatus,
     apply_s3_verdicts,
@@ -38,6 +28,16 @@ from consensus.s3_verdicts import (
     rejected_hotkeys,
     select_manifest_samples,
     verification_seed,
+)
+from consensus.s3_evaluation import (
+    ListedFile,
+    SampledFile,
+    consensus_records,
+    evaluate_miner,
+    evaluation_seed,
+    no_evidence,
+    select_files,
+    select_spot_checks,
 )
 from consensus.scoring import (
     MinerScore,

@@ -1,5 +1,8 @@
-"""The S3 side of the validator: how it reads miners' files, and the evaluation passes
-it runs between consensus cycles.
+"""The S3 evaluation's passes between consensus cycles, and how the validator reads S3.
+
+One pass is one round of the S3 evaluation (``vali_utils/s3_evaluation.py``)
+folded into the scoring state; the in-cycle manifest audit is
+``vali_utils/s3_audit.py``.
 
 ``open_s3`` picks the reader: presigned URLs from the Data API (validators
 need no bucket credentials), or the bucket itself with ``S3_BUCKET`` and
@@ -17,7 +20,7 @@ evidence from the epoch's rounds either. An outage that ended before the
 cycle read anything is seen by the ``StorageWatch``, which probes the Data
 API and S3 all through the upload window: an epoch whose window saw one
 gives no evidence either. Within a round, reads that fail for
-infrastructure reasons give no reward (``vali_utils/s3_eval.py``).
+infrastructure reasons give no reward (``vali_utils/s3_evaluation.py``).
 
     s3 = open_s3(settings, api, session)          # None: S3 checks off
     evaluator = EnhancedMinerEvaluator(..., s3_pass=S3EvaluationPass(s3, verifier))
@@ -36,19 +39,19 @@ import aiohttp
 
 from config.settings import Settings
 from config.storage import S3EvalConfig
-from consensus.s3_checks import (
+from consensus.s3_audit import ManifestVerdict, VerdictStatus
+from consensus.s3_evaluation import (
     S3Evaluation,
     evaluation_seed,
     is_outage,
     no_evidence,
 )
-from consensus.s3_verdicts import ManifestVerdict, VerdictStatus
 from consensus.scoring import ScoringState, apply_s3_evaluation
 from vali_utils.assignments import SOURCE, S3Access
 from vali_utils.cycle import CycleOutcome
 from vali_utils.data_api_client import DataAPIRefused, DataAPIUnavailable, ValidatorDataAPI
 from vali_utils.metrics import ValidatorMetrics
-from vali_utils.s3_eval import evaluate_miners
+from vali_utils.s3_evaluation import evaluate_miners
 from vali_utils.s3_reader import DirectS3Reader, PresignedReader, ReadUrlLister, ReadUrlPage
 from vali_utils.spot_check import Verifier
 from vali_utils.storage_watch import StorageWatch

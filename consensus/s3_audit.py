@@ -1,9 +1,13 @@
-"""Manifest verification against S3, the pure part: what to sample, how to judge, what it costs.
+"""The S3 audit, in-cycle, pure: which manifest files to sample and how to judge them.
+
+The audit checks revealed manifests during a consensus cycle (its I/O side:
+``vali_utils/s3_audit.py``); the between-cycle S3 evaluation is
+``consensus/s3_evaluation.py``.
 
 During a consensus cycle the validator checks a seeded sample of each
 miner's manifest files against the objects in S3 before the miner's records
 count. This module has no I/O: the validator fetches and decodes the sampled
-objects (``vali_utils/s3_verify.py``) and hands the outcomes here.
+objects (``vali_utils/s3_audit.py``) and hands the outcomes here.
 
 - ``select_manifest_samples``: per miner, ``per_miner`` files ranked by a
   blake2b of (seed, hotkey, source, zipcode, file position). The rank uses

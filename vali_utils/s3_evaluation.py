@@ -1,11 +1,14 @@
-"""The S3 evaluation between consensus cycles: list, sample, fetch and judge miners' files.
+"""The S3 evaluation, between cycles: list, sample, fetch and judge miners' uploaded files.
+
+Not the in-cycle audit of revealed manifests (``vali_utils/s3_audit.py``):
+this scores the files of the last epoch, rounds at a time, after its cycle.
 
 For each miner: list its files of the epoch (paged, capped at
 ``max_keys_per_miner``), keep the keys that follow the layout, fetch a seeded
 sample of ``eval_files_per_miner`` files (capped size, streaming
 decompression with a limit), optionally spot-check a few of their records
 through the validator's own source, and judge everything with
-``consensus/s3_checks.evaluate_miner``. S3 calls run under one semaphore
+``consensus/s3_evaluation.evaluate_miner``. S3 calls run under one semaphore
 (``eval_concurrency``); miners are evaluated a few at a time so decoded
 records of at most that many miners are in memory at once.
 
@@ -17,7 +20,7 @@ records of at most that many miners are in memory at once.
 An S3 failure for a miner (listing or any sampled file) gives that miner
 ``reward None``: no evidence, and its scores stay as they were. A sampled
 file that is not there counts only when corroborated (fetched again, and
-absent from the miner's folder listed in full; ``s3_verify.fetch_corroborated``).
+absent from the miner's folder listed in full; ``s3_audit.fetch_corroborated``).
 When at least ``S3EvalConfig.outage_share`` of the miners could not be read,
 S3 or the Data API was failing: the whole round gives no evidence. A folder
 padded past ``max_keys_per_miner`` is evidence against its miner (reward 0).
@@ -35,7 +38,7 @@ from collections.abc import Mapping, Sequence
 
 from common.s3_layout import InvalidKey, parse_key
 from config.storage import S3EvalConfig, S3Settings
-from consensus.s3_checks import (
+from consensus.s3_evaluation import (
     ListedFile,
     S3Evaluation,
     SampledFile,
@@ -48,8 +51,8 @@ from consensus.s3_checks import (
     without_evidence,
 )
 from consensus.types import SpotCheckRequest, Verdict
+from vali_utils.s3_audit import fetch_decoded
 from vali_utils.s3_reader import BucketReader, FolderPadded, Listing, StorageUnavailable
-from vali_utils.s3_verify import fetch_decoded
 from vali_utils.spot_check import SpotChecker, Verifier, mostly_failed, spot_checker
 
 logger = logging.getLogger(__name__)
@@ -98,7 +101,7 @@ async def evaluate_miners(
     and miners did not at upload time, the evaluation time (validator's
     clock), each miner's assignments of the epoch (hotkey -> source ->
     zipcodes), the last consensus (source -> zipcode -> zpid ->
-    ``hash_to_int(record_hash)`` or None; ``consensus.s3_checks.consensus_records``
+    ``hash_to_int(record_hash)`` or None; ``consensus.s3_evaluation.consensus_records``
     builds it from the engine's comparison), the settings and config, an optional
     ``verifier`` for spot checks through the validator's own source (None:
     no spot checks), the epoch nonce, a cutoff (files uploaded after it are

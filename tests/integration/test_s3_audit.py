@@ -20,7 +20,7 @@ import pytest
 
 from common.manifest import Manifest, ZipcodeManifest
 from common.s3_layout import build_key
-from consensus.s3_verdicts import VerdictStatus, apply_s3_verdicts, rejected_hotkeys
+from consensus.s3_audit import VerdictStatus, apply_s3_verdicts, rejected_hotkeys
 from consensus.scoring import MinerScore, ScoringState, apply_cycle
 from consensus.types import CycleResult, MinerCycleResult
 from tests.integration.s3_server import S3Server
@@ -34,8 +34,8 @@ from tests.unit.s3_builders import (
     manifest_entry,
     zipcodes,
 )
+from vali_utils.s3_audit import verify_manifests
 from vali_utils.s3_reader import DirectS3Reader, PresignedReader
-from vali_utils.s3_verify import verify_manifests
 
 pytestmark = pytest.mark.integration
 
