@@ -72,6 +72,10 @@ MAX_OPEN_ASSIGNMENTS = 500
 # miner about 1,000 / N assignments an epoch (N miners; 1,000 zipcodes, 2 groups
 # of 10, batches of 20): 16 at 64 miners, 50 at 20.
 MIN_OPEN_ASSIGNMENTS_PER_VALIDATOR = 50
+# Epochs a miner keeps finished work after its deadline (scraping/retention.py): a
+# validator's reveals come within the epoch after the deadline, two more are margin
+# for clock skew and a validator restarted mid-epoch.
+RETENTION_EPOCHS = 3
 # A validator over its quota, or sending another epoch's work, is logged at most
 # once per this many seconds (with the count of refusals in between), not per request.
 REFUSAL_LOG_INTERVAL_S = 60.0
@@ -107,6 +111,7 @@ class Settings:
     max_open_assignments: int = MAX_OPEN_ASSIGNMENTS
     min_open_assignments: int = MIN_OPEN_ASSIGNMENTS_PER_VALIDATOR
     check_epochs: bool = True
+    retention_epochs: int = RETENTION_EPOCHS
     requests_per_minute: int = 600
     max_body_bytes: int = 4 * 1024 * 1024
     # HTTP servers (miner, Data API): docs/limits.md

@@ -142,6 +142,16 @@ NEURON_SETTINGS: tuple[Setting, ...] = (
         roles=("miner",),
     ),
     Setting(
+        "retention_epochs",
+        "--miner.retention.epochs",
+        "MINER_RETENTION_EPOCHS",
+        int,
+        "finished work (assignments, records, commitments) a miner keeps this many epochs "
+        "after its deadline, then prunes (validators reveal within the epoch after it)",
+        roles=("miner",),
+        minimum=2,
+    ),
+    Setting(
         "requests_per_minute",
         "--rate.limit",
         "REQUESTS_PER_MINUTE",

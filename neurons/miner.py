@@ -32,6 +32,7 @@ from scraping.fairness import QuotaPolicy
 from scraping.metrics import MinerMetrics
 from scraping.registry import SourceContext
 from scraping.registry import build_source as build_named_source
+from scraping.retention import FALLBACK_EPOCH_S, Retention
 from scraping.source import PropertySource, SyntheticSource
 from scraping.store import MinerStore
 from scraping.upload_setup import open_uploader
@@ -103,6 +104,11 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             settings.min_open_assignments,
         ),
         epochs=epochs,
+        # The production epoch when epochs are not checked (the local preset's varies).
+        retention=Retention.epochs(
+            settings.cycle_seconds if settings.check_epochs else FALLBACK_EPOCH_S,
+            settings.retention_epochs,
+        ),
     )
     await service.start()
     MinerMetrics(service, source).serve(settings.metrics_port, settings.host)

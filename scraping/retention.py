@@ -19,11 +19,8 @@ import sqlite3
 from dataclasses import dataclass
 
 from common.protocol import AssignmentStatus
+from config.settings import RETENTION_EPOCHS  # the default; MINER_RETENTION_EPOCHS
 
-# Finished work is kept this many epochs after its deadline: a validator's
-# reveals come within the epoch of the deadline, so two more are margin for
-# clock skew, slow reveals and a validator restarted mid-epoch.
-RETENTION_EPOCHS = 3
 # Without a known epoch length (the local preset checks no epochs): the
 # production epoch (CYCLE_SECONDS on test and finney), so nothing is pruned early.
 FALLBACK_EPOCH_S = 4 * 3600.0

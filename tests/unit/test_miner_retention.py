@@ -154,3 +154,19 @@ def test_refusal_log_forgets_validators_quiet_since_the_cutoff():
     log.forget_before(100.0)
     assert set(log._last) == {"b"} and "a" not in log._since
     assert log.due("a", 510.0) == 0  # a fresh start: logged, nothing counted before it
+
+
+def test_the_retention_is_a_miner_setting_with_a_floor():
+    from config.setting import SettingsError
+    from config.settings import load_settings
+
+    chain = {"CHAIN_FILE": "/tmp/chain.json"}
+    settings, _ = load_settings("miner", [], environ={**chain, "MINER_RETENTION_EPOCHS": "5"})
+    assert settings.retention_epochs == 5
+    settings, _ = load_settings("miner", ["--miner.retention.epochs", "4"], environ=chain)
+    assert Retention.epochs(settings.cycle_seconds, settings.retention_epochs).keep_s == (
+        4 * settings.cycle_seconds
+    )
+    # One epoch would prune a validator's reveals of the epoch before.
+    with pytest.raises(SettingsError, match="MINER_RETENTION_EPOCHS"):
+        load_settings("miner", [], environ={**chain, "MINER_RETENTION_EPOCHS": "1"})
