@@ -80,9 +80,14 @@ def adopt_meta_version(db: sqlite3.Connection) -> int:
     return int(row[0])
 
 
+# A migration: SQL statements separated by ";", or a function for a step SQL
+# cannot say (e.g. secrets drawn for existing rows), run in the same transaction.
+Migration = str | Callable[[sqlite3.Connection], None]
+
+
 def migrate(
     db: sqlite3.Connection,
-    migrations: Sequence[str],
+    migrations: Sequence[Migration],
     *,
     legacy: Callable[[sqlite3.Connection], int] | None = None,
 ) -> int:
@@ -101,11 +106,31 @@ def migrate(
             raise SchemaTooNew(
                 f"database schema version {version} is newer than this code ({len(migrations)})"
             )
-        for script in migrations[version:]:
-            for statement in script.split(";"):
-                if statement.strip():
-                    d.execute(statement)
+        for step in migrations[version:]:
+            if callable(step):
+                step(d)
+                continue
+            for statement in statements(step):
+                d.execute(statement)
         d.execute(f"PRAGMA user_version = {len(migrations)}")
         return len(migrations)
 
     return transaction(db, apply)
+
+
+def statements(script: str) -> list[str]:
+    """The statements of an SQL script, split where SQLite itself would end them.
+
+    Not a plain split on ";": a semicolon inside a comment or a string ends
+    nothing (``sqlite3.complete_statement`` knows). ``executescript`` would
+    split them too, but it commits first, out of ``migrate``'s transaction.
+    """
+    out: list[str] = []
+    pending = ""
+    for part in script.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \t\n;"):
+                out.append(pending)
+            pending = ""
+    return out

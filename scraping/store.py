@@ -8,9 +8,10 @@ on disk.
     store = await MinerStore.open(path)
     await store.run(lambda db: db.execute(...))
 
-The schema is versioned (``meta.schema_version``): ``_SCHEMA`` is version 1
-and ``MIGRATIONS[v]`` takes a store from version ``v`` to ``v + 1``. Version
-2 adds what commit-then-reveal needs: a secret salt per assignment, the order
+The schema is versioned like every store's (``common/sqlite_db.py``,
+``PRAGMA user_version``): ``MIGRATIONS`` holds one entry per version, ``_SCHEMA``
+first; a store of the older meta-row scheme upgrades in place. Version 2
+adds what commit-then-reveal needs: a secret salt per assignment, the order
 zipcodes were finished in (``done_order``) and, per commitment the miner
 issued, how many zipcodes it covered, so any commitment's manifest can be
 rebuilt after a restart without storing a manifest per poll.
@@ -32,13 +33,20 @@ from pathlib import Path
 from typing import TypeVar
 
 from common.manifest import new_salt
-from common.sqlite_tx import on_store_thread, transaction
+from common.sqlite_db import (
+    Migration,
+    SchemaTooNew,
+    adopt_meta_version,
+    connect,
+    migrate,
+    schema_version,
+)
+from common.sqlite_tx import on_store_thread
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS assignments (
     key TEXT PRIMARY KEY,
     request_json TEXT NOT NULL,
@@ -90,9 +98,10 @@ CREATE TABLE IF NOT EXISTS properties (
 CREATE INDEX IF NOT EXISTS assignments_status ON assignments(status);
 """
 
-# MIGRATIONS[v] takes the schema from version v to v + 1 (version 1 is _SCHEMA).
-MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (
+
+def _commit_reveal(db: sqlite3.Connection) -> None:
+    """Version 2: what commit-then-reveal needs, for work taken before it too."""
+    for statement in (
         "ALTER TABLE assignments ADD COLUMN salt TEXT",
         "ALTER TABLE zipcodes ADD COLUMN done_order INTEGER",
         # Zipcodes finished before the upgrade: in (source, zipcode) order, which
@@ -104,9 +113,18 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         " zipcodes_covered INTEGER NOT NULL, issued_at REAL NOT NULL,"
         " PRIMARY KEY (key, commitment))",
         "CREATE INDEX commitments_covered ON commitments(key, zipcodes_covered)",
-    ),
-}
-SCHEMA_VERSION = 1 + len(MIGRATIONS)
+    ):
+        db.execute(statement)
+    # Assignments taken before the upgrade get their secret salt now.
+    keys = [r[0] for r in db.execute("SELECT key FROM assignments WHERE salt IS NULL")]
+    db.executemany("UPDATE assignments SET salt=? WHERE key=?", [(new_salt(), key) for key in keys])
+
+
+# One entry per schema version, applied in order by common/sqlite_db.migrate; an
+# entry is never edited once released. Stores from before kept the version in
+# meta.schema_version, which migrate adopts (adopt_meta_version).
+MIGRATIONS: tuple[Migration, ...] = (_SCHEMA, _commit_reveal)
+SCHEMA_VERSION = len(MIGRATIONS)
 WAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024
 
 
@@ -126,28 +144,18 @@ class MinerStore:
         return store
 
     def _connect(self, _db: object = None) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
+        db = connect(self.path, synchronous="NORMAL")
         # After a checkpoint the WAL file is cut back to this size instead of
         # keeping the size of the largest burst (a pruning deletes an epoch of rows).
         db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
-        db.executescript(_SCHEMA)
-        row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if row is None:  # a new store: _SCHEMA is version 1
-            db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
-            version = 1
-        else:
-            version = int(row[0])
-        if version > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"{self.path}: schema {version} is newer than this miner ({SCHEMA_VERSION});"
-                " upgrade the miner"
-            )
-        for current in range(version, SCHEMA_VERSION):
-            transaction(db, lambda d, v=current: _migrate(d, v))
-            logger.info("%s: schema migrated to version %d", self.path, current + 1)
+        before = schema_version(db)
+        try:
+            version = migrate(db, MIGRATIONS, legacy=adopt_meta_version)
+        except SchemaTooNew as exc:
+            db.close()
+            raise SchemaTooNew(f"{self.path}: {exc}; upgrade the miner") from None
+        if before and version != before:
+            logger.info("%s: schema migrated from version %d to %d", self.path, before, version)
         self._db = db
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -222,19 +230,6 @@ class MinerStore:
 
         await self.run(shut)
         self._executor.shutdown(wait=True)
-
-
-def _migrate(db: sqlite3.Connection, version: int) -> None:
-    for statement in MIGRATIONS[version]:
-        db.execute(statement)
-    if version == 1:
-        # Assignments taken before the upgrade get their secret salt now.
-        keys = [r[0] for r in db.execute("SELECT key FROM assignments WHERE salt IS NULL")]
-        db.executemany(
-            "UPDATE assignments SET salt=? WHERE key=?",
-            [(new_salt(), key) for key in keys],
-        )
-    db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(version + 1),))
 
 
 def now() -> float:

@@ -17,11 +17,15 @@ from scraping.store import _SCHEMA, SCHEMA_VERSION, MinerStore
 
 pytestmark = pytest.mark.unit
 
+# Stores written before the one schema scheme (common/sqlite_db.py) kept their
+# version in this table; the miner upgrades them in place.
+OLD_META = "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+
 
 def test_a_schema_1_store_is_migrated_with_salts_and_completion_order(tmp_path):
     path = tmp_path / "miner.sqlite"
     db = sqlite3.connect(path)
-    db.executescript(_SCHEMA)
+    db.executescript(OLD_META + _SCHEMA)
     db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
     db.execute(
         "INSERT INTO assignments (key, request_json, status, zipcodes_total, created_at)"
@@ -39,7 +43,7 @@ def test_a_schema_1_store_is_migrated_with_salts_and_completion_order(tmp_path):
         try:
             return await store.run(
                 lambda d: (
-                    d.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0],
+                    d.execute("PRAGMA user_version").fetchone()[0],
                     d.execute("SELECT salt FROM assignments").fetchone()[0],
                     finished_work(d, "k1").zipcode_rows,
                     finished_work(d, "k1", 1).zipcode_rows,
@@ -63,7 +67,7 @@ def test_a_store_of_a_newer_miner_is_refused(tmp_path):
     path = tmp_path / "miner.sqlite"
     db = sqlite3.connect(path)
     db.executescript(_SCHEMA)
-    db.execute("INSERT INTO meta VALUES ('schema_version', '99')")
+    db.execute("PRAGMA user_version = 99")
     db.commit()
     db.close()
     with pytest.raises(RuntimeError, match="upgrade the miner"):

@@ -115,3 +115,32 @@ def test_a_ledger_from_newer_code_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(SchemaTooNew):
         asyncio.run(UploadLedger.open(path, tmp_path / "spool"))
+
+
+def test_a_semicolon_in_a_comment_or_string_ends_no_statement():
+    from common.sqlite_db import statements
+
+    script = "CREATE TABLE a (x); -- found later; or not\nCREATE TABLE b (y TEXT DEFAULT ';');\n"
+    assert [s.split("(")[0].strip(" \n").splitlines()[-1] for s in statements(script)] == [
+        "CREATE TABLE a",
+        "CREATE TABLE b",
+    ]
+
+
+def test_a_step_sql_cannot_say_runs_in_the_same_transaction(tmp_path):
+    def salts(db) -> None:
+        db.execute("UPDATE t SET salt = 'drawn' WHERE salt IS NULL")
+
+    db = connect(tmp_path / "s.sqlite")
+    migrate(db, ("CREATE TABLE t (salt TEXT); INSERT INTO t VALUES (NULL)",))
+    assert migrate(db, ("CREATE TABLE t (salt TEXT); INSERT INTO t VALUES (NULL)", salts)) == 2
+    assert db.execute("SELECT salt FROM t").fetchall() == [("drawn",)]
+
+    def broken(db) -> None:
+        db.execute("CREATE TABLE u (x)")
+        raise RuntimeError("half-way")
+
+    with pytest.raises(RuntimeError):
+        migrate(db, ("CREATE TABLE t (salt TEXT); INSERT INTO t VALUES (NULL)", salts, broken))
+    assert schema_version(db) == 2  # nothing of the failed step stays
+    assert db.execute("SELECT name FROM sqlite_master WHERE name='u'").fetchone() is None
