@@ -24,6 +24,7 @@ from pathlib import Path
 from common.chain import open_chain
 from common.http_server import ServerLimits
 from common.metagraph import MetagraphSync
+from common.runner import run_neuron
 from common.s3_layout import InvalidKey, check_prefix
 from common.wallet import load_wallet
 from config.settings import Settings, SettingsError
@@ -119,6 +120,4 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from neurons.runner import run_neuron
-
     return run_neuron("data_api", serve, argv, __doc__.split("\n\n")[0])

@@ -22,10 +22,10 @@ from common.epochs import EpochClock
 from common.http_server import BodyGate, ConnectionGate, ServerLimits, serve_app
 from common.metagraph import MetagraphSync
 from common.protocol import ROUTE, DataAssignmentRequest
+from common.runner import run_neuron
 from common.signed_http import AccessPolicy, RateLimiter, signed_endpoint
 from common.wallet import load_wallet
 from config.settings import EPOCH_CLOCK_SLACK_S, Settings, SettingsError
-from neurons.runner import run_neuron
 from scraping.assignments import MinerService
 from scraping.epoch_gate import EpochGate, NonceBook
 from scraping.fairness import QuotaPolicy

@@ -36,6 +36,7 @@ from common.chain import open_chain
 from common.epochs import EpochClock
 from common.memory import pin_mmap_threshold
 from common.metagraph import MetagraphSync
+from common.runner import run_neuron
 from common.signed_http import SignedClient
 from common.wallet import load_wallet
 from common.watchdog import Watchdog
@@ -44,7 +45,6 @@ from config.settings import Settings, SettingsError
 from consensus.assignment import ZipcodeAssignmentManager
 from consensus.engine import ConsensusEngine
 from neurons.miner import build_source
-from neurons.runner import run_neuron
 from scraping.synthetic import SyntheticWorld
 from vali_utils.api_blocks import ApiBlocks
 from vali_utils.blocks import EpochBlock, LocalBlockSource

@@ -17,12 +17,12 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
+from common.data_api_calls import DataAPIRefused, DataAPIUnavailable, request_upload_url
 from common.data_api_models import UploadUrlRequest
 from common.signed_http import SignedClient
 from config.settings import Settings, SettingsError
 from scraping.upload_targets import DirectS3Target, PresignedTarget, UploadError
 from scraping.uploads import Uploader
-from vali_utils.data_api_client import DataAPIRefused, DataAPIUnavailable, request_upload_url
 
 logger = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ import hashlib
 import aiohttp
 import pytest
 
+from common.data_api_calls import request_upload_url
 from common.data_api_models import StatusReport, UploadUrlRequest, ZipcodeBlock
 from common.signed_http import SignedClient
 from tests.integration.data_api_harness import (
@@ -19,7 +20,6 @@ from tests.integration.data_api_harness import (
     make_subnet,
     post_presigned,
     running,
-    start_s3,
 )
 from vali_utils.data_api_client import (
     DataAPIRefused,
@@ -27,7 +27,6 @@ from vali_utils.data_api_client import (
     RetryPolicy,
     ValidatorDataAPI,
     epoch_block,
-    request_upload_url,
 )
 
 pytestmark = pytest.mark.integration
@@ -38,13 +37,6 @@ FAST = RetryPolicy(attempts=3, base_s=0.01, cap_s=0.05)
 @pytest.fixture(scope="module")
 def subnet(tmp_path_factory):
     return make_subnet(tmp_path_factory.mktemp("data-api-client"))
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    endpoint, stop = start_s3()
-    yield endpoint
-    stop()
 
 
 def client(api_url, subnet, session, cache, clock) -> ValidatorDataAPI:

@@ -6,14 +6,14 @@ import asyncio
 
 import pytest
 
-from common.protocol import ErrorBody
-from common.signed_http import SignedAnswer
-from vali_utils.data_api_client import (
+from common.data_api_calls import (
     DataAPIRefused,
     DataAPIUnavailable,
     RetryPolicy,
     call_with_retries,
 )
+from common.protocol import ErrorBody
+from common.signed_http import SignedAnswer
 
 pytestmark = pytest.mark.unit
 
