@@ -20,6 +20,9 @@ from consensus.types import CycleResult, GroupSubmission, Honeypot
 
 SLOW = 5000.0  # completion time (s) above fast_completion_s: no bonus
 PRICE = CONSENSUS_FIELDS.index("price")
+STATUS = CONSENSUS_FIELDS.index("listing_status")
+BEDROOMS = CONSENSUS_FIELDS.index("bedrooms")
+EXPECTED = ConsensusConfig().expected_properties_per_zipcode  # volume of a no-evidence zipcode
 
 
 def listing(zipcode: str, i: int) -> tuple:

@@ -43,9 +43,6 @@ from tests.unit.consensus_builders import (
 
 pytestmark = pytest.mark.unit
 
-SLOW = 5000.0  # completion time (s) above fast_completion_s
-
-
 # --------------------------------------------------------------------------- builders
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
-from dataclasses import fields
+from dataclasses import fields, replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -221,14 +221,7 @@ def test_enough_distinct_coldkeys_need_no_relaxation(cfg, extra, zips, seed, shu
     miners = distinct_miners(n)
     random.Random(shuffle_seed).shuffle(miners)
     if cfg.min_different_coldkeys > cfg.miners_per_group:  # unsatisfiable by construction
-        cfg = AssignmentConfig(
-            zipcodes_per_batch=cfg.zipcodes_per_batch,
-            miners_per_group=cfg.miners_per_group,
-            overlap_factor=cfg.overlap_factor,
-            max_batches_per_cycle=cfg.max_batches_per_cycle,
-            max_miners_per_coldkey=cfg.max_miners_per_coldkey,
-            min_different_coldkeys=cfg.miners_per_group,
-        )
+        cfg = replace(cfg, min_different_coldkeys=cfg.miners_per_group)
     plan = plan_for(cfg, miners, zips, seed)
     assert plan.relaxations == ()
     assert load_spread(plan) <= 1
@@ -434,15 +427,20 @@ def _paired_metagraph() -> list[MinerInfo]:
     ]
 
 
-def test_two_per_coldkey_allowed_but_never_shared_across_groups():
-    cfg = AssignmentConfig(
+def _paired_config(max_miners_per_coldkey: int) -> AssignmentConfig:
+    """Groups of 4 with 2 coldkeys at least, for the paired metagraph's 4 coldkeys."""
+    return AssignmentConfig(
         zipcodes_per_batch=5,
         miners_per_group=4,
         overlap_factor=2,
         max_batches_per_cycle=10,
-        max_miners_per_coldkey=2,
+        max_miners_per_coldkey=max_miners_per_coldkey,
         min_different_coldkeys=2,
     )
+
+
+def test_two_per_coldkey_allowed_but_never_shared_across_groups():
+    cfg = _paired_config(max_miners_per_coldkey=2)
     plan = plan_for(cfg, _paired_metagraph(), zipcodes(30), b"seed")
     assert len(plan.batches) == 6
     assert plan.relaxations == ()
@@ -457,14 +455,7 @@ def test_two_per_coldkey_allowed_but_never_shared_across_groups():
 
 
 def test_one_per_coldkey_reports_small_groups_on_same_metagraph():
-    cfg = AssignmentConfig(
-        zipcodes_per_batch=5,
-        miners_per_group=4,
-        overlap_factor=2,
-        max_batches_per_cycle=10,
-        max_miners_per_coldkey=1,
-        min_different_coldkeys=2,
-    )
+    cfg = _paired_config(max_miners_per_coldkey=1)
     plan = plan_for(cfg, _paired_metagraph(), zipcodes(10), b"seed")
     assert all(len(g.miners) == 2 for g in plan.groups)
     assert {(r.rule, r.achieved) for r in plan.relaxations} == {("miners_per_group", 2)}

@@ -15,7 +15,11 @@ from common.records import CONSENSUS_FIELDS, KEY_FIELDS
 from config.consensus import ConsensusConfig
 from consensus.evaluation import partial_credit
 from tests.unit.consensus_builders import (
+    BEDROOMS,
+    EXPECTED,
     PRICE,
+    SLOW,
+    STATUS,
     answer,
     changed,
     honest,
@@ -28,15 +32,6 @@ from tests.unit.consensus_builders import (
 )
 
 pytestmark = pytest.mark.unit
-
-STATUS = CONSENSUS_FIELDS.index("listing_status")
-BEDROOMS = CONSENSUS_FIELDS.index("bedrooms")
-SLOW = 5000.0  # completion time (s) above fast_completion_s: no bonus
-EXPECTED = ConsensusConfig().expected_properties_per_zipcode  # volume of a no-evidence zipcode
-
-
-# --------------------------------------------------------------------------- builders
-
 
 # --------------------------------------------------------------------------- agreement
 

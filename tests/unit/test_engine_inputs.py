@@ -12,8 +12,7 @@ import random
 
 import pytest
 
-from common.records import CONSENSUS_FIELDS
-from config.consensus import AssignmentConfig, ConsensusConfig
+from config.consensus import AssignmentConfig
 from consensus.assignment import (
     MinerInfo,
     ZipcodeAssignmentManager,
@@ -21,7 +20,9 @@ from consensus.assignment import (
 from consensus.engine import ConsensusEngine
 from consensus.types import GroupSubmission, Honeypot, Verdict
 from tests.unit.consensus_builders import (
+    EXPECTED,
     PRICE,
+    SLOW,
     answer,
     changed,
     honest,
@@ -33,15 +34,6 @@ from tests.unit.consensus_builders import (
 )
 
 pytestmark = pytest.mark.unit
-
-STATUS = CONSENSUS_FIELDS.index("listing_status")
-BEDROOMS = CONSENSUS_FIELDS.index("bedrooms")
-SLOW = 5000.0  # completion time (s) above fast_completion_s: no bonus
-EXPECTED = ConsensusConfig().expected_properties_per_zipcode  # volume of a no-evidence zipcode
-
-
-# --------------------------------------------------------------------------- builders
-
 
 # --------------------------------------------------------------------------- malformed input
 
