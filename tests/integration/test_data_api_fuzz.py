@@ -24,7 +24,7 @@ from common.data_api_models import (
     StatusReport,
     UploadUrlRequest,
 )
-from tests.integration.data_api_harness import call, make_subnet, running, start_s3
+from tests.integration.data_api_harness import call, make_subnet, running
 
 pytestmark = pytest.mark.integration
 
@@ -106,13 +106,6 @@ class Harness:
         self.loop.run_until_complete(self.session.close())
         self.loop.run_until_complete(self._context.__aexit__(None, None, None))
         self.loop.close()
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    endpoint, stop = start_s3()
-    yield endpoint
-    stop()
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,6 @@ from tests.integration.data_api_harness import (
     model,
     post_presigned,
     running,
-    start_s3,
     upload_request,
 )
 
@@ -38,13 +37,6 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def subnet(tmp_path_factory) -> Subnet:
     return make_subnet(tmp_path_factory.mktemp("data-api-s3"))
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    endpoint, stop = start_s3()
-    yield endpoint
-    stop()
 
 
 def test_miners_upload_only_under_their_own_prefix(subnet, tmp_path, s3_endpoint):

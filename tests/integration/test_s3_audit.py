@@ -22,8 +22,9 @@ from common.manifest import Manifest, ZipcodeManifest
 from common.s3_layout import build_key
 from consensus.s3_audit import VerdictStatus, apply_s3_verdicts, rejected_hotkeys
 from consensus.scoring import MinerScore, ScoringState, apply_cycle
-from consensus.types import CycleResult, MinerCycleResult
+from consensus.types import CycleResult
 from tests.integration.s3_server import S3Server
+from tests.unit.consensus_builders import answered_cycle
 from tests.unit.s3_builders import (
     NONCE,
     SOURCE,
@@ -42,13 +43,6 @@ pytestmark = pytest.mark.integration
 EPOCH = 7
 SEED = b"block-seed-of-epoch-7"
 ZIPS = zipcodes(6)
-
-
-@pytest.fixture(scope="module")
-def s3():
-    server = S3Server.start()
-    yield server
-    server.stop()
 
 
 def upload_honest(server: S3Server, bucket: str, miner: str, zips=ZIPS[:3]) -> Manifest:
@@ -169,28 +163,7 @@ async def test_truncated_oversized_and_bomb_objects_are_rejected_in_bounded_memo
 
 
 def scored_cycle(*hotkeys: str) -> CycleResult:
-    return CycleResult(
-        {},
-        {
-            hk: MinerCycleResult(
-                i,
-                hk,
-                f"ck{i}",
-                assigned_zipcodes=3,
-                answered_zipcodes=3,
-                evidence_zipcodes=3,
-                evidence_volume=150.0,
-                earned=40.0,
-                precision_sum=60.0,
-                recall_sum=150.0,
-                answered_evidence_volume=150.0,
-            )
-            for i, hk in enumerate(hotkeys)
-        },
-        [],
-        [],
-        {},
-    )
+    return answered_cycle(hotkeys, zipcodes=3, volume=150.0, earned=40.0, precision_sum=60.0)
 
 
 @pytest.mark.asyncio

@@ -44,13 +44,6 @@ ZIPS = zipcodes(3)
 RECHECK_S = 0.2
 
 
-@pytest.fixture(scope="module")
-def s3():
-    server = S3Server.start()
-    yield server
-    server.stop()
-
-
 def upload(server: S3Server, bucket: str, miner: str, *, skip: int | None = None):
     """An honest miner's manifest of three files; the file at ``skip`` never reached S3."""
     client = server.client()

@@ -32,13 +32,6 @@ SEED = evaluation_seed(b"block-seed-of-epoch-8", 0)
 CFG = S3EvalConfig(spot_checks_per_miner=3)
 
 
-@pytest.fixture(scope="module")
-def s3():
-    server = S3Server.start()
-    yield server
-    server.stop()
-
-
 def put(server: S3Server, bucket: str, miner: str, zipcode: str, rows, *, body=None) -> str:
     file = encode_zipcode_file(zipcode, rows, epoch_nonce=NONCE)
     key = build_key("data", miner, EPOCH, SOURCE, zipcode, file.content_hash)

@@ -41,13 +41,6 @@ EPOCH = 7
 ZIPS = zipcodes(8)
 
 
-@pytest.fixture(scope="module")
-def s3():
-    server = S3Server.start()
-    yield server
-    server.stop()
-
-
 def objects(server: S3Server, bucket: str) -> dict[str, bytes]:
     client = server.client()
     listed = client.list_objects_v2(Bucket=bucket).get("Contents", [])

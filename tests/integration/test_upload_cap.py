@@ -25,7 +25,6 @@ from tests.integration.data_api_harness import (
     make_subnet,
     model,
     running,
-    start_s3,
     upload_request,
 )
 
@@ -37,13 +36,6 @@ CAP = 3
 @pytest.fixture(scope="module")
 def subnet(tmp_path_factory) -> Subnet:
     return make_subnet(tmp_path_factory.mktemp("upload-cap"))
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    endpoint, stop = start_s3()
-    yield endpoint
-    stop()
 
 
 def test_presigns_past_the_cap_are_refused_across_workers(subnet, tmp_path, s3_endpoint):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from common.records import CONSENSUS_FIELDS
 from config.consensus import AssignmentConfig, ConsensusConfig
@@ -16,7 +16,7 @@ from consensus.assignment import (
     ZipcodeAssignmentManager,
 )
 from consensus.engine import ConsensusEngine
-from consensus.types import CycleResult, GroupSubmission, Honeypot
+from consensus.types import CycleResult, GroupSubmission, Honeypot, MinerCycleResult
 
 SLOW = 5000.0  # completion time (s) above fast_completion_s: no bonus
 PRICE = CONSENSUS_FIELDS.index("price")
@@ -145,3 +145,27 @@ def run_cycle(
     requests = engine.spot_check_requests(draft, seed)
     verdicts = [(r, verdict(r)) for r in requests] if verdict else []
     return engine.finalize(draft, verdicts, honeypots or {})
+
+
+def answered_cycle(
+    hotkeys: Sequence[str], *, zipcodes: int, volume: float, earned: float, precision_sum: float
+) -> CycleResult:
+    """A cycle in which miner ``i`` of ``hotkeys`` (coldkey ``ck{i}``) answered all its
+    ``zipcodes`` with ``volume`` of evidence, recalled all of it and earned ``earned``."""
+    miners = {
+        hk: MinerCycleResult(
+            i,
+            hk,
+            f"ck{i}",
+            assigned_zipcodes=zipcodes,
+            answered_zipcodes=zipcodes,
+            evidence_zipcodes=zipcodes,
+            evidence_volume=volume,
+            earned=earned,
+            precision_sum=precision_sum,
+            recall_sum=volume,
+            answered_evidence_volume=volume,
+        )
+        for i, hk in enumerate(hotkeys)
+    }
+    return CycleResult({}, miners, [], [], {})

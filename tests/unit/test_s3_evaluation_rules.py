@@ -46,8 +46,15 @@ from consensus.scoring import (
     apply_s3_evaluation,
     compute_weights,
 )
-from consensus.types import CycleResult, FlagKind, MinerCycleResult, Verdict
-from tests.unit.consensus_builders import honest, make_plan, make_truth, record_hash, submissions
+from consensus.types import CycleResult, FlagKind, Verdict
+from tests.unit.consensus_builders import (
+    answered_cycle,
+    honest,
+    make_plan,
+    make_truth,
+    record_hash,
+    submissions,
+)
 from tests.unit.s3_builders import (
     NONCE,
     NOW,
@@ -234,23 +241,7 @@ def test_combine_prefers_evidence_then_outage():
 
 
 def cycle_result(*hotkeys: str) -> CycleResult:
-    miners = {
-        hk: MinerCycleResult(
-            i,
-            hk,
-            f"ck{i}",
-            assigned_zipcodes=4,
-            answered_zipcodes=4,
-            evidence_zipcodes=4,
-            evidence_volume=100.0,
-            earned=90.0,
-            precision_sum=100.0,
-            recall_sum=100.0,
-            answered_evidence_volume=100.0,
-        )
-        for i, hk in enumerate(hotkeys)
-    }
-    return CycleResult({}, miners, [], [], {})
+    return answered_cycle(hotkeys, zipcodes=4, volume=100.0, earned=90.0, precision_sum=100.0)
 
 
 def test_verdicts_flag_liars_and_leave_unavailable_miners_unscored():
