@@ -15,8 +15,10 @@ a log line, instead of scoring a silent zero.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import aiohttp
@@ -129,8 +131,10 @@ def snapshot(port: int) -> MetagraphSnapshot:
     )
 
 
-async def serve(handler, model=DataAssignmentRequest) -> tuple[web.AppRunner, str]:
-    """A miner endpoint on loopback behind the real signed-HTTP checks."""
+@contextlib.asynccontextmanager
+async def serving(handler, model=DataAssignmentRequest) -> AsyncIterator[str]:
+    """A miner endpoint on loopback behind the real signed-HTTP checks: its address, until
+    the block ends."""
     graph: list[MetagraphSnapshot] = []
     policy = AccessPolicy(self_hotkey=MINER.ss58_address, metagraph=lambda: graph[0])
     app = web.Application()
@@ -141,7 +145,10 @@ async def serve(handler, model=DataAssignmentRequest) -> tuple[web.AppRunner, st
     await site.start()
     port = site._server.sockets[0].getsockname()[1]
     graph.append(snapshot(port))
-    return runner, f"127.0.0.1:{port}"
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 def assignment(endpoint: str, deadline_wall: float) -> Assignment:
@@ -157,10 +164,12 @@ def assignment(endpoint: str, deadline_wall: float) -> Assignment:
     return Assignment(None, MinerInfo(1, MINER.ss58_address, "ck-m"), endpoint, request)
 
 
-async def run_exchange(endpoint: str) -> tuple[Assignment, dict]:
+async def exchange_with(handler) -> tuple[Assignment, dict]:
+    """One assignment through dispatch, collect and reveal against a miner answering with
+    ``handler``: (the assignment, what the reveal dropped)."""
     deadline_wall = time.time() + DEADLINE_S
-    a = assignment(endpoint, deadline_wall)
-    async with aiohttp.ClientSession() as session:
+    async with serving(handler) as endpoint, aiohttp.ClientSession() as session:
+        a = assignment(endpoint, deadline_wall)
         exchange = MinerExchange(SignedClient(VALIDATOR, session), poll_s=POLL_S)
         await exchange.dispatch([a])
         await exchange.collect([a], deadline_wall, 1)
@@ -173,11 +182,7 @@ async def test_a_manifest_changed_after_an_early_claim_earns_nothing():
     """The early claim binds: the validator stops polling at a completed commitment, so the
     real manifest committed later is never seen, and revealing it does not match."""
     miner = HostileMiner(reveal="latest", claims_early=True)
-    runner, endpoint = await serve(miner.handle)
-    try:
-        a, dropped = await run_exchange(endpoint)
-    finally:
-        await runner.cleanup()
+    a, dropped = await exchange_with(miner.handle)
     assert miner.polls == 1  # nothing asked after the completed commitment
     assert a.commitment == miner.commitment(miner.early) and a.commitment_completed
     assert a.manifest is None and dropped == {"reveal_mismatch": 1}
@@ -186,21 +191,13 @@ async def test_a_manifest_changed_after_an_early_claim_earns_nothing():
 async def test_the_early_claim_revealed_as_committed_is_all_it_gets():
     """Revealing what it claimed early counts, and is only the thin manifest it claimed."""
     miner = HostileMiner(reveal="committed", claims_early=True)
-    runner, endpoint = await serve(miner.handle)
-    try:
-        a, dropped = await run_exchange(endpoint)
-    finally:
-        await runner.cleanup()
+    a, dropped = await exchange_with(miner.handle)
     assert a.manifest == miner.early and dropped == {}
 
 
 async def test_a_manifest_changed_before_completion_is_timed_at_the_change():
     miner = HostileMiner(reveal="committed")
-    runner, endpoint = await serve(miner.handle)
-    try:
-        a, dropped = await run_exchange(endpoint)
-    finally:
-        await runner.cleanup()
+    a, dropped = await exchange_with(miner.handle)
     early, final = miner.commitment(miner.early), miner.commitment(miner.final)
     assert miner.polls == SWITCH_AT_POLL  # polled until the completed commitment, no further
     assert a.commitment == final and a.commitment_completed
@@ -214,12 +211,8 @@ async def test_a_manifest_changed_before_completion_is_timed_at_the_change():
 
 async def test_a_reveal_other_than_the_commitment_is_dropped(caplog):
     miner = HostileMiner(reveal="other")
-    runner, endpoint = await serve(miner.handle)
-    try:
-        with caplog.at_level(logging.WARNING, logger="vali_utils.exchange"):
-            a, dropped = await run_exchange(endpoint)
-    finally:
-        await runner.cleanup()
+    with caplog.at_level(logging.WARNING, logger="vali_utils.exchange"):
+        a, dropped = await exchange_with(miner.handle)
     assert a.commitment == miner.commitment(miner.final)
     assert a.manifest is None and a.error == "reveal_mismatch"
     assert dropped == {"reveal_mismatch": 1}
@@ -251,8 +244,7 @@ async def test_a_signed_commitment_is_kept_with_its_proof_and_a_forged_one_is_no
             update=done | {"commitment": commitment, "commitment_signature": signature}
         )
 
-    runner, endpoint = await serve(handle)
-    try:
+    async with serving(handle) as endpoint:
         deadline_wall = time.time() + DEADLINE_S
         honest, forged, unsigned = (assignment(endpoint, deadline_wall) for _ in range(3))
         async with aiohttp.ClientSession() as session:
@@ -266,8 +258,6 @@ async def test_a_signed_commitment_is_kept_with_its_proof_and_a_forged_one_is_no
             signer["key"] = None  # no signature at all
             await exchange.poll(unsigned)
             assert unsigned.commitment is None and unsigned.error == "bad commitment signature"
-    finally:
-        await runner.cleanup()
 
 
 async def test_an_old_protocol_miner_is_told_to_upgrade(caplog):
@@ -284,15 +274,12 @@ async def test_an_old_protocol_miner_is_told_to_upgrade(caplog):
     async def old_miner(caller, request):
         raise AssertionError("a v2 body must not parse as v1")
 
-    runner, endpoint = await serve(old_miner, v1_request)
-    try:
+    async with serving(old_miner, v1_request) as endpoint:
         a = assignment(endpoint, time.time() + DEADLINE_S)
         async with aiohttp.ClientSession() as session:
             exchange = MinerExchange(SignedClient(VALIDATOR, session), poll_s=POLL_S)
             with caplog.at_level(logging.WARNING, logger="vali_utils.exchange"):
                 await exchange.dispatch([a])
-    finally:
-        await runner.cleanup()
     assert not a.accepted and not a.retryable
     assert a.error.startswith("protocol:") and "must upgrade" in a.error
     lines = [r.getMessage() for r in caplog.records if "protocol version" in r.getMessage()]
