@@ -282,18 +282,7 @@ def test_an_epoch_whose_cycle_could_not_read_s3_gives_no_evidence():
             finally:
                 os.kill(server.process.pid, signal.SIGCONT)
             await reader.close()
-            block = EpochBlock(epoch, "b", tuple(ZIPS), b"seed-of-epoch-12", nonce=NONCE)
-            outcome = CycleOutcome(
-                plan=plan(),
-                result=CycleResult(
-                    zipcodes={}, miners={}, flags=[], captured_groups=[], dropped={}
-                ),
-                assignments=[],
-                spot_checks=[],
-                consensus=consensus(),
-                block=block,
-                s3_verdicts=verdicts,
-            )
+            outcome = cycle_outcome(epoch, verdicts)
             # What the round scores with S3 back and the cycle's knowledge ignored:
             reader = DirectS3Reader.from_settings(settings)
             try:
@@ -326,6 +315,21 @@ def plan() -> AssignmentPlan:
     return AssignmentPlan("00", AssignmentConfig(), (group,), (), (), "plan", {})
 
 
+def cycle_outcome(epoch: int, verdicts: dict[str, ManifestVerdict]) -> CycleOutcome:
+    """The epoch's consensus cycle as the S3 pass remembers it: every miner in one group,
+    the honest consensus, and ``verdicts``, the cycle's own reads of the manifests."""
+    block = EpochBlock(epoch, "b", tuple(ZIPS), f"seed-of-epoch-{epoch}".encode(), nonce=NONCE)
+    return CycleOutcome(
+        plan=plan(),
+        result=CycleResult(zipcodes={}, miners={}, flags=[], captured_groups=[], dropped={}),
+        assignments=[],
+        spot_checks=[],
+        consensus=consensus(),
+        block=block,
+        s3_verdicts=verdicts,
+    )
+
+
 def test_a_miner_the_cycle_alone_could_not_read_gets_no_evidence_from_the_epoch():
     server = S3Server.start()
     try:
@@ -339,16 +343,7 @@ def test_a_miner_the_cycle_alone_could_not_read_gets_no_evidence_from_the_epoch(
                                0 if m == unread else 2, 2 if m == unread else 0)
             for m in MINERS
         }  # fmt: skip
-        block = EpochBlock(epoch, "b", tuple(ZIPS), b"seed-of-epoch-13", nonce=NONCE)
-        outcome = CycleOutcome(
-            plan=plan(),
-            result=CycleResult(zipcodes={}, miners={}, flags=[], captured_groups=[], dropped={}),
-            assignments=[],
-            spot_checks=[],
-            consensus=consensus(),
-            block=block,
-            s3_verdicts=verdicts,
-        )
+        outcome = cycle_outcome(epoch, verdicts)
 
         async def scenario():
             reader = DirectS3Reader.from_settings(settings)

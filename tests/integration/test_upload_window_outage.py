@@ -31,7 +31,6 @@ from common.chain import LocalFileChain
 from common.metagraph import MetagraphSync
 from config.storage import S3EvalConfig
 from consensus.s3_audit import ManifestVerdict, VerdictStatus
-from consensus.types import CycleResult
 from data_api.app import start_data_api
 from data_api.s3 import PROBE_TTL_S
 from tests.integration.data_api_harness import (
@@ -45,10 +44,8 @@ from tests.integration.data_api_harness import (
     options,
 )
 from tests.integration.s3_server import S3Server
-from tests.integration.test_s3_outages import MINERS, ZIPS, consensus, plan, put_honest, state
-from tests.unit.s3_builders import NONCE
+from tests.integration.test_s3_outages import MINERS, ZIPS, cycle_outcome, put_honest, state
 from vali_utils.assignments import S3Access
-from vali_utils.blocks import EpochBlock
 from vali_utils.cycle import CycleOutcome
 from vali_utils.data_api_client import RetryPolicy, ValidatorDataAPI
 from vali_utils.s3_evaluation_pass import S3EvaluationPass, presigned_lister
@@ -95,16 +92,7 @@ class Api:
 
 def outcome(epoch: int) -> CycleOutcome:
     """The epoch's consensus cycle: every miner's manifest read fine (S3 was back by then)."""
-    block = EpochBlock(epoch, "b", tuple(ZIPS), f"seed-{epoch}".encode(), nonce=NONCE)
-    return CycleOutcome(
-        plan=plan(),
-        result=CycleResult(zipcodes={}, miners={}, flags=[], captured_groups=[], dropped={}),
-        assignments=[],
-        spot_checks=[],
-        consensus=consensus(),
-        block=block,
-        s3_verdicts={m: ManifestVerdict(m, VerdictStatus.OK, 3, 0) for m in MINERS},
-    )
+    return cycle_outcome(epoch, {m: ManifestVerdict(m, VerdictStatus.OK, 3, 0) for m in MINERS})
 
 
 @pytest.mark.parametrize("outage", ["s3_freeze", "data_api_down", "none"])
