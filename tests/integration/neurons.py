@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,8 +49,16 @@ def write_chain(path: Path, rows: list[tuple[Identity, float, bool]]) -> None:
 
 
 def spawn_miner(
-    workdir: Path, wallets: Path, chain: Path, name: str, *extra: str
+    workdir: Path,
+    wallets: Path,
+    chain: Path,
+    name: str,
+    *extra: str,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.Popen:
+    """A miner process for wallet ``name`` on the local chain file, logging to
+    ``workdir/<name>.log``; ``extra`` flags come last, ``preexec_fn`` runs in the child
+    before the miner starts (to lower a resource limit, say)."""
     log = open(workdir / f"{name}.log", "a")  # noqa: SIM115 - closed with the process by the OS
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     argv = [
@@ -76,7 +85,9 @@ def spawn_miner(
         "1",
         *extra,
     ]
-    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+    return subprocess.Popen(
+        argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env, preexec_fn=preexec_fn
+    )
 
 
 def wait_for_endpoint(

@@ -15,11 +15,8 @@ Real processes on loopback; the server's memory is read from
 from __future__ import annotations
 
 import asyncio
-import os
 import resource
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -29,7 +26,13 @@ from bittensor import http_auth
 
 from common.protocol import ROUTE, DataAssignmentRequest
 from tests.integration.data_api_harness import make_subnet
-from tests.integration.neurons import ROOT, make_wallet, post_signed, wait_for_endpoint, write_chain
+from tests.integration.neurons import (
+    make_wallet,
+    post_signed,
+    spawn_miner,
+    wait_for_endpoint,
+    write_chain,
+)
 from tests.integration.test_data_api_process import spawn as spawn_data_api
 from tests.integration.test_data_api_process import wait_for_endpoint as wait_for_data_api
 
@@ -66,6 +69,18 @@ def collect_body(request_id: str) -> bytes:
     return request.model_dump_json(exclude_none=True).encode()
 
 
+def signed_collect_headers(miner: dict, request_id: str) -> dict[str, str]:
+    """The validator's btauth/1 headers for a collect of ``request_id`` sent to ``miner``."""
+    people = miner["people"]
+    return http_auth.sign(
+        people["validator"].keypair,
+        method="POST",
+        path=ROUTE,
+        body=collect_body(request_id),
+        receiver_ss58=people["miner"].hotkey,
+    )
+
+
 def _limit_open_files() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILE_LIMIT, OPEN_FILE_LIMIT))
 
@@ -76,35 +91,16 @@ def start_miner(root: Path) -> dict:
     people = {n: make_wallet(wallets, n) for n in ("validator", "miner")}
     chain = root / "chain.json"
     write_chain(chain, [(people["validator"], 1000.0, True), (people["miner"], 1.0, False)])
-    argv = [
-        sys.executable,
-        "-m",
-        "neurons.miner",
-        "--env-file",
-        "/dev/null",
-        "--subtensor.network",
-        "localfile",
-        "--chain.file",
-        str(chain),
-        "--wallet.path",
-        str(wallets),
-        "--wallet.name",
+    process = spawn_miner(
+        root,
+        wallets,
+        chain,
         "miner",
-        "--wallet.hotkey",
-        "default",
-        "--workdir",
-        str(root),
-        "--port",
-        "0",
         "--http.header.timeout",
         str(HEADER_TIMEOUT_S),
         "--http.body.timeout",
         str(BODY_TIMEOUT_S),
-    ]
-    log = open(root / "miner.log", "a")  # noqa: SIM115 - closed with the process by the OS
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env, preexec_fn=_limit_open_files
+        preexec_fn=_limit_open_files,
     )
     try:
         endpoint = wait_for_endpoint(chain, people["miner"].hotkey, process)
@@ -277,16 +273,9 @@ def slow_attack(miner: dict) -> tuple[list[float], list[tuple[int, float]]]:
     """1,000 slow connections, half slow headers, half slow bodies, and 3 honest requests
     meanwhile: (each attacker's seconds until closed, each honest (status, seconds))."""
     host, port = miner["endpoint"].rsplit(":", 1)
-    people = miner["people"]
     # One set of signed headers for every slow body: they pass every check that
     # needs no body (the signature waits for a body that never comes).
-    headers = http_auth.sign(
-        people["validator"].keypair,
-        method="POST",
-        path=ROUTE,
-        body=collect_body("never-sent"),
-        receiver_ss58=people["miner"].hotkey,
-    )
+    headers = signed_collect_headers(miner, "never-sent")
 
     async def scenario() -> tuple[list[float], list[tuple[int, float]]]:
         half = SLOW_CONNECTIONS // 2
@@ -318,14 +307,7 @@ def test_slow_connections_are_closed_and_the_honest_validator_is_served(miner):
 
 def test_a_dropped_body_is_one_log_line(miner):
     host, port = miner["endpoint"].rsplit(":", 1)
-    people = miner["people"]
-    headers = http_auth.sign(
-        people["validator"].keypair,
-        method="POST",
-        path=ROUTE,
-        body=collect_body("dropped"),
-        receiver_ss58=people["miner"].hotkey,
-    )
+    headers = signed_collect_headers(miner, "dropped")
 
     async def drop() -> None:
         _, writer = await asyncio.open_connection(host, int(port))
