@@ -25,15 +25,13 @@ from common.protocol import ROUTE, DataAssignmentRequest
 from common.runner import run_neuron
 from common.signed_http import AccessPolicy, RateLimiter, signed_endpoint
 from common.wallet import load_wallet
-from config.settings import EPOCH_CLOCK_SLACK_S, Settings, SettingsError
+from config.settings import EPOCH_CLOCK_SLACK_S, Settings
 from scraping.assignments import MinerService
 from scraping.epoch_gate import EpochGate, NonceBook
 from scraping.fairness import QuotaPolicy
 from scraping.metrics import MinerMetrics
-from scraping.registry import SourceContext
-from scraping.registry import build_source as build_named_source
+from scraping.registry import build_answering, source_from_settings
 from scraping.retention import FALLBACK_EPOCH_S, Retention
-from scraping.source import PropertySource, SyntheticSource
 from scraping.store import MinerStore
 from scraping.upload_setup import open_uploader
 
@@ -50,21 +48,6 @@ def epoch_gate(settings: Settings) -> EpochGate:
     return EpochGate(clock, EPOCH_CLOCK_SLACK_S, NonceBook())
 
 
-def build_source(settings: Settings, hotkey: str) -> PropertySource:
-    """The source ``--scraper`` names; its own settings come from the environment (.env)."""
-    context = SourceContext(
-        environ=settings.sources.environ,  # as load_settings read it (.env included)
-        rapidapi=settings.sources.rapidapi,
-        observer=hotkey,
-        synthetic_seed=settings.synthetic_seed,
-        synthetic_delay_s=settings.scrape_delay_s,
-    )
-    try:
-        return build_named_source(settings.scraper, context)
-    except ValueError as exc:
-        raise SettingsError(f"invalid --scraper / SCRAPER: {exc}") from exc
-
-
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     wallet, keypair = load_wallet(settings)
     hotkey = keypair.ss58_address
@@ -75,14 +58,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         logger.warning("hotkey %s is not registered on netuid %s yet", hotkey, settings.netuid)
 
     store = await MinerStore.open(settings.state_dir / "miner.sqlite")
-    source = build_source(settings, hotkey)
-    behaviour = None
-    if settings.behaviour != "honest" and not isinstance(source, SyntheticSource):
-        raise SettingsError("--behaviour (local subnet only) needs --scraper synthetic")
-    if settings.behaviour != "honest":
-        from scraping.adversaries import load_behaviour
-
-        behaviour = load_behaviour(settings.behaviour)
+    source = source_from_settings(settings, hotkey)
+    # Honest unless the local subnet asks for a simulator behaviour (--behaviour).
+    answering = build_answering(settings.behaviour, source, hotkey)
     session = aiohttp.ClientSession()  # outbound: the Data API and presigned uploads
     epochs = epoch_gate(settings)
     uploader, close_uploader = await open_uploader(
@@ -93,8 +71,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         source,
         hotkey,
         concurrency=settings.scrape_concurrency,
-        behaviour=behaviour,
-        behaviour_scrape=(source.view if isinstance(source, SyntheticSource) else None),
+        answering=answering,
         uploader=uploader,
         signer=keypair,  # commitments go out signed by the hotkey (validators require it)
         quotas=QuotaPolicy(

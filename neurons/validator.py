@@ -44,8 +44,9 @@ from config.consensus import AssignmentConfig, ConsensusConfig
 from config.settings import Settings, SettingsError
 from consensus.assignment import ZipcodeAssignmentManager
 from consensus.engine import ConsensusEngine
-from neurons.miner import build_source
-from scraping.synthetic import SyntheticWorld
+from data_api.universe import load_universe
+from scraping.registry import source_from_settings
+from scraping.source import PropertyLookup
 from vali_utils.api_blocks import ApiBlocks
 from vali_utils.blocks import EpochBlock, LocalBlockSource
 from vali_utils.cycle import ConsensusCycle
@@ -53,7 +54,7 @@ from vali_utils.data_api_client import ValidatorDataAPI
 from vali_utils.evaluator import EnhancedMinerEvaluator
 from vali_utils.metrics import ValidatorMetrics
 from vali_utils.s3_evaluation_pass import S3EvaluationPass, open_s3
-from vali_utils.spot_check import SourceVerifier, SpotChecker, SyntheticVerifier
+from vali_utils.spot_check import SourceVerifier, SpotChecker
 from vali_utils.storage_watch import build_watch
 from vali_utils.store import ValidatorStore
 from vali_utils.store_file import StoreUnusable
@@ -120,16 +121,13 @@ async def _validate(settings: Settings, stop: asyncio.Event, store: ValidatorSto
         logger.warning("hotkey %s has no validator permit on netuid %s", hotkey, settings.netuid)
     sync.on_change(lambda old, new: logger.info("metagraph changed: %d neurons", len(new.neurons)))
 
-    # A spot check reads one listing: a few zipcodes of cache are plenty, and the
-    # cache stays a few MB however many cycles the validator runs.
-    world = SyntheticWorld(settings.synthetic_seed, cache_zipcodes=16)
-    if settings.scraper == "synthetic":
-        verifier = SyntheticVerifier(world)
-    else:
-        source = build_source(settings, hotkey)
-        if not hasattr(source, "fetch_property"):
-            raise SettingsError(f"--scraper {settings.scraper} cannot fetch single properties")
-        verifier = SourceVerifier(source, settings.request_timeout_s * 6)
+    # Spot checks through the validator's own source (the synthetic market's
+    # only for --scraper synthetic: a spot check reads one listing, so a few
+    # zipcodes of its cache are plenty and it stays a few MB however long it runs).
+    source = source_from_settings(settings, hotkey, synthetic_cache_zipcodes=16)
+    if not isinstance(source, PropertyLookup):
+        raise SettingsError(f"--scraper {settings.scraper} cannot fetch single properties")
+    verifier = SourceVerifier(source, settings.request_timeout_s * 6)
     metrics = ValidatorMetrics()
     metrics.serve(settings.metrics_port, settings.host)
     # One checker for the cycle and the S3 pass: a verifier's bugs are counted, not swallowed.
@@ -143,7 +141,7 @@ async def _validate(settings: Settings, stop: asyncio.Event, store: ValidatorSto
     connector = aiohttp.TCPConnector(limit=settings.dispatch_concurrency)
     try:
         async with aiohttp.ClientSession(connector=connector) as session:
-            blocks, honeypots = _blocks(settings, world, keypair, session)
+            blocks, honeypots = _blocks(settings, keypair, session)
             api = blocks.api if isinstance(blocks, ApiBlocks) else None
             report_status = blocks.report_status if api is not None else None
             s3 = open_s3(settings, api, session)
@@ -207,11 +205,11 @@ async def _validate(settings: Settings, stop: asyncio.Event, store: ValidatorSto
         await chain.close()
 
 
-def _blocks(settings: Settings, world: SyntheticWorld, keypair, session):
+def _blocks(settings: Settings, keypair, session):
     """Blocks and honeypots from the Data API when one is configured, else derived locally."""
     if not settings.data_api_url:
         logger.info("no --data_api.url: blocks derived locally from (netuid, epoch), no honeypots")
-        source = LocalBlockSource(settings.netuid, world, settings.zipcodes_per_cycle)
+        source = LocalBlockSource(settings.netuid, local_universe(), settings.zipcodes_per_cycle)
         return LocalBlocks(source), None
     if not settings.data_api_hotkey:
         raise SettingsError(
@@ -231,6 +229,21 @@ def _blocks(settings: Settings, world: SyntheticWorld, keypair, session):
     logger.info("blocks and honeypots from the Data API at %s", settings.data_api_url)
     blocks = ApiBlocks(api)
     return blocks, blocks.honeypots
+
+
+def local_universe() -> list[str]:
+    """The zipcodes local blocks are drawn from: the Data API's residential universe.
+
+    Raises SettingsError when the ``zipcodes`` package (the ``api`` or
+    ``local`` extra) is not installed.
+    """
+    try:
+        return [info.zipcode for info in load_universe().residential]
+    except ImportError as exc:
+        raise SettingsError(
+            "no --data_api.url: blocks derived locally draw from the zipcodes package;"
+            f" install the api extra (pip install '.[api]') ({exc})"
+        ) from exc
 
 
 def main(argv: list[str] | None = None) -> int:

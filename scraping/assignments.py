@@ -35,7 +35,6 @@ import logging
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable
 
 from common.chain import NeuronInfo
 from common.manifest import new_salt
@@ -44,19 +43,14 @@ from common.records import RecordDigester
 from common.signed_http import RequestRefused
 from common.sqlite_tx import transaction
 from config.settings import MAX_OPEN_ASSIGNMENTS, REFUSAL_LOG_INTERVAL_S
-from scraping.adversaries import MinerContext
+from scraping.answering import AnswerStrategy, HonestAnswers, Work
 from scraping.answers import StoredAnswers
 from scraping.collect import reply
 from scraping.epoch_gate import EpochGate
 from scraping.fairness import FairSlots, Lane, OpenAssignments, QuotaPolicy, RefusalLog
-from scraping.lookups import (
-    behaviour_context,
-    lookup_rows,
-    lookup_with_behaviour,
-    lookup_with_source,
-)
+from scraping.lookups import lookup_rows, lookup_with_source
 from scraping.retention import FALLBACK_EPOCH_S, Pruned, Retention, prune_finished
-from scraping.source import PropertySource, SyntheticSource
+from scraping.source import PropertySource
 from scraping.store import MinerStore
 from scraping.uploads import Uploader
 
@@ -75,8 +69,7 @@ class MinerService:
         source: PropertySource,
         hotkey: str,
         concurrency: int = 4,
-        behaviour: object | None = None,
-        behaviour_scrape: Callable[[str], list[dict]] | None = None,
+        answering: AnswerStrategy | None = None,
         uploader: Uploader | None = None,
         signer: object | None = None,
         quotas: QuotaPolicy | None = None,
@@ -86,8 +79,8 @@ class MinerService:
         self.store = store
         self.source = source
         self.hotkey = hotkey
-        self.behaviour = behaviour  # local subnet only: a simulator behaviour
-        self.behaviour_scrape = behaviour_scrape
+        # What decides the answers: the source, honestly (the local subnet injects others).
+        self.answering: AnswerStrategy = answering or HonestAnswers()
         self.uploader = uploader  # S3 uploads of every zipcode stored (None: off)
         self._epochs: dict[str, tuple[str | None, str | None]] = {}  # key -> (epoch_id, nonce)
         self.digester = RecordDigester()
@@ -209,7 +202,7 @@ class MinerService:
         self, caller: NeuronInfo, request: DataAssignmentRequest
     ) -> DataAssignmentRequest:
         lookups = request.assignment_mode == "property_ids"
-        if lookups and self.behaviour is None and not hasattr(self.source, "fetch_property"):
+        if lookups and not self.answering.looks_up(self.source):
             return reply(
                 request, AssignmentStatus.REJECTED, error="this source cannot look up properties"
             )
@@ -406,12 +399,21 @@ class MinerService:
         await self._set_status(key, AssignmentStatus.IN_PROGRESS)
         deadline_at = row[0] or time.time() + DEFAULT_DEADLINE_S
         deadline = time.monotonic() + max(0.0, deadline_at - time.time())
+        work = Work(
+            key,
+            request,
+            [tuple(item) for item in todo],
+            _epoch_number(request.get("epoch_id")),
+            scrape=lambda source, zipcode: self._scrape_zipcode(key, source, zipcode, deadline),
+            store=lambda source, zipcode, records: self._store_zipcode(
+                key, source, zipcode, records
+            ),
+            look_up=lambda: lookup_with_source(self.source, todo, deadline, self._lane(key)),
+        )
         if lookups:
-            await self._look_up(key, request, todo, deadline)
-        elif self.behaviour is not None:
-            await self._respond_with_behaviour(key, json.loads(row[1]), todo)
+            await self._look_up(work)
         else:
-            await asyncio.gather(*(self._scrape_zipcode(key, s, z, deadline) for s, z in todo))
+            await self.answering.answer_zipcodes(work)
         await self.store.run(
             lambda db: db.execute(
                 "UPDATE assignments SET status=?, completed_at=? WHERE key=?",
@@ -434,16 +436,10 @@ class MinerService:
             return
         await self._store_zipcode(key, source_name, zipcode, result.records)
 
-    async def _look_up(self, key: str, request: dict, todo: list, deadline: float) -> None:
-        """Tie-break lookups: each zpid through the source (or the local subnet's behaviour)."""
-        if self.behaviour is not None:
-            zipcodes = sorted(
-                {z for zips in request.get("zipcode_assignments", {}).values() for z in zips}
-            )
-            ctx = self._behaviour_context(key, request, zipcodes)
-            results = await asyncio.to_thread(lookup_with_behaviour, self.behaviour, ctx, todo)
-        else:
-            results = await lookup_with_source(self.source, todo, deadline, self._lane(key))
+    async def _look_up(self, work: Work) -> None:
+        """Tie-break lookups: each zpid as the strategy answers it (honestly: the source)."""
+        key, todo = work.key, work.todo
+        results = await self.answering.answer_lookups(work)
         rows, rejected = lookup_rows(key, results, self.digester)
 
         def write(db) -> None:
@@ -462,36 +458,6 @@ class MinerService:
             len(todo) - len(rows) - rejected,
             rejected,
         )
-
-    def _behaviour_context(self, key: str, request: dict, zipcodes: list[str]) -> MinerContext:
-        coalition = getattr(self.behaviour, "coalition", None)
-        # A coalition's one shared scrape: the same observer in every member's process.
-        shared = (
-            SyntheticSource(self.source.world, f"coalition:{coalition}").view
-            if coalition and isinstance(self.source, SyntheticSource)
-            else None
-        )
-        return behaviour_context(
-            self.hotkey,
-            key,
-            zipcodes,
-            _epoch_number(request.get("epoch_id")),
-            self.behaviour_scrape,
-            getattr(self.source, "world", None),
-            coalition,
-            shared,
-        )
-
-    async def _respond_with_behaviour(self, key: str, request: dict, todo: list) -> None:
-        """Local subnet: a simulator behaviour decides the answer (no peers to copy here)."""
-        zipcodes = sorted({z for _, z in todo})
-        ctx = self._behaviour_context(key, request, zipcodes)
-        answer = await asyncio.to_thread(self.behaviour.respond, ctx)  # type: ignore[union-attr]
-        if not answer:
-            return
-        for source_name, zipcode in todo:
-            if zipcode in answer:
-                await self._store_zipcode(key, source_name, zipcode, answer[zipcode])
 
     async def _store_zipcode(
         self, key: str, source_name: str, zipcode: str, raw_records: list

@@ -19,13 +19,12 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from common.protocol import PropertyAnswer
 from common.records import RecordDigester
-from scraping.adversaries import MinerContext, properties_from_respond
 from scraping.source import SourceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -58,17 +57,6 @@ async def lookup_with_source(
                 return item, NOT_ANSWERED
 
     return dict(await asyncio.gather(*(one(item) for item in wanted)))
-
-
-def lookup_with_behaviour(
-    behaviour: Any, ctx: MinerContext, wanted: Iterable[Wanted]
-) -> dict[Wanted, Any]:
-    """Local subnet: a simulator behaviour answers the lookups (an offline one answers nothing)."""
-    wanted = list(wanted)
-    found = properties_from_respond(behaviour, ctx, sorted({int(zpid) for _, zpid in wanted}))
-    if found is None:
-        return {item: NOT_ANSWERED for item in wanted}
-    return {item: found.get(int(item[1]), NOT_ANSWERED) for item in wanted}
 
 
 def lookup_rows(
@@ -109,34 +97,3 @@ def property_answers(rows: Iterable[tuple]) -> list[PropertyAnswer]:
         )
         for source, zpid, found, zipcode, record_hash in rows
     ]
-
-
-def behaviour_context(
-    hotkey: str,
-    key: str,
-    zipcodes: list[str],
-    epoch: int,
-    scrape: Callable[[str], list[dict]] | None,
-    world: Any,
-    coalition: str | None = None,
-    coalition_view: Callable[[str], list[dict]] | None = None,
-) -> MinerContext:
-    """A behaviour's context in the local subnet: its own process, no peers to see.
-
-    A coalition's members run in separate processes; ``coalition_view`` (the
-    coalition's one shared scrape) is what makes them serve the same answer.
-    """
-    import random
-
-    return MinerContext(
-        miner=None,  # type: ignore[arg-type]
-        zipcodes=zipcodes,
-        scrape=scrape or (lambda z: []),
-        peer_responses=lambda z: {},
-        rng=random.Random(f"{hotkey}:{key}"),
-        epoch=epoch,
-        stale=getattr(world, "stale", lambda r: None),
-        fetch=getattr(world, "lookup", None),
-        coalition=coalition,
-        coalition_view=coalition_view,
-    )

@@ -1,4 +1,6 @@
-"""Choosing a property source by name: ``SCRAPER=rapidapi_zillow|synthetic|module.path:Class``.
+"""Choosing a property source and an answering strategy by name.
+
+Sources: ``SCRAPER=rapidapi_zillow|synthetic|module.path:Class``.
 
 Built-in names map to builders; anything with a colon is a third-party class,
 imported from a module (``my_scrapers.redfin:RedfinSource``) or a file
@@ -9,6 +11,13 @@ arguments; the instance needs a ``name`` string and an
 
     context = SourceContext(environ=settings.sources.environ, observer=hotkey, synthetic_seed=7)
     source = build_source(settings.scraper, context)      # ValueError, one line
+    source = source_from_settings(settings, hotkey)       # SettingsError, one line
+    answering = build_answering(settings.behaviour, source, hotkey)   # HonestAnswers()
+
+``synthetic`` (the simulation's market) and every ``--behaviour`` but
+``honest`` are plugins of the ``sim`` package, named here by string and
+imported only when asked for: a production miner or validator never loads the
+simulation (``tests/unit/test_layers.py``).
 """
 
 from __future__ import annotations
@@ -20,9 +29,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from config.settings import Settings, SettingsError
 from config.sources import RapidApiConfig
-from scraping.source import PropertySource, SyntheticSource
-from scraping.synthetic import SyntheticWorld
+from scraping.answering import AnswerStrategy, HonestAnswers
+from scraping.source import PropertySource
+
+# The simulation's plugins, imported by name only when a run asks for them.
+SYNTHETIC_SOURCE = "sim.source:SyntheticSource"
+BEHAVIOUR_ANSWERS = "sim.answers:BehaviourAnswers"
 
 
 @dataclass(frozen=True)
@@ -36,11 +50,12 @@ class SourceContext:
     observer: str = "operator"  # the miner's hotkey: the synthetic source's honest eyes
     synthetic_seed: int | str = 7  # the synthetic world's seed (SYNTHETIC_SEED)
     synthetic_delay_s: float = 0.0  # seconds the synthetic source waits per zipcode
+    # Zipcodes of listings the synthetic world keeps in memory; None: the world's default.
+    synthetic_cache_zipcodes: int | None = None
 
 
 def _synthetic(context: SourceContext) -> PropertySource:
-    world = SyntheticWorld(context.synthetic_seed)
-    return SyntheticSource(world, observer=context.observer, delay_s=context.synthetic_delay_s)
+    return build_source(SYNTHETIC_SOURCE, context)
 
 
 def _rapidapi_zillow(context: SourceContext) -> PropertySource:
@@ -116,3 +131,38 @@ def _check_source(spec: str, source: object) -> None:
         raise ValueError(
             f"source {spec!r} needs an 'async def scrape_zipcode(zipcode, source, *, deadline)'"
         )
+
+
+def source_from_settings(
+    settings: Settings, hotkey: str, *, synthetic_cache_zipcodes: int | None = None
+) -> PropertySource:
+    """The source ``--scraper`` names; its own settings come from the environment (.env).
+
+    Raises SettingsError with a one-line reason.
+    """
+    context = SourceContext(
+        environ=settings.sources.environ,  # as load_settings read it (.env included)
+        rapidapi=settings.sources.rapidapi,
+        observer=hotkey,
+        synthetic_seed=settings.synthetic_seed,
+        synthetic_delay_s=settings.scrape_delay_s,
+        synthetic_cache_zipcodes=synthetic_cache_zipcodes,
+    )
+    try:
+        return build_source(settings.scraper, context)
+    except ValueError as exc:
+        raise SettingsError(f"invalid --scraper / SCRAPER: {exc}") from exc
+
+
+def build_answering(spec: str, source: PropertySource, hotkey: str) -> AnswerStrategy:
+    """How the miner answers: honestly from ``source``, or as the behaviour ``spec`` names.
+
+    Every ``spec`` but ``honest`` is the local subnet's (``sim/answers.py``,
+    which needs the synthetic source). Raises SettingsError with a one-line reason.
+    """
+    if spec == "honest":
+        return HonestAnswers()
+    try:
+        return _load_class(BEHAVIOUR_ANSWERS).from_spec(spec, source, hotkey)
+    except ValueError as exc:
+        raise SettingsError(f"invalid --behaviour / MINER_BEHAVIOUR: {exc}") from exc

@@ -12,42 +12,25 @@ validator's spot checks): the record, ``None`` when the source says there is
 no such listing, or ``SourceUnavailable`` when it cannot tell, which is no
 evidence either way and never a miner's failure.
 
-    source = SyntheticSource(world, observer=hotkey, delay_s=0.05)
+    source = build_source(settings.scraper, context)      # scraping.registry
     result = await source.scrape_zipcode("77494", "ZILLOW_SOLD", deadline=time.monotonic() + 60)
     record = await source.fetch_property("77494001", deadline=time.monotonic() + 10)
 
-Third-party sources plug in through ``scraping.registry`` (``SCRAPER=module.path:Class``).
+Third-party sources plug in through ``scraping.registry`` (``SCRAPER=module.path:Class``);
+the synthetic market (``--scraper synthetic``) is one such plugin, ``sim/source.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import time
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from scraping.synthetic import SyntheticWorld
-
-
-class SourceUnavailable(Exception):
-    """The source cannot answer now (network, limits, key, malformed answer).
-
-    For a validator this is no evidence: the record is neither confirmed nor
-    refuted, and the miner is not blamed. The message is one line.
-    """
-
-
-class KeyRejected(SourceUnavailable):
-    """The source refused the credentials (HTTP 401/403); it stays unusable until restarted."""
-
-
-class BudgetExhausted(SourceUnavailable):
-    """The configured call budget is spent; no call was made."""
-
-
-class BadAnswer(SourceUnavailable):
-    """The source answered with something that is not a usable answer (invalid JSON, shape)."""
+# The failures a source raises live in common/ (a validator's spot checks catch them too);
+# re-exported under their own names so sources keep importing them from this module.
+from common.source_errors import BadAnswer as BadAnswer
+from common.source_errors import BudgetExhausted as BudgetExhausted
+from common.source_errors import KeyRejected as KeyRejected
+from common.source_errors import SourceUnavailable as SourceUnavailable
 
 
 @dataclass
@@ -76,65 +59,3 @@ class PropertyLookup(Protocol):
     """A source that can fetch one listing by zpid (used by validators' spot checks)."""
 
     async def fetch_property(self, zpid: str, *, deadline: float) -> dict | None: ...
-
-
-def is_no_residential(zipcode: str) -> bool:
-    """A real PO-box or single-organisation zipcode, where no residential listing exists.
-
-    The Data API mixes such zipcodes into blocks as honeypots; the synthetic
-    market (local subnet) leaves them empty so that honest miners pass them.
-    Without the ``zipcodes`` package (the ``api``/``local`` extras) nothing is
-    known and nothing is empty.
-    """
-    return zipcode in _no_residential_zipcodes()
-
-
-@functools.cache
-def _no_residential_zipcodes() -> frozenset[str]:
-    try:
-        import zipcodes
-    except ImportError:
-        return frozenset()
-    return frozenset(
-        row["zip_code"]
-        for row in zipcodes.list_all()
-        if row.get("zip_code_type") in ("PO BOX", "UNIQUE")
-    )
-
-
-class SyntheticSource:
-    """The synthetic market seen through one observer's honest eyes (misses and stale values)."""
-
-    name = "synthetic"
-
-    def __init__(self, world: SyntheticWorld, observer: str, delay_s: float = 0.0) -> None:
-        self.world = world
-        self.observer = observer
-        self.delay_s = delay_s
-        _no_residential_zipcodes()  # load once now, not on the request path
-
-    async def scrape_zipcode(self, zipcode: str, source: str, *, deadline: float) -> ScrapeResult:
-        if self.delay_s:
-            await asyncio.sleep(min(self.delay_s, max(0.0, deadline - time.monotonic())))
-        if time.monotonic() > deadline:
-            return ScrapeResult(errors=["deadline passed"])
-        return ScrapeResult(records=self.view(zipcode), pages=1, calls=1)
-
-    def view(self, zipcode: str) -> list[dict]:
-        """What this observer sees in ``zipcode``: nothing where no home can be listed."""
-        if is_no_residential(zipcode):
-            return []
-        return self.world.honest_view(zipcode, self.observer, epoch=0)
-
-    async def fetch_property(self, zpid: str, *, deadline: float) -> dict | None:
-        """The world's true record for ``zpid``, or None when there is no such listing."""
-        zpid = str(zpid).strip()
-        if not zpid.isascii() or not zpid.isdigit():
-            return None
-        record = self.world.lookup(int(zpid))
-        if record is not None and is_no_residential(str(record.get("zipcode"))):
-            return None  # as ``view``: no listings where no home can be listed
-        return record
-
-    async def close(self) -> None:
-        """Nothing to release; present so every built-in source can be closed alike."""

@@ -29,9 +29,9 @@ from common.protocol import ROUTE, DataAssignmentRequest
 from common.signed_http import AccessPolicy, SignedClient, signed_endpoint
 from consensus.assignment import MinerGroup, MinerInfo
 from scraping.assignments import MinerService
-from scraping.source import SyntheticSource
 from scraping.store import MinerStore
-from scraping.synthetic import SyntheticWorld
+from sim.source import SyntheticSource
+from sim.world import SyntheticWorld
 from vali_utils.assignments import Assignment
 from vali_utils.exchange import MinerExchange
 

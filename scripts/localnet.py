@@ -42,8 +42,8 @@ from localnet_report import collect_report, plot, print_table  # noqa: E402
 
 from common.chain import NeuronInfo, create_chain_file, read_chain_file  # noqa: E402
 from config.consensus import AssignmentConfig  # noqa: E402
-from scraping.adversaries import load_behaviour  # noqa: E402
-from scraping.adversaries import parse_adversary as parse_adversary_spec  # noqa: E402
+from sim.adversaries import load_behaviour  # noqa: E402
+from sim.adversaries import parse_adversary as parse_adversary_spec  # noqa: E402
 
 VALIDATOR_STAKE = 1000.0
 MINER_STAKE = 1.0

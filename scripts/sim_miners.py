@@ -26,8 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from consensus.assignment import AssignmentPlan, MinerInfo
-from scraping.adversaries import Commit, MinerContext
-from scraping.synthetic import SyntheticWorld
+from sim.adversaries import Commit, MinerContext
+from sim.world import SyntheticWorld
 
 HONEST_FINISH_S = (900.0, 7200.0)  # an honest miner's time to finish a batch of 20 zipcodes
 COPY_DELAY_S = (30.0, 600.0)  # a copier's time after the last answer it copied

@@ -78,9 +78,9 @@ from consensus.types import (
     SpotCheckRequest,
     Verdict,
 )
-from scraping.adversaries import Commit, load_behaviour, properties_from_respond
-from scraping.adversaries import parse_adversary as parse_adversary_spec
-from scraping.synthetic import SyntheticWorld
+from sim.adversaries import Commit, load_behaviour, properties_from_respond
+from sim.adversaries import parse_adversary as parse_adversary_spec
+from sim.world import SyntheticWorld
 from vali_utils.spot_check import verdict_from_truth
 
 _DEFAULTS = AssignmentConfig()

@@ -9,20 +9,22 @@ settings say (``vali_utils/cycle.py`` logs a disagreement once).
     config = block.layout.assignment_config(local)      # what the plan is built with
     collect, tiebreak = block_deadlines(block, local_collect, local_tiebreak)  # the block's
 
-``LocalBlockSource`` derives a block from (netuid, epoch) alone, for a local
-subnet with no Data API: every validator gets the same zipcodes and seed, and
-batches them with its own settings (there is no owner to follow).
+``LocalBlockSource`` derives a block from (netuid, epoch) alone, for a
+validator with no Data API: a seeded sample of a zipcode universe it is
+given (the validator gives the Data API's residential zipcodes), so every
+validator gets the same zipcodes and seed, and batches them with its own
+settings (there is no owner to follow).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import random
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from common.epochs import EpochClock
 from config.consensus import AssignmentConfig
-from scraping.synthetic import SyntheticWorld
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,13 +124,19 @@ def block_deadlines(
 
 
 class LocalBlockSource:
-    def __init__(self, netuid: int, world: SyntheticWorld, zipcodes_per_cycle: int) -> None:
+    """Blocks from (netuid, epoch) alone: a seeded sample of ``universe`` per epoch."""
+
+    def __init__(self, netuid: int, universe: Iterable[str], zipcodes_per_cycle: int) -> None:
         self.netuid = netuid
-        self.world = world
+        self.universe = sorted(set(universe))  # sorted: the sample cannot depend on the order
+        if not self.universe:
+            raise ValueError("a local block needs a zipcode universe to draw from")
         self.zipcodes_per_cycle = zipcodes_per_cycle
 
     def block(self, epoch: int) -> EpochBlock:
-        zipcodes = tuple(sorted(self.world.iter_zipcodes(self.zipcodes_per_cycle, epoch)))
         block_id = f"local-{self.netuid}-{epoch}"
+        digest = hashlib.sha256(f"{block_id}:sample".encode()).digest()
+        count = min(self.zipcodes_per_cycle, len(self.universe))
+        zipcodes = tuple(sorted(random.Random(digest).sample(self.universe, count)))
         seed = hashlib.sha256(f"{block_id}:{','.join(zipcodes)}".encode()).digest()
         return EpochBlock(epoch, block_id, zipcodes, seed)

@@ -25,10 +25,9 @@ from typing import Protocol
 import aiohttp
 
 from common.records import KEY_FIELD_INDEXES, RecordDigester
+from common.source_errors import SourceUnavailable
 from consensus.answers import hash_to_int
 from consensus.types import SpotCheckRequest, Verdict
-from scraping.source import SourceUnavailable
-from scraping.synthetic import SyntheticWorld
 
 logger = logging.getLogger(__name__)
 
@@ -142,17 +141,3 @@ class SourceVerifier:
             str(request.zpid), deadline=time.monotonic() + self.timeout_s
         )
         return verdict_from_truth(truth, request, self.digester)
-
-
-class SyntheticVerifier:
-    """Spot checks against the synthetic world (the local subnet's 'own source')."""
-
-    def __init__(self, world: SyntheticWorld) -> None:
-        self.world = world
-        self.digester = RecordDigester()
-
-    def verify_now(self, request: SpotCheckRequest) -> Verdict:
-        return verdict_from_truth(self.world.lookup(request.zpid), request, self.digester)
-
-    async def verify(self, request: SpotCheckRequest) -> Verdict:
-        return self.verify_now(request)

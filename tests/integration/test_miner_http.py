@@ -349,7 +349,7 @@ def test_rate_limit_answers_429_with_retry_after(subnet):
 
 def test_property_lookups_say_found_and_not_found_apart(subnet):
     from common.records import RecordDigester
-    from scraping.synthetic import SyntheticWorld
+    from sim.world import SyntheticWorld
 
     world = SyntheticWorld(7)  # the miner's default --synthetic.seed
     listing = world.listings("10001")[0]

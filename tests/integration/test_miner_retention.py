@@ -31,9 +31,9 @@ from common.signed_http import AccessPolicy, RateLimiter, signed_endpoint
 from consensus.assignment import MinerInfo
 from scraping.assignments import MinerService
 from scraping.epoch_gate import EpochGate
-from scraping.source import SyntheticSource
 from scraping.store import MinerStore
-from scraping.synthetic import SyntheticWorld
+from sim.source import SyntheticSource
+from sim.world import SyntheticWorld
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.asyncio]
 

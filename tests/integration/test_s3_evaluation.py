@@ -18,11 +18,11 @@ from config.storage import S3EvalConfig
 from consensus.answers import hash_to_int
 from consensus.s3_evaluation import evaluation_seed
 from consensus.scoring import MinerScore, ScoringState, apply_s3_evaluation
+from sim.source import SyntheticVerifier
 from tests.integration.s3_server import S3Server
 from tests.unit.s3_builders import NONCE, SOURCE, WORLD, gzip_bomb, hotkey, records, zipcodes
 from vali_utils.s3_evaluation import evaluate_miners
 from vali_utils.s3_reader import DirectS3Reader
-from vali_utils.spot_check import SyntheticVerifier
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from functools import lru_cache
 from common.manifest import Manifest, ManifestFile, ZipcodeManifest
 from common.s3_files import EncodedFile, encode_zipcode_file
 from common.s3_layout import build_key
-from scraping.synthetic import SyntheticWorld
+from sim.world import SyntheticWorld
 
 BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 NOW = 1_800_000_000.0  # a fixed "now" for pure tests

@@ -7,17 +7,16 @@ import asyncio
 import pytest
 
 from common.records import RecordDigester
-from scraping.adversaries import Cartel, Honest, Offline
 from scraping.lookups import (
     NOT_ANSWERED,
-    behaviour_context,
     lookup_rows,
-    lookup_with_behaviour,
     lookup_with_source,
     property_answers,
 )
 from scraping.source import SourceUnavailable
-from scraping.synthetic import SyntheticWorld
+from sim.adversaries import Cartel, Honest, Offline
+from sim.answers import behaviour_context, lookup_with_behaviour
+from sim.world import SyntheticWorld
 
 pytestmark = pytest.mark.unit
 

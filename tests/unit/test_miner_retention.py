@@ -18,9 +18,9 @@ from scraping.assignments import MinerService
 from scraping.epoch_gate import EpochGate
 from scraping.fairness import RefusalLog
 from scraping.retention import FALLBACK_EPOCH_S, Retention, prune_finished
-from scraping.source import SyntheticSource
 from scraping.store import MinerStore
-from scraping.synthetic import SyntheticWorld
+from sim.source import SyntheticSource
+from sim.world import SyntheticWorld
 
 pytestmark = pytest.mark.unit
 

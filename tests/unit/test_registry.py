@@ -17,8 +17,9 @@ from common.records import PropertyRecord
 from config.sources import DEFAULT_ZILLOW_BASE_URL, ENVIRONMENT_VARIABLES, RapidApiConfig
 from scraping.rapidapi import RapidApiZillowSource
 from scraping.registry import BUILTIN_SOURCES, SourceContext, build_source
-from scraping.source import PropertyLookup, ScrapeResult, SyntheticSource
-from scraping.synthetic import SyntheticWorld
+from scraping.source import PropertyLookup, ScrapeResult
+from sim.source import SyntheticSource
+from sim.world import SyntheticWorld
 
 pytestmark = pytest.mark.unit
 

@@ -25,7 +25,7 @@ from config.storage import ENVIRONMENT_VARIABLES as S3_VARIABLES
 from config.storage import S3EvalConfig, S3Settings
 from data_api import cli
 from data_api.routes import ApiOptions
-from neurons.miner import build_source
+from scraping.registry import source_from_settings
 from scraping.upload_setup import open_uploader
 from vali_utils.s3_evaluation_pass import open_s3
 from vali_utils.s3_reader import DirectS3Reader
@@ -243,9 +243,9 @@ def test_rapidapi_settings_are_checked_at_load():
 
 def test_sources_are_built_from_the_loaded_settings(no_s3_environment):
     s = load("miner", SCRAPER=f"{PLUGIN_FILE}:StaticSource", STATIC_PRICE="123456")
-    assert build_source(s, HOTKEY).price == 123456  # os.environ has no STATIC_PRICE
+    assert source_from_settings(s, HOTKEY).price == 123456  # os.environ has no STATIC_PRICE
     keyed = load("miner", SCRAPER="rapidapi_zillow", RAPIDAPI_KEY="k" * 20)
-    assert build_source(keyed, HOTKEY).config is keyed.sources.rapidapi
+    assert source_from_settings(keyed, HOTKEY).config is keyed.sources.rapidapi
 
 
 def test_sources_environ_is_read_only():

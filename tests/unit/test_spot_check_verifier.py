@@ -10,7 +10,7 @@ from common.records import RecordDigester
 from consensus.answers import hash_to_int
 from consensus.types import SpotCheckRequest, Verdict
 from scraping.source import SourceUnavailable
-from scraping.synthetic import SyntheticWorld
+from sim.world import SyntheticWorld
 from vali_utils.spot_check import UNAVAILABLE, SourceVerifier, SpotChecker
 
 pytestmark = pytest.mark.unit

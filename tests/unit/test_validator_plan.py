@@ -8,11 +8,12 @@ import pytest
 
 from common.chain import MetagraphSnapshot, NeuronInfo
 from consensus.assignment import ZipcodeAssignmentManager
-from scraping.synthetic import SyntheticWorld
 from vali_utils.blocks import LocalBlockSource
 from vali_utils.cycle import ConsensusCycle, eligible_miners
 
 pytestmark = pytest.mark.unit
+
+UNIVERSE = [f"{n:05d}" for n in range(1001, 6001)]
 
 
 def graph(order_seed: int) -> MetagraphSnapshot:
@@ -28,7 +29,7 @@ def graph(order_seed: int) -> MetagraphSnapshot:
 
 def plan_of(order_seed: int, epoch: int) -> str:
     cycle = ConsensusCycle(None, None, ZipcodeAssignmentManager(), None)
-    block = LocalBlockSource(1, SyntheticWorld(7), 200).block(epoch)
+    block = LocalBlockSource(1, UNIVERSE, 200).block(epoch)
     plan, endpoints = cycle.plan(block, graph(order_seed))
     assert "silent-hk" not in endpoints and "validator-hk" not in endpoints
     return plan.plan_hash
@@ -43,3 +44,16 @@ def test_only_serving_non_validators_are_eligible():
     miners, endpoints = eligible_miners(graph(0))
     assert len(miners) == 40
     assert set(endpoints) == {m.hotkey for m in miners}
+
+
+def test_local_blocks_are_drawn_from_the_residential_universe():
+    """No Data API: every validator draws the same real residential zipcodes, no simulation."""
+    from neurons.validator import local_universe
+
+    universe = local_universe()
+    first = LocalBlockSource(1, universe, 200).block(5)
+    again = LocalBlockSource(1, list(reversed(universe)), 200).block(5)
+    assert first == again and len(first.zipcodes) == 200
+    assert set(first.zipcodes) <= set(universe)
+    assert LocalBlockSource(1, universe, 200).block(6).zipcodes != first.zipcodes
+    assert LocalBlockSource(2, universe, 200).block(5).zipcodes != first.zipcodes
