@@ -39,8 +39,8 @@ from common.s3_files import encode_zipcode_file  # noqa: E402
 from common.s3_layout import build_key  # noqa: E402
 from consensus.answers import hash_to_int  # noqa: E402
 from consensus.s3_evaluation import evaluation_seed  # noqa: E402
-from tests.integration.s3_server import S3Server  # noqa: E402
-from tests.unit.s3_builders import NONCE, SOURCE, WORLD, hotkey, zipcodes  # noqa: E402
+from sim.fixtures import NONCE, SOURCE, WORLD, hotkey, zipcodes  # noqa: E402
+from sim.s3_server import S3Server  # noqa: E402
 from vali_utils.s3_evaluation import evaluate_miners  # noqa: E402
 from vali_utils.s3_reader import DirectS3Reader  # noqa: E402
 

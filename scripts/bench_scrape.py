@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from config.sources import RapidApiConfig  # noqa: E402
 from scraping.rapidapi import RapidApiZillowSource  # noqa: E402
-from tests.integration.fake_rapidapi import VALID_KEY, FakeRapidApi  # noqa: E402
+from sim.fake_rapidapi import VALID_KEY, FakeRapidApi  # noqa: E402
 
 BENCH_ZIPCODES = 40
 BENCH_CONCURRENCY = 8  # zipcodes in flight, like the miner's semaphore

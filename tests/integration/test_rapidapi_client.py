@@ -17,6 +17,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -25,15 +26,22 @@ from config.sources import RapidApiConfig
 from scraping.rapidapi import RapidApiZillowSource
 from scraping.ratelimit import MonthlyBudget
 from scraping.source import BadAnswer, BudgetExhausted, KeyRejected, SourceUnavailable
-from tests.integration.fake_rapidapi import (
+from sim.fake_rapidapi import (
     SEARCH_PATH,
     VALID_KEY,
     FakeRapidApi,
     Reply,
-    fixture,
 )
 
 pytestmark = pytest.mark.integration
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "rapidapi"
+
+
+def fixture(name: str) -> Any:
+    """A JSON answer from tests/fixtures/rapidapi (``name`` without ``.json``)."""
+    return json.loads((FIXTURES / f"{name}.json").read_text())
+
 
 ROOT = Path(__file__).resolve().parents[2]
 SOLD_ZIPCODE = "77021"  # search_recently_sold.json

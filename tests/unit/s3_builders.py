@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import struct
 import zlib
 from datetime import UTC, datetime
@@ -11,25 +10,11 @@ from functools import lru_cache
 from common.manifest import Manifest, ManifestFile, ZipcodeManifest
 from common.s3_files import EncodedFile, encode_zipcode_file
 from common.s3_layout import build_key
-from sim.world import SyntheticWorld
+from sim.fixtures import NONCE, SOURCE, WORLD, hotkey, zipcodes
 
-BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+__all__ = ["NONCE", "SOURCE", "WORLD", "hotkey", "zipcodes"]  # shared with scripts/bench_s3.py
+
 NOW = 1_800_000_000.0  # a fixed "now" for pure tests
-NONCE = "0123456789abcdef0123456789abcdef"
-SOURCE = "ZILLOW_SOLD"
-WORLD = SyntheticWorld(seed=11)
-
-
-def hotkey(n: int) -> str:
-    """A deterministic 48-character base58 string starting with 5, like an ss58 hotkey."""
-    digest = hashlib.blake2b(f"hotkey-{n}".encode(), digest_size=47).digest()
-    return "5" + "".join(BASE58[b % 58] for b in digest)
-
-
-def zipcodes(count: int, start: int = 0) -> list[str]:
-    """Zipcodes of the synthetic world that have listings."""
-    universe = [z for z in WORLD.universe(2000) if WORLD.listing_count(z) > 0]
-    return universe[start : start + count]
 
 
 def records(

@@ -19,25 +19,17 @@ replies (429, 5xx, slow or truncated answers) are served first, in order.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "rapidapi"
 VALID_KEY = "test-key"
 SEARCH_PATH = "/propertyExtendedSearch"
 PROPERTY_PATH = "/property"
 EMPTY_PAGE = {"props": [], "resultsPerPage": 41, "totalPages": 0, "totalResultCount": 0}
-
-
-def fixture(name: str) -> Any:
-    """A JSON answer from tests/fixtures/rapidapi (``name`` without ``.json``)."""
-    return json.loads((FIXTURES / f"{name}.json").read_text())
 
 
 @dataclass(frozen=True)
