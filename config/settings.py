@@ -174,8 +174,12 @@ SETTINGS: tuple[Setting, ...] = (*NEURON_SETTINGS, *DATA_API_SETTINGS)
 PRESETS: dict[str, dict[str, Any]] = {
     # The local subnet picks its epoch length per run without telling miners.
     "local": {"network": "localfile", "netuid": 1, "cycle_seconds": 20.0, "check_epochs": False},
-    "test": {"network": "test", "cycle_seconds": 4 * 3600.0},
-    "finney": {"network": "finney", "cycle_seconds": 4 * 3600.0},
+    # Real networks scrape the real source: the synthetic market (sim/) is for the
+    # local subnet and the simulator, and a production neuron never loads it unless
+    # SCRAPER=synthetic says so. Without RAPIDAPI_KEY a miner or validator stops at
+    # start with one line saying so.
+    "test": {"network": "test", "cycle_seconds": 4 * 3600.0, "scraper": "rapidapi_zillow"},
+    "finney": {"network": "finney", "cycle_seconds": 4 * 3600.0, "scraper": "rapidapi_zillow"},
 }
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -107,22 +107,36 @@ def test_types_are_converted():
     assert s.chain_file == Path("/tmp/chain.json")
 
 
+# Real networks scrape the real source; its key is all a preset cannot provide.
+KEY = {"RAPIDAPI_KEY": "k" * 32}
+
+
 @pytest.mark.parametrize("preset", ["test", "finney"])
 def test_network_presets(preset):
-    s, _ = load_settings("validator", ["--preset", preset], environ={})
+    s, _ = load_settings("validator", ["--preset", preset], environ=KEY)
     assert s.preset == preset
     assert s.network == preset
     assert s.cycle_seconds == 4 * 3600.0
     assert s.chain_file is None  # only the localfile network needs one
+    assert s.scraper == "rapidapi_zillow" and s.sources.rapidapi is not None
+
+
+@pytest.mark.parametrize("role", ["miner", "validator"])
+def test_a_network_preset_without_the_source_key_stops_with_one_line(role):
+    with pytest.raises(SettingsError, match="RAPIDAPI_KEY is not set"):
+        load_settings(role, ["--preset", "finney"], environ={})
+    # The simulated market stays one setting away, and says so.
+    s, _ = load_settings(role, ["--preset", "finney", "--scraper", "synthetic"], environ={})
+    assert s.scraper == "synthetic"
 
 
 def test_preset_from_environment():
-    s, _ = load_settings("miner", [], environ={"PRESET": "test"})
+    s, _ = load_settings("miner", [], environ={"PRESET": "test", **KEY})
     assert s.network == "test"
 
 
 def test_preset_flag_beats_preset_environment():
-    s, _ = load_settings("miner", ["--preset", "finney"], environ={"PRESET": "test"})
+    s, _ = load_settings("miner", ["--preset", "finney"], environ={"PRESET": "test", **KEY})
     assert s.preset == "finney"
     assert s.network == "finney"
 
@@ -253,7 +267,7 @@ def test_flag_beats_env_file(tmp_path, clean_os_environ):
 
 def test_env_file_preset(tmp_path, clean_os_environ):
     env_file = tmp_path / ".env"
-    env_file.write_text("PRESET=test\n")
+    env_file.write_text(f"PRESET=test\nRAPIDAPI_KEY={KEY['RAPIDAPI_KEY']}\n")
     settings, _ = load_settings("miner", ["--env-file", str(env_file)])
     assert (settings.preset, settings.network) == ("test", "test")
 
