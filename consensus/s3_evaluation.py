@@ -45,7 +45,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from common.s3_files import DecodedFile, Rejection
 from common.s3_layout import ObjectKey
@@ -379,18 +379,42 @@ def evaluate_miner(
         # Only padding gets a folder past the cap; it would hide files from the sample.
         reasons["listing_capped"] = 1
         components["folder"] = 0.0
-    reward = None
-    if components:
-        reward = 1.0
-        for value in components.values():
-            reward *= value
-        reward = min(1.0, max(0.0, reward))
     return S3Evaluation(
         hotkey=hotkey,
-        reward=reward,
+        reward=_reward(components),
         components={name: components[name] for name in COMPONENTS if name in components},
         files_listed=len(listed),
         files_checked=len(sampled),
         records_checked=valid,
         reasons=tuple(f"{name}: {count}" for name, count in sorted(reasons.items())),
+    )
+
+
+def _reward(components: Mapping[str, float]) -> float | None:
+    """The product of the components in [0, 1]; None (no evidence) when there are none."""
+    if not components:
+        return None
+    reward = 1.0
+    for value in components.values():
+        reward *= value
+    return min(1.0, max(0.0, reward))
+
+
+def coverage_excused(evaluation: S3Evaluation, reason: str) -> S3Evaluation:
+    """The same judgement without its coverage, for an epoch whose uploads met an outage.
+
+    An outage while miners uploaded loses files, and a lost file looks like a
+    zipcode the miner never did: coverage is no evidence then. What the files
+    that did land say (integrity, schema, duplicates, freshness, agreement,
+    spot checks, a padded folder) still is, since an outage cannot write them.
+    """
+    if "coverage" not in evaluation.components:
+        return evaluation
+    components = {k: v for k, v in evaluation.components.items() if k != "coverage"}
+    reasons = tuple(r for r in evaluation.reasons if not r.startswith("assigned_zipcodes_without"))
+    return replace(
+        evaluation,
+        reward=_reward(components),
+        components=components,
+        reasons=(*reasons, reason),
     )

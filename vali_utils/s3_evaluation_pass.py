@@ -18,8 +18,9 @@ the epoch's uploads and reads were disrupted and no round of that epoch
 gives evidence about anyone; a miner the cycle alone could not read gets no
 evidence from the epoch's rounds either. An outage that ended before the
 cycle read anything is seen by the ``StorageWatch``, which probes the Data
-API and S3 all through the upload window: an epoch whose window saw one
-gives no evidence either. Within a round, reads that fail for
+API and S3 all through the upload window: in an epoch whose window saw
+one, a file missing is no evidence (coverage is not judged), while what the
+files that landed say still is. Within a round, reads that fail for
 infrastructure reasons give no reward (``vali_utils/s3_evaluation.py``).
 
     s3 = open_s3(settings, api, session)          # None: S3 checks off
@@ -42,6 +43,7 @@ from config.storage import S3EvalConfig
 from consensus.s3_audit import ManifestVerdict, VerdictStatus
 from consensus.s3_evaluation import (
     S3Evaluation,
+    coverage_excused,
     evaluation_seed,
     is_outage,
     no_evidence,
@@ -158,18 +160,15 @@ class S3EvaluationPass:
         started = time.monotonic()
         unread = unread_in_cycle(outcome.s3_verdicts)
         upload_outage = self._upload_outage(block.epoch)
-        if upload_outage is not None:
-            if self.rounds == 1:
-                logger.warning(
-                    "S3 evaluation of epoch %d: %s while miners uploaded: the epoch gives"
-                    " no evidence",
-                    block.epoch,
-                    upload_outage,
-                )
-            results: dict[str, S3Evaluation] = {
-                hk: no_evidence(hk, upload_outage) for hk in sorted(assignments)
-            }
-        elif is_outage(len(unread), len(outcome.s3_verdicts), self.config.outage_share):
+        if upload_outage is not None and self.rounds == 1:
+            logger.warning(
+                "S3 evaluation of epoch %d: %s while miners uploaded: files missing from"
+                " the epoch are no evidence (coverage not judged)",
+                block.epoch,
+                upload_outage,
+            )
+        results: dict[str, S3Evaluation]
+        if is_outage(len(unread), len(outcome.s3_verdicts), self.config.outage_share):
             logger.warning(
                 "S3 evaluation of epoch %d, round %d: the cycle could not read %d of %d miners'"
                 " files (S3 or the Data API was failing): the epoch gives no evidence",
@@ -199,6 +198,8 @@ class S3EvaluationPass:
             )
             for hotkey in unread & results.keys():
                 results[hotkey] = no_evidence(hotkey, "epoch_unavailable: the cycle could not read")
+            if upload_outage is not None:
+                results = {hk: coverage_excused(r, upload_outage) for hk, r in results.items()}
         judged = sum(r.reward is not None for r in results.values())
         logger.info(
             "S3 evaluation of epoch %d, round %d: %d miners, %d judged, in %.1fs",

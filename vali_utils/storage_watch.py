@@ -6,9 +6,10 @@ lost upload from work not done: by then the cycle's manifest checks and the
 S3 evaluation find S3 healthy again. So the validator watches while it
 happens. Every ``interval_s`` it asks the Data API's ``/v1/health`` (which
 answers for the Data API, where miners get their upload grants, and for its
-S3) and, when it reads the bucket itself, lists one key. An epoch whose
-upload window saw ``in_a_row`` failed probes in a row gives no S3 evidence
-(``consensus.s3_evaluation.outage_in_window``; ``S3EvaluationPass`` asks).
+S3) and, when it reads the bucket itself, lists one key. In an epoch whose
+upload window saw ``in_a_row`` failed probes in a row, a missing file is no
+evidence: the S3 rounds do not judge coverage (``consensus.s3_evaluation``
+``outage_in_window`` and ``coverage_excused``; ``S3EvaluationPass`` asks).
 
     watch = StorageWatch([api_probe, bucket_probe], interval_s=30, in_a_row=2)
     task = asyncio.create_task(watch.run(stop))
@@ -85,7 +86,8 @@ class StorageWatch:
 
     async def _ask(self, probe: Probe) -> str | None:
         try:
-            return await asyncio.wait_for(probe(), self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):  # not wait_for: see common/waits.py
+                return await probe()
         except TimeoutError:
             return f"no answer in {self.timeout_s:.1f}s"
         except (StorageUnavailable, aiohttp.ClientError, OSError) as exc:

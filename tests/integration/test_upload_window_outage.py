@@ -12,9 +12,11 @@ frozen with SIGSTOP) and the validator's real watch and S3 pass:
 - the watch's probe of ``/v1/health`` says what miners meet: fine when both
   answer, failing when S3 is frozen (the Data API says so) or the Data API is
   down, fine again after;
-- an epoch whose upload window saw either outage gives no S3 evidence, the
-  scores stay as they were; the same epoch with a clean window is judged
-  (the control, coverage 0.5 for the half of the files that landed).
+- in an epoch whose upload window saw either outage, the missing half is no
+  evidence (coverage not judged) and the files that landed are judged as
+  they are: honest, so every score goes up (0.9 -> 0.93); the same epoch
+  with a clean window is judged on coverage too (the control: 0.5, and
+  0.9 -> 0.78, what honest miners lost before).
 """
 
 from __future__ import annotations
@@ -173,4 +175,6 @@ def test_an_outage_over_before_the_deadline_gives_no_evidence(tmp_path, outage):
             assert after.miners[miner].s3_quality == pytest.approx(0.78)  # 0.9 -> 0.78
     else:
         assert seen["during"].count(False) >= 2, seen
-        assert after.miners == before.miners  # no evidence: nothing moved
+        for miner in MINERS:  # the lost half is no evidence; the landed half is honest
+            assert after.miners[miner].s3_quality == pytest.approx(0.93)  # 0.9 -> 0.93
+            assert after.miners[miner].s3_credibility > before.miners[miner].s3_credibility

@@ -7,7 +7,7 @@ import asyncio
 import aiohttp
 import pytest
 
-from consensus.s3_evaluation import outage_in_window
+from consensus.s3_evaluation import S3Evaluation, coverage_excused, outage_in_window
 from vali_utils.s3_reader import StorageUnavailable
 from vali_utils.storage_watch import StorageWatch
 
@@ -122,3 +122,18 @@ def test_the_watch_outlives_a_bug_in_a_probe(caplog):
     asyncio.run(scenario())
     assert "failed unexpectedly" in caplog.text
     assert watch.observations and all(ok for _, ok in watch.observations)
+
+
+def test_an_upload_outage_excuses_coverage_and_nothing_else():
+    lost_half = S3Evaluation(
+        "hk", 0.5, {"integrity": 1.0, "coverage": 0.5, "agreement": 1.0}, 3, 3, 90,
+        ("assigned_zipcodes_without_file: 3",),
+    )  # fmt: skip
+    excused = coverage_excused(lost_half, "upload_window_outage: ...")
+    assert excused.reward == 1.0 and "coverage" not in excused.components
+    assert excused.reasons == ("upload_window_outage: ...",)
+    # Files that landed and disagree with consensus stay evidence: an outage writes no file.
+    invented = S3Evaluation("hk", 0.1, {"coverage": 0.5, "agreement": 0.2}, 3, 3, 90)
+    assert coverage_excused(invented, "outage").reward == pytest.approx(0.2)
+    # Nothing but coverage to judge: no evidence at all.
+    assert coverage_excused(S3Evaluation("hk", 0.5, {"coverage": 0.5}), "outage").reward is None
