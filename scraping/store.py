@@ -151,9 +151,19 @@ class MinerStore:
         before = schema_version(db)
         try:
             version = migrate(db, MIGRATIONS, legacy=adopt_meta_version)
+            # The release before this scheme reads meta.schema_version: kept for it, so a
+            # miner rolled back one release still opens this file instead of migrating
+            # it again ("duplicate column"). Drop a release after the user_version scheme.
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(version),))
         except SchemaTooNew as exc:
             db.close()
             raise SchemaTooNew(f"{self.path}: {exc}; upgrade the miner") from None
+        except BaseException:
+            db.close()
+            raise
         if before and version != before:
             logger.info("%s: schema migrated from version %d to %d", self.path, before, version)
         self._db = db

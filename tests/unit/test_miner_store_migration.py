@@ -72,3 +72,19 @@ def test_a_store_of_a_newer_miner_is_refused(tmp_path):
     db.close()
     with pytest.raises(RuntimeError, match="upgrade the miner"):
         asyncio.run(MinerStore.open(path))
+
+
+def test_a_miner_rolled_back_one_release_finds_the_version_it_reads(tmp_path):
+    """The release before reads meta.schema_version; without it, it migrated again and died."""
+    path = tmp_path / "miner.sqlite"
+
+    async def open_close() -> None:
+        store = await MinerStore.open(path)
+        await store.close()
+
+    asyncio.run(open_close())
+    db = sqlite3.connect(path)
+    row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    db.close()
+    assert row == (str(SCHEMA_VERSION),)  # the old release sees "2": nothing to migrate
