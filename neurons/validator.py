@@ -196,7 +196,8 @@ async def _validate(settings: Settings, stop: asyncio.Event, store: ValidatorSto
                 await evaluator.run(stop)
             finally:
                 if watching:
-                    watching.cancel()  # before the session its probes use closes
+                    watching.cancel()  # and gone before the session its probes use closes
+                    await asyncio.gather(watching, return_exceptions=True)
             if settings.max_cycles and evaluator.cycles_run >= settings.max_cycles:
                 logger.info("ran %d cycles; stopping as asked", evaluator.cycles_run)
     finally:

@@ -22,7 +22,6 @@ backoff), so tests drive the schedule in virtual time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -384,8 +383,12 @@ async def within(work: Awaitable[T], seconds: float, sleep: Sleep) -> T:
         if not task.done():
             timed_out = True
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # this task was cancelled too: never turned into a timeout
     if timed_out:
         raise TimeoutError
     return task.result()

@@ -50,3 +50,30 @@ def test_set_and_timeout():
         return timed_out, was_set, await wait_event(event, None)
 
     assert asyncio.run(scenario()) == (False, True, True)
+
+
+def test_a_timed_out_pass_cancelled_while_it_cleans_up_stays_cancelled():
+    """vali_utils.evaluator.within: a cancel that lands while the timed-out work is
+    cancelled and awaited is the caller's, never turned into a TimeoutError."""
+    from vali_utils.evaluator import within
+
+    async def slow_to_stop() -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.2)  # cleanup after the timeout
+            raise
+
+    async def scenario() -> str:
+        outer = asyncio.create_task(within(slow_to_stop(), 0.05, asyncio.sleep))
+        await asyncio.sleep(0.1)  # the time ran out; the work is cleaning up
+        outer.cancel()
+        try:
+            await outer
+        except asyncio.CancelledError:
+            return "cancelled"
+        except TimeoutError:
+            return "timeout"
+        return "returned"
+
+    assert asyncio.run(scenario()) == "cancelled"
