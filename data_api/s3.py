@@ -217,11 +217,12 @@ class StorageProbe:
             return self._answer[1]
         if self._probing is None:
             self._probing = asyncio.create_task(asyncio.to_thread(self.gateway.reachable))
-        probing = self._probing
-        try:
-            answer = await asyncio.shield(probing)
-        finally:
-            if probing.done() and self._probing is probing:
-                self._probing = None
-        self._answer = (self.clock(), answer)
-        return answer
+            self._probing.add_done_callback(self._settle)
+        # Shielded: a caller that hangs up does not cancel the probe the others share.
+        return await asyncio.shield(self._probing)
+
+    def _settle(self, probe: asyncio.Task[bool]) -> None:
+        """The probe's answer is kept from when it came, whether or not anyone still waits."""
+        self._probing = None
+        if not probe.cancelled() and probe.exception() is None:
+            self._answer = (self.clock(), probe.result())

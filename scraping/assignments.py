@@ -168,6 +168,8 @@ class MinerService:
                 await self.prune()
             except sqlite3.Error:  # disk full, or the file went read-only: try next time
                 logger.exception("pruning failed; next try in %.0fs", every)
+            except Exception:  # a bug: said with its traceback, and pruning goes on next epoch
+                logger.exception("pruning failed unexpectedly; next try in %.0fs", every)
             # On the wall clock's grid, as epochs are: the same point of every epoch, so
             # what is kept between two prunings does not drift from epoch to epoch.
             await asyncio.sleep(every - time.time() % every)
