@@ -63,7 +63,16 @@ class HonestAnswers:
         return hasattr(source, "fetch_property")
 
     async def answer_zipcodes(self, work: Work) -> None:
-        await asyncio.gather(*(work.scrape(source, zipcode) for source, zipcode in work.todo))
+        scrapes = [asyncio.ensure_future(work.scrape(s, z)) for s, z in work.todo]
+        try:
+            await asyncio.gather(*scrapes)
+        except BaseException:
+            # One failed (or the assignment was cancelled): the others stop here rather
+            # than store zipcodes of an assignment already marked failed, unuploaded.
+            for scrape in scrapes:
+                scrape.cancel()
+            await asyncio.gather(*scrapes, return_exceptions=True)
+            raise
 
     async def answer_lookups(self, work: Work) -> dict[Wanted, Any]:
         return await work.look_up()
