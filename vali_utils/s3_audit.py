@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from common.manifest import Manifest
 from common.s3_files import DecodedFile, Rejection, RejectReason, decode_zipcode_file
 from common.s3_layout import InvalidKey, parse_key
+from config.limits import MAX_DECOMPRESSED_BYTES, MAX_FILE_BYTES, MAX_RECORDS_PER_ZIPCODE
 from config.storage import S3Settings
 from consensus.s3_audit import (
     FileCheck,
@@ -112,7 +113,8 @@ async def fetch_decoded(
     except ObjectMissing:
         return None, None
     except ObjectTooLarge as exc:
-        return Rejection(RejectReason.TOO_LARGE, str(exc)[:200], 0, 0), None
+        decoded: DecodedFile | Rejection = Rejection(RejectReason.TOO_LARGE, str(exc)[:200], 0, 0)
+        return _over_own_cap(decoded, key, settings), None
     decoded = await asyncio.to_thread(
         decode_zipcode_file,
         fetched.body,
@@ -121,7 +123,34 @@ async def fetch_decoded(
         max_decompressed=settings.max_decompressed_bytes,
         max_records=settings.max_records_per_file,
     )
-    return decoded, fetched.last_modified
+    return _over_own_cap(decoded, key, settings), fetched.last_modified
+
+
+# Each size cap a validator may lower, and the network's limit miners upload to.
+_CAPS = {
+    RejectReason.TOO_LARGE: ("max_file_bytes", MAX_FILE_BYTES),
+    RejectReason.DECOMPRESSED_TOO_LARGE: ("max_decompressed_bytes", MAX_DECOMPRESSED_BYTES),
+    RejectReason.TOO_MANY_RECORDS: ("max_records_per_file", MAX_RECORDS_PER_ZIPCODE),
+}
+
+
+def _over_own_cap(
+    decoded: DecodedFile | Rejection, key: str, settings: S3Settings
+) -> DecodedFile | Rejection:
+    """``decoded``, unless it is a file refused only by a cap this validator set lower.
+
+    Miners upload up to the network's limits (``config/limits.py``); a file
+    between a validator's lower cap and those limits may be honest, so it is
+    no evidence: ``StorageUnavailable``, as when S3 cannot say.
+    """
+    if isinstance(decoded, Rejection) and decoded.reason in _CAPS:
+        name, network = _CAPS[decoded.reason]
+        if getattr(settings, name) < network:
+            raise StorageUnavailable(
+                f"{key}: over this validator's {name} ({getattr(settings, name)}), which is"
+                f" below the network's {network}: no evidence"
+            )
+    return decoded
 
 
 async def verify_manifests(

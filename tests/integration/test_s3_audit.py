@@ -10,7 +10,6 @@ once S3 is back.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import json
 import os
 import tracemalloc
@@ -20,6 +19,7 @@ import pytest
 
 from common.manifest import Manifest, ZipcodeManifest
 from common.s3_layout import build_key
+from config.limits import MAX_FILE_BYTES
 from consensus.s3_audit import VerdictStatus, apply_s3_verdicts, rejected_hotkeys
 from consensus.scoring import MinerScore, ScoringState, apply_cycle
 from consensus.types import CycleResult
@@ -127,11 +127,11 @@ async def test_missing_and_foreign_objects_are_mismatches(s3):
 @pytest.mark.asyncio
 async def test_truncated_oversized_and_bomb_objects_are_rejected_in_bounded_memory(s3):
     bucket = s3.create_bucket()
-    settings = s3.settings(bucket, max_file_bytes=1536 * 1024)
+    settings = s3.settings(bucket)  # the network's caps (config/limits.py)
     client = s3.client()
     bodies = {
         "truncated": encoded(ZIPS[0]).body[:-40],
-        "oversized": os.urandom(2 * 1024 * 1024),
+        "oversized": os.urandom(MAX_FILE_BYTES + 512 * 1024),
         "zeros_bomb": gzip_bomb(),
         "lines_bomb": gzip_bomb(line_bytes=32 * 1024),
     }
@@ -159,7 +159,22 @@ async def test_truncated_oversized_and_bomb_objects_are_rejected_in_bounded_memo
         "lines_bomb": "decompressed_too_large",
     }
     assert all(verdicts[m].evidence[0]["check"] == "object_rejected" for m in miners.values())
-    assert peak < 48 * 1024 * 1024, peak  # two 1 MB bodies and the client, not 2 GiB inflated
+    assert peak < 48 * 1024 * 1024, peak  # capped bodies and the client, not 2 GiB inflated
+
+    # A validator that lowered its own cap below the network's judges nobody by it:
+    # a file miners may upload is no evidence, whatever this validator accepts.
+    lowered = s3.settings(bucket, max_file_bytes=1536 * 1024)
+    big = hotkey(29)
+    file = encoded(ZIPS[0])
+    key = build_key("data", big, EPOCH, SOURCE, ZIPS[0], file.content_hash)
+    client.put_object(Bucket=bucket, Key=key, Body=os.urandom(2 * 1024 * 1024))
+    reader = DirectS3Reader.from_settings(lowered)
+    try:
+        only = {big: [manifest(big, EPOCH, [manifest_entry(big, EPOCH, ZIPS[0], file)])]}
+        verdicts = await verify(reader, only, lowered)
+    finally:
+        await reader.close()
+    assert verdicts[big].status is VerdictStatus.UNAVAILABLE
 
 
 def scored_cycle(*hotkeys: str) -> CycleResult:
@@ -200,13 +215,13 @@ async def test_s3_outage_leaves_scores_unchanged_and_the_validator_running(tmp_p
 @pytest.mark.asyncio
 async def test_presigned_reads_verify_and_cap_the_size(s3):
     bucket = s3.create_bucket()
-    settings = s3.settings(bucket, max_file_bytes=64 * 1024)
+    settings = s3.settings(bucket)  # the network's caps: over them is evidence
     client = s3.client()
     honest, big = hotkey(40), hotkey(41)
     manifests = {honest: [upload_honest(s3, bucket, honest)]}
     file = encoded(ZIPS[0])
     key = build_key("data", big, EPOCH, SOURCE, ZIPS[0], file.content_hash)
-    client.put_object(Bucket=bucket, Key=key, Body=gzip.compress(os.urandom(100 * 1024)))
+    client.put_object(Bucket=bucket, Key=key, Body=os.urandom(MAX_FILE_BYTES + 100 * 1024))
     manifests[big] = [manifest(big, EPOCH, [manifest_entry(big, EPOCH, ZIPS[0], file)])]
     calls = []
 
