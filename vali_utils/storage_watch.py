@@ -104,7 +104,9 @@ class StorageWatch:
             await wait_event(stop, pause)
 
     def outage(self, start: float, end: float) -> str | None:
-        """Why the upload window ``[start, end]`` gives no S3 evidence, or None when it was clean.
+        """Why files missing from the upload window ``[start, end]`` are no evidence, or None.
+
+        None when the window was clean; else the outage, for ``coverage_excused``.
 
         Probes up to ``in_a_row`` intervals past ``end`` count: an outage at
         the deadline is seen in full only after it.
