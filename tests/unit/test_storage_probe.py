@@ -9,6 +9,7 @@ import time
 import pytest
 
 from data_api.s3 import StorageProbe
+from tests.unit.virtual_clock import VirtualClock
 
 pytestmark = pytest.mark.unit
 
@@ -25,17 +26,9 @@ class Gateway:
         return self.answer
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_callers_share_one_probe_and_its_answer_is_kept_ttl_s():
-    gateway, clock = Gateway(), Clock()
-    probe = StorageProbe(gateway, ttl_s=2.0, clock=clock)  # type: ignore[arg-type]
+    gateway, clock = Gateway(), VirtualClock(now=100.0)
+    probe = StorageProbe(gateway, ttl_s=2.0, clock=clock.time)  # type: ignore[arg-type]
 
     async def scenario() -> list[bool]:
         many = [asyncio.create_task(probe.reachable()) for _ in range(20)]
@@ -54,8 +47,8 @@ def test_callers_share_one_probe_and_its_answer_is_kept_ttl_s():
 
 
 def test_a_caller_that_hangs_up_leaves_no_stale_answer_behind():
-    gateway, clock = Gateway(), Clock()
-    probe = StorageProbe(gateway, ttl_s=2.0, clock=clock)  # type: ignore[arg-type]
+    gateway, clock = Gateway(), VirtualClock(now=100.0)
+    probe = StorageProbe(gateway, ttl_s=2.0, clock=clock.time)  # type: ignore[arg-type]
 
     async def scenario() -> bool:
         caller = asyncio.create_task(probe.reachable())

@@ -8,6 +8,7 @@ import aiohttp
 import pytest
 
 from consensus.s3_evaluation import S3Evaluation, coverage_excused, outage_in_window
+from tests.unit.virtual_clock import VirtualClock
 from vali_utils.s3_reader import StorageUnavailable
 from vali_utils.storage_watch import StorageWatch
 
@@ -45,16 +46,8 @@ def test_no_probes_no_outage():
     assert outage_in_window([], 0, 100, 2) is None
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_every_kind_of_failed_probe_is_a_failure_and_old_probes_are_dropped():
-    clock = Clock()
+    clock = VirtualClock(now=1000.0)
     answers: list = []
 
     async def probe() -> str | None:
@@ -65,7 +58,7 @@ def test_every_kind_of_failed_probe_is_a_failure_and_old_probes_are_dropped():
             await asyncio.sleep(60)
         return answer
 
-    watch = StorageWatch([probe], interval_s=1.0, in_a_row=2, keep_s=50.0, clock=clock)
+    watch = StorageWatch([probe], interval_s=1.0, in_a_row=2, keep_s=50.0, clock=clock.time)
 
     async def scenario() -> list[bool]:
         results = []
