@@ -28,10 +28,11 @@ from bittensor.sp_core import Keypair
 from pydantic import ConfigDict, create_model
 
 from common.chain import MetagraphSnapshot, NeuronInfo
-from common.manifest import Manifest, ZipcodeManifest, manifest_commitment, new_salt
+from common.manifest import Manifest, manifest_commitment, new_salt
 from common.protocol import ROUTE, AssignmentStatus, DataAssignmentRequest, commitment_message
 from common.signed_http import AccessPolicy, SignedClient, signed_endpoint
 from consensus.assignment import MinerInfo
+from tests.unit import manifest_builders as builders
 from vali_utils.assignments import SOURCE, Assignment
 from vali_utils.exchange import MinerExchange
 
@@ -47,18 +48,13 @@ MINER = Keypair.create_from_uri("//Bob")
 
 
 def manifest_of(zipcodes: list[str], records_each: int) -> Manifest:
-    return Manifest(
+    """The miner's manifest for epoch 1: zpids that start with their zipcode."""
+    return builders.manifest_of(
+        zipcodes,
+        records_each,
+        zpid=lambda zipcode, i: f"{zipcode}{i:03d}",
         epoch_id="epoch-1",
         miner_hotkey=MINER.ss58_address,
-        zipcodes=[
-            ZipcodeManifest(
-                zipcode=z,
-                source=SOURCE.value,
-                record_count=records_each,
-                records=[(f"{z}{i:03d}", f"{i:032x}") for i in range(records_each)],
-            )
-            for z in zipcodes
-        ],
     )
 
 

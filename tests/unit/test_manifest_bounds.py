@@ -11,9 +11,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from common.manifest import MAX_RECORDS_PER_ZIPCODE, Manifest, ZipcodeManifest
+from common.manifest import MAX_RECORDS_PER_ZIPCODE, Manifest
 from common.protocol import DataAssignmentRequest, PropertyAnswer, Source
 from consensus.assignment import MinerInfo
+from tests.unit.manifest_builders import manifest_of, zipcode_entry
 from vali_utils.assignments import (
     MIN_RECORD_BOUND,
     SOURCE,
@@ -28,15 +29,6 @@ from vali_utils.assignments import (
 pytestmark = pytest.mark.unit
 
 ASSIGNED = ["10001", "10002", "10003"]
-
-
-def entry(zipcode: str, records: int, source: str = SOURCE.value) -> ZipcodeManifest:
-    return ZipcodeManifest(
-        zipcode=zipcode,
-        source=source,
-        record_count=records,
-        records=[(f"{i + 1}", f"{i:032x}") for i in range(records)],
-    )
 
 
 def request(**update) -> DataAssignmentRequest:
@@ -59,20 +51,13 @@ def test_record_bound_is_what_the_consensus_counts_within_the_floor_and_the_mode
 
 def test_reveal_cap_grows_with_the_assignment_and_holds_an_honest_manifest_at_its_bounds():
     bounds = {z: MIN_RECORD_BOUND for z in ASSIGNED}
-    full = Manifest(
+    full = manifest_of(
+        ASSIGNED,
+        MIN_RECORD_BOUND,
+        zpid=lambda zipcode, i: f"{10**11 + i}",  # the longest zpids, to bound the bytes from above
         epoch_id="epoch-1",
         epoch_nonce="ab" * 32,
         miner_hotkey="5" * 48,
-        zipcodes=[
-            ZipcodeManifest(
-                zipcode=z,
-                source=SOURCE.value,
-                record_count=MIN_RECORD_BOUND,
-                # the longest zpids there are, to bound the bytes from above
-                records=[(f"{10**11 + i}", f"{i:032x}") for i in range(MIN_RECORD_BOUND)],
-            )
-            for z in ASSIGNED
-        ],
     )
     answer = request(phase="reveal", commitment="0" * 64, manifest=full, salt="1" * 64)
     assert len(answer.model_dump_json()) < reveal_cap(bounds)
@@ -85,12 +70,13 @@ def test_unassigned_duplicate_and_oversized_entries_are_dropped_and_counted():
     manifest = Manifest(
         miner_hotkey="miner",
         zipcodes=[
-            entry("10001", 3),
-            entry("99999", 3),  # not assigned
-            entry("10001", 2),  # a second entry for an assigned zipcode
-            entry("10002", 11),  # over its bound
-            entry("10003", 3, source=Source.ZILLOW.value),  # assigned, but for another source
-            entry("10003", 10),  # exactly at its bound
+            zipcode_entry("10001", 3),
+            zipcode_entry("99999", 3),  # not assigned
+            zipcode_entry("10001", 2),  # a second entry for an assigned zipcode
+            zipcode_entry("10002", 11),  # over its bound
+            # assigned, but for another source:
+            zipcode_entry("10003", 3, source=Source.ZILLOW.value),
+            zipcode_entry("10003", 10),  # exactly at its bound
         ],
     )
     bounds = {"10001": 10, "10002": 10, "10003": 10}
@@ -100,7 +86,7 @@ def test_unassigned_duplicate_and_oversized_entries_are_dropped_and_counted():
 
 
 def test_a_manifest_within_its_assignment_is_kept_as_it_is():
-    manifest = Manifest(miner_hotkey="miner", zipcodes=[entry(z, 5) for z in ASSIGNED])
+    manifest = manifest_of(ASSIGNED, 5, miner_hotkey="miner")
     kept, dropped = trim_manifest(manifest, request(), dict.fromkeys(ASSIGNED, 5))
     assert kept is manifest and not dropped
 
