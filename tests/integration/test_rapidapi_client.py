@@ -17,7 +17,6 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -26,22 +25,11 @@ from config.sources import RapidApiConfig
 from scraping.rapidapi import RapidApiZillowSource
 from scraping.ratelimit import MonthlyBudget
 from scraping.source import BadAnswer, BudgetExhausted, KeyRejected, SourceUnavailable
-from sim.fake_rapidapi import (
-    SEARCH_PATH,
-    VALID_KEY,
-    FakeRapidApi,
-    Reply,
-)
+from sim.fake_rapidapi import SEARCH_PATH, VALID_KEY, FakeRapidApi, Reply
+from tests.unit.cli_runs import run_module
+from tests.unit.rapidapi_fixtures import fixture
 
 pytestmark = pytest.mark.integration
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "rapidapi"
-
-
-def fixture(name: str) -> Any:
-    """A JSON answer from tests/fixtures/rapidapi (``name`` without ``.json``)."""
-    return json.loads((FIXTURES / f"{name}.json").read_text())
-
 
 ROOT = Path(__file__).resolve().parents[2]
 SOLD_ZIPCODE = "77021"  # search_recently_sold.json
@@ -502,26 +490,9 @@ async def test_cli_bad_key_exits_with_one_line(fake, tmp_path):
 
 def test_cli_synthetic_works_offline(tmp_path):
     out = tmp_path / "out.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "scraping",
-            "scrape",
-            "--source",
-            "synthetic",
-            "--zipcode",
-            "77494",
-            "--status",
-            "sale",
-            "--json",
-            str(out),
-        ],
-        cwd=tmp_path,
-        env=cli_environment(),
-        capture_output=True,
-        text=True,
-        timeout=30,
+    argv = ["scrape", "--source", "synthetic", "--zipcode", "77494", "--status", "sale"]
+    result = run_module(
+        "scraping", *argv, "--json", str(out), cwd=tmp_path, env=cli_environment(), timeout=30
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
@@ -531,14 +502,7 @@ def test_cli_synthetic_works_offline(tmp_path):
 
 def test_cli_help_and_configuration_errors(tmp_path):
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "scraping", *args],
-            cwd=tmp_path,
-            env=cli_environment(),
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        return run_module("scraping", *args, cwd=tmp_path, env=cli_environment(), timeout=30)
 
     shown = run("--help")
     assert shown.returncode == 0

@@ -6,9 +6,7 @@ each test names the variant it guards.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -25,14 +23,9 @@ from scraping.parsing import (
     split_address,
 )
 from scraping.source import BadAnswer
+from tests.unit.rapidapi_fixtures import fixture
 
 pytestmark = pytest.mark.unit
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "rapidapi"
-
-
-def fixture(name: str):
-    return json.loads((FIXTURES / f"{name}.json").read_text())
 
 
 def by_zpid(records: list[dict]) -> dict[str, dict]:
@@ -116,13 +109,28 @@ def test_for_sale_page_variants_and_drop_reasons():
     assert records["2061234509"]["lot_size_sqft"] == round(1.5 * SQFT_PER_ACRE)
 
 
-def test_zip_plus_four_in_a_string_address():
-    page = parse_search_page(
-        fixture("search_for_sale_page2"), zipcode="77494", default_status="FOR_SALE"
-    )
-    record = by_zpid(page.records)["2061234510"]
-    assert record["zipcode"] == "77494"
-    assert record["listing_status"] == "PENDING"
+@pytest.mark.parametrize(
+    ("name", "zipcode", "status", "zpid", "expected", "dropped"),
+    [
+        pytest.param(
+            "search_for_sale_page2", "77494", "FOR_SALE", "2061234510",
+            {"zipcode": "77494", "listing_status": "PENDING"}, {},
+            id="zip_plus_four_in_a_string_address",
+        ),
+        pytest.param(
+            "search_recently_sold", "77021", "SOLD", "27838001",
+            {"listing_status": "SOLD", "sold_date": "2024-03-01", "price": 215_500},  # "$215,500"
+            {"wrong_zipcode": 1},
+            id="listing_without_status_takes_the_search_status",
+        ),
+    ],
+)  # fmt: skip
+def test_a_listing_on_a_search_page(name, zipcode, status, zpid, expected, dropped):
+    """One listing of a fixture's search page parsed with the search's zipcode and status."""
+    page = parse_search_page(fixture(name), zipcode=zipcode, default_status=status)
+    record = by_zpid(page.records)[zpid]
+    assert {field: record.get(field) for field in expected} == expected
+    assert page.dropped == dropped
 
 
 def test_address_object_with_home_status_and_home_type():
@@ -157,17 +165,6 @@ def test_empty_zipcode_answers(name):
 
 def test_props_null_is_empty():
     assert listings_of({"props": None, "totalPages": 3}) == ([], 0)
-
-
-def test_listing_without_status_takes_the_search_status():
-    page = parse_search_page(
-        fixture("search_recently_sold"), zipcode="77021", default_status="SOLD"
-    )
-    record = by_zpid(page.records)["27838001"]
-    assert record["listing_status"] == "SOLD"
-    assert record["sold_date"] == "2024-03-01"
-    assert record["price"] == 215_500  # "$215,500"
-    assert page.dropped == {"wrong_zipcode": 1}
 
 
 def test_date_sold_is_ignored_on_a_listing_for_sale():

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from config.settings import (
     build_parser,
     load_settings,
 )
+from tests.unit.cli_runs import run_module
 
 pytestmark = pytest.mark.unit
 
@@ -390,33 +389,38 @@ def test_netuid_environment_round_trips(n):
     assert load("miner", ["--netuid", str(n)]).netuid == n
 
 
-@given(st.text(max_size=20))
+def a_valid_port(settings: Settings) -> None:
+    assert isinstance(settings.port, int)
+    assert 0 <= settings.port <= 65535
+
+
+def a_valid_collect_fraction(settings: Settings) -> None:
+    assert 0 < settings.collect_fraction < 1
+    assert not math.isnan(settings.collect_fraction)
+
+
+@pytest.mark.parametrize(
+    ("role", "env", "named", "check"),
+    [
+        ("miner", "PORT", "--port / PORT", a_valid_port),
+        ("validator", "COLLECT_FRACTION", "--collect.fraction / COLLECT_FRACTION",
+         a_valid_collect_fraction),
+    ],
+    ids=["port", "collect_fraction"],
+)  # fmt: skip
+@given(raw=st.text(max_size=20))
 @hsettings(max_examples=200, deadline=None)
-def test_any_port_text_gives_a_port_or_one_line_error(raw):
-    environ = {"CHAIN_FILE": "c", "PORT": raw}
+def test_any_text_gives_a_valid_value_or_a_one_line_error_naming_the_setting(
+    role, env, named, check, raw
+):
     try:
-        s, _ = load_settings("miner", [], environ=environ)
+        s, _ = load_settings(role, [], environ={"CHAIN_FILE": "c", env: raw})
     except SettingsError as exc:
         message = str(exc)
         assert "\n" not in message and "\r" not in message
-        assert "--port / PORT" in message
+        assert named in message
     else:
-        assert isinstance(s.port, int)
-        assert 0 <= s.port <= 65535
-
-
-@given(st.text(max_size=20))
-@hsettings(max_examples=200, deadline=None)
-def test_any_collect_fraction_text_gives_a_fraction_or_one_line_error(raw):
-    environ = {"CHAIN_FILE": "c", "COLLECT_FRACTION": raw}
-    try:
-        s, _ = load_settings("validator", [], environ=environ)
-    except SettingsError as exc:
-        assert "\n" not in str(exc)
-        assert "--collect.fraction / COLLECT_FRACTION" in str(exc)
-    else:
-        assert 0 < s.collect_fraction < 1
-        assert not math.isnan(s.collect_fraction)
+        check(s)
 
 
 # --- role-specific flags --------------------------------------------------------------
@@ -513,14 +517,7 @@ def _clean_subprocess_env() -> dict[str, str]:
 
 @pytest.mark.parametrize("role", ROLES)
 def test_module_help_runs(role):
-    proc = subprocess.run(
-        [sys.executable, "-m", f"neurons.{role}", "--help"],
-        cwd=ROOT,
-        env=_clean_subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_module(f"neurons.{role}", "--help", cwd=ROOT, env=_clean_subprocess_env())
     assert proc.returncode == 0, proc.stderr
     assert "--subtensor.network" in proc.stdout
     assert "--wallet.name" in proc.stdout
@@ -528,14 +525,8 @@ def test_module_help_runs(role):
 
 
 def test_module_invalid_netuid_exits_2_with_one_line():
-    proc = subprocess.run(
-        [sys.executable, "-m", "neurons.miner", "--netuid", "abc", "--env-file", "/dev/null"],
-        cwd=ROOT,
-        env=_clean_subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    argv = ["neurons.miner", "--netuid", "abc", "--env-file", "/dev/null"]
+    proc = run_module(*argv, cwd=ROOT, env=_clean_subprocess_env())
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
