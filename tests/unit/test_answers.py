@@ -170,6 +170,13 @@ def test_empty_entries():
 # ------------------------------------------------------------------ dropped entries
 
 
+def assert_dropped_beside_a_good_entry(entry, reason: str) -> None:
+    """``entry`` next to a good entry: it alone is dropped, counted under ``reason``."""
+    answer, dropped = answer_from_entries(ZIP, [entry, (2002, H2)])
+    assert dropped == Counter({reason: 1})
+    assert answer.zpids.tolist() == [2002]
+
+
 @pytest.mark.parametrize(
     "entry",
     [
@@ -188,9 +195,7 @@ def test_empty_entries():
     ],
 )
 def test_malformed_entry_dropped(entry):
-    answer, dropped = answer_from_entries(ZIP, [entry, (2002, H2)])
-    assert dropped == Counter({"malformed_entry": 1})
-    assert answer.zpids.tolist() == [2002]
+    assert_dropped_beside_a_good_entry(entry, "malformed_entry")
 
 
 @pytest.mark.parametrize(
@@ -216,9 +221,7 @@ def test_malformed_entry_dropped(entry):
 )
 def test_bad_zpid_dropped(zpid):
     """Guards against non-digit, negative, bool, float or over-long zpids entering the engine."""
-    answer, dropped = answer_from_entries(ZIP, [(zpid, H1), (2002, H2)])
-    assert dropped == Counter({"bad_zpid": 1})
-    assert answer.zpids.tolist() == [2002]
+    assert_dropped_beside_a_good_entry((zpid, H1), "bad_zpid")
 
 
 @pytest.mark.parametrize(
@@ -240,9 +243,7 @@ def test_bad_zpid_dropped(zpid):
 )
 def test_bad_hash_dropped(record_hash):
     """Guards against hashes of the wrong length, case or type reaching hash_to_int."""
-    answer, dropped = answer_from_entries(ZIP, [(1001, record_hash), (2002, H2)])
-    assert dropped == Counter({"bad_hash": 1})
-    assert answer.zpids.tolist() == [2002]
+    assert_dropped_beside_a_good_entry((1001, record_hash), "bad_hash")
 
 
 @pytest.mark.parametrize(
@@ -261,9 +262,7 @@ def test_bad_hash_dropped(record_hash):
     ],
 )
 def test_invalid_record_dict_dropped(data):
-    answer, dropped = answer_from_entries(ZIP, [data, (2002, H2)])
-    assert dropped == Counter({"invalid_record": 1})
-    assert answer.zpids.tolist() == [2002]
+    assert_dropped_beside_a_good_entry(data, "invalid_record")
 
 
 @pytest.mark.parametrize(
@@ -277,9 +276,7 @@ def test_invalid_record_dict_dropped(data):
 )
 def test_wrong_zipcode_dropped(entry):
     """Guards against a miner padding a zipcode's answer with listings of another zipcode."""
-    answer, dropped = answer_from_entries(ZIP, [entry, (2002, H2)])
-    assert dropped == Counter({"wrong_zipcode": 1})
-    assert answer.zpids.tolist() == [2002]
+    assert_dropped_beside_a_good_entry(entry, "wrong_zipcode")
 
 
 def test_zip_plus_four_record_counts_for_its_zipcode():
@@ -393,9 +390,7 @@ def test_dropped_counts_are_per_entry():
 @pytest.mark.parametrize("zpid", ["²", "12³", "①"])
 def test_unicode_non_decimal_digit_zpid_dropped_not_raised(zpid):
     """A miner sending ["²", hash] must not crash the validator's intake."""
-    answer, dropped = answer_from_entries(ZIP, [[zpid, H1], (2002, H2)])
-    assert dropped == Counter({"bad_zpid": 1})
-    assert answer.zpids.tolist() == [2002]
+    assert_dropped_beside_a_good_entry([zpid, H1], "bad_zpid")
 
 
 # --------------------------------------------------------------------------- fuzz
