@@ -27,19 +27,7 @@ from consensus.types import (
     SpotCheckRequest,
     Verdict,
 )
-from tests.unit.consensus_builders import (
-    PRICE,
-    AnswerFn,
-    answer,
-    changed,
-    honest,
-    listing,
-    make_plan,
-    make_truth,
-    noisy_answers,
-    record_hash,
-    submissions,
-)
+from tests.unit import consensus_builders as cb
 
 pytestmark = pytest.mark.unit
 
@@ -83,15 +71,15 @@ def kinds(result: CycleResult, hotkey: str) -> set[FlagKind]:
 
 def fakes_for(zipcode: str, n: int, start: int = 50) -> list[tuple]:
     """Invented listings: zpids no honest miner reports."""
-    return [changed(listing(zipcode, start + i), 1, f"{i} NOWHERE RD") for i in range(n)]
+    return [cb.changed(cb.listing(zipcode, start + i), 1, f"{i} NOWHERE RD") for i in range(n)]
 
 
-def with_extras(truth, extras: Mapping[str, list[tuple]], who: set[str]) -> AnswerFn:
+def with_extras(truth, extras: Mapping[str, list[tuple]], who: set[str]) -> cb.AnswerFn:
     """Honest answers, plus ``extras`` for the miners in ``who``."""
 
     def answer_for(miner, group):
         return {
-            z: answer(truth[z] + (extras.get(z, []) if miner.hotkey in who else []))
+            z: cb.answer(truth[z] + (extras.get(z, []) if miner.hotkey in who else []))
             for z in group.zipcodes
         }
 
@@ -108,9 +96,9 @@ def spread_times(miner: MinerInfo) -> float:
 
 def test_spot_check_selection_is_deterministic_and_seeded():
     """Guards against validators choosing different checks (or the same ones for every seed)."""
-    plan = make_plan(zipcodes_per_batch=3, miners_per_group=5, n_batches=3)
-    truth = make_truth(plan)
-    subs = submissions(plan, honest(truth))
+    plan = cb.make_plan(zipcodes_per_batch=3, miners_per_group=5, n_batches=3)
+    truth = cb.make_truth(plan)
+    subs = cb.submissions(plan, cb.honest(truth))
     engine = ConsensusEngine()
     draft = engine.evaluate(plan, subs, {})
     again = engine.evaluate(plan, list(reversed(subs)), {})
@@ -130,12 +118,12 @@ def test_spot_check_selection_is_deterministic_and_seeded():
 def test_disputed_records_are_checked_before_samples():
     """Guards against disputed records (the signature of a captured group) being crowded out."""
     config = ConsensusConfig()
-    plan = make_plan(zipcodes_per_batch=3, miners_per_group=5, n_batches=2)
-    truth = make_truth(plan)
+    plan = cb.make_plan(zipcodes_per_batch=3, miners_per_group=5, n_batches=2)
+    truth = cb.make_truth(plan)
     group = next(g for g in plan.groups if g.batch_id == 0 and g.overlap_group == 0)
     extras = {z: fakes_for(z, 2) for z in group.zipcodes}
     who = {m.hotkey for m in group.miners[:4]}  # 4/5 >= threshold: group 0 accepts them
-    subs = submissions(plan, with_extras(truth, extras, who))
+    subs = cb.submissions(plan, with_extras(truth, extras, who))
     engine = ConsensusEngine(config)
     draft = engine.evaluate(plan, subs, {})
     requests = engine.spot_check_requests(draft, b"seed")
@@ -149,12 +137,12 @@ def test_disputed_records_are_checked_before_samples():
         assert r.batch_id == 0
         assert r.zpid in fake_by_zpid
         assert r.fields == fake_by_zpid[r.zpid]
-        assert r.record_hash == hash_to_int(record_hash(fake_by_zpid[r.zpid]))
+        assert r.record_hash == hash_to_int(cb.record_hash(fake_by_zpid[r.zpid]))
     samples = requests[n_disputed:]
     assert sorted(r.batch_id for r in samples) == [0, 1]  # one confirmed record per batch
     for r in samples:
         true = truth[r.zipcode][r.zpid % 100]
-        assert r.fields == true and r.record_hash == hash_to_int(record_hash(true))
+        assert r.fields == true and r.record_hash == hash_to_int(cb.record_hash(true))
 
     capped = ConsensusEngine(ConsensusConfig(spot_checks_per_cycle=2))
     assert capped.spot_check_requests(capped.evaluate(plan, subs, {}), b"seed") == requests[:2]
@@ -164,21 +152,24 @@ def test_disputed_records_are_checked_before_samples():
 
 def test_value_disputes_check_both_groups_values():
     """Guards against only one side of a value dispute being verified."""
-    plan = make_plan(zipcodes_per_batch=3, miners_per_group=5)
-    truth = make_truth(plan)
+    plan = cb.make_plan(zipcodes_per_batch=3, miners_per_group=5)
+    truth = cb.make_truth(plan)
     group_b = plan.groups[1]
 
     def answer_for(miner, group):
         if group == group_b:
-            return {z: answer([changed(f, PRICE, f[PRICE] + 7) for f in truth[z]]) for z in truth}
-        return {z: answer(truth[z]) for z in truth}
+            return {
+                z: cb.answer([cb.changed(f, cb.PRICE, f[cb.PRICE] + 7) for f in truth[z]])
+                for z in truth
+            }
+        return {z: cb.answer(truth[z]) for z in truth}
 
     engine = ConsensusEngine()
-    draft = engine.evaluate(plan, submissions(plan, answer_for), {})
+    draft = engine.evaluate(plan, cb.submissions(plan, answer_for), {})
     requests = engine.spot_check_requests(draft, b"seed")
     per_batch = ConsensusConfig().spot_checks_per_disputed_batch
     assert [r.reason for r in requests] == ["disputed"] * per_batch  # nothing confirmed to sample
-    prices = [r.fields[PRICE] - truth[r.zipcode][r.zpid % 100][PRICE] for r in requests]
+    prices = [r.fields[cb.PRICE] - truth[r.zipcode][r.zpid % 100][cb.PRICE] for r in requests]
     assert set(prices) == {0, 7}  # the groups take turns
 
 
@@ -187,12 +178,12 @@ def test_value_disputes_check_both_groups_values():
 
 def captured_scenario():
     """Group 0: 4 of 6 miners (>= 60%) invent the same 2 listings per zipcode; group 1 honest."""
-    plan = make_plan(zipcodes_per_batch=3, miners_per_group=6)
-    truth = make_truth(plan)
+    plan = cb.make_plan(zipcodes_per_batch=3, miners_per_group=6)
+    truth = cb.make_truth(plan)
     captured = plan.groups[0]
     colluders = {m.hotkey for m in captured.miners[:4]}
     extras = {z: fakes_for(z, 2) for z in captured.zipcodes}
-    subs = submissions(plan, with_extras(truth, extras, colluders), spread_times)
+    subs = cb.submissions(plan, with_extras(truth, extras, colluders), spread_times)
     fake_zpids = {int(f[0]) for fs in extras.values() for f in fs}
     return plan, truth, subs, captured, colluders, fake_zpids
 
@@ -264,24 +255,26 @@ def test_lone_group_without_passed_checks_is_not_evidence():
 
 def test_wrong_values_capture_a_group_but_flag_nobody():
     """Guards against stale values (MISMATCH) being punished like invented listings."""
-    plan = make_plan(zipcodes_per_batch=3, miners_per_group=6)
-    truth = make_truth(plan)
+    plan = cb.make_plan(zipcodes_per_batch=3, miners_per_group=6)
+    truth = cb.make_truth(plan)
     captured = plan.groups[0]
     stale = {m.hotkey for m in captured.miners[:4]}
     target = captured.zipcodes[0]
 
     def answer_for(miner, group):
-        answers = {z: answer(truth[z]) for z in group.zipcodes}
+        answers = {z: cb.answer(truth[z]) for z in group.zipcodes}
         if miner.hotkey in stale:
-            answers[target] = answer([changed(f, PRICE, f[PRICE] + 7) for f in truth[target]])
+            answers[target] = cb.answer(
+                [cb.changed(f, cb.PRICE, f[cb.PRICE] + 7) for f in truth[target]]
+            )
         return answers
 
-    true_hashes = {hash_to_int(record_hash(f)) for fs in truth.values() for f in fs}
+    true_hashes = {hash_to_int(cb.record_hash(f)) for fs in truth.values() for f in fs}
     # Equal completion times: the identical stale values cannot be ordered as copies.
     # No evidence weights: this is about capture by wrong values alone.
     _, result = run(
         plan,
-        submissions(plan, answer_for),
+        cb.submissions(plan, answer_for),
         config=ConsensusConfig(evidence_min_wrong=10**6),
         verdict=lambda r: Verdict.MATCH if r.record_hash in true_hashes else Verdict.MISMATCH,
     )
@@ -296,10 +289,10 @@ def test_wrong_values_capture_a_group_but_flag_nobody():
 
 
 def copy_scenario(rng_seed: int = 1):
-    plan = make_plan(zipcodes_per_batch=4, miners_per_group=6)
-    truth = make_truth(plan, n_records=20)
+    plan = cb.make_plan(zipcodes_per_batch=4, miners_per_group=6)
+    truth = cb.make_truth(plan, n_records=20)
     answers = {}
-    noisy = noisy_answers(truth, random.Random(rng_seed))
+    noisy = cb.noisy_answers(truth, random.Random(rng_seed))
     for group in plan.groups:
         for miner in group.miners:
             answers[miner.hotkey] = noisy(miner, group)
@@ -321,11 +314,13 @@ def test_later_copier_is_flagged_not_the_original(copier_later_by):
     # The validator's source says every record of the truth exists with its
     # value, so the pair's shared misses and wrong values are verified false.
     true_hashes = {
-        hash_to_int(record_hash(f)) for fs in make_truth(plan, n_records=20).values() for f in fs
+        hash_to_int(cb.record_hash(f))
+        for fs in cb.make_truth(plan, n_records=20).values()
+        for f in fs
     }
     _, result = run(
         plan,
-        submissions(plan, lambda m, g: answers[m.hotkey], completed),
+        cb.submissions(plan, lambda m, g: answers[m.hotkey], completed),
         config=ConsensusConfig(spot_checks_per_batch=50),
         verdict=lambda r: Verdict.MATCH if r.record_hash in true_hashes else Verdict.MISMATCH,
     )
@@ -347,7 +342,7 @@ def test_copying_pair_without_verified_deviations_is_not_flagged():
     def completed(miner):
         return 1500.0 if miner == copier else 1000.0 if miner == original else spread_times(miner)
 
-    _, result = run(plan, submissions(plan, lambda m, g: answers[m.hotkey], completed))
+    _, result = run(plan, cb.submissions(plan, lambda m, g: answers[m.hotkey], completed))
     assert result.flags == []
 
 
@@ -360,7 +355,7 @@ def test_copy_without_a_clear_order_flags_nobody(original_s, copier_s):
     times = {original.hotkey: original_s, copier.hotkey: copier_s}
     _, result = run(
         plan,
-        submissions(
+        cb.submissions(
             plan, lambda m, g: answers[m.hotkey], lambda m: times.get(m.hotkey, spread_times(m))
         ),
     )
@@ -370,10 +365,10 @@ def test_copy_without_a_clear_order_flags_nobody(original_s, copier_s):
 @pytest.mark.parametrize("rng_seed", range(6))
 def test_honest_miners_with_independent_noise_are_never_flagged(rng_seed):
     """Guards against false copy/cartel/fabrication flags on honest, independently noisy miners."""
-    plan = make_plan(zipcodes_per_batch=4, miners_per_group=6)
-    truth = make_truth(plan, n_records=20)
+    plan = cb.make_plan(zipcodes_per_batch=4, miners_per_group=6)
+    truth = cb.make_truth(plan, n_records=20)
     _, result = run(
-        plan, submissions(plan, noisy_answers(truth, random.Random(rng_seed)), spread_times)
+        plan, cb.submissions(plan, cb.noisy_answers(truth, random.Random(rng_seed)), spread_times)
     )
     assert sum(m.evidence_zipcodes for m in result.miners.values()) > 0  # miners were judged
     assert result.flags == []
@@ -387,16 +382,17 @@ def test_honest_miners_missing_the_same_new_listings_are_not_copiers():
     so they are consensus and every pair of early scrapers shares 6 identical
     misses with Jaccard 1.
     """
-    plan = make_plan(zipcodes_per_batch=3, miners_per_group=6)
-    truth = make_truth(plan, n_records=10)
+    plan = cb.make_plan(zipcodes_per_batch=3, miners_per_group=6)
+    truth = cb.make_truth(plan, n_records=10)
     early = {m.hotkey for g in plan.groups for m in g.miners[:2]}
 
     def answer_for(miner, group):
         return {
-            z: answer(truth[z][2:] if miner.hotkey in early else truth[z]) for z in group.zipcodes
+            z: cb.answer(truth[z][2:] if miner.hotkey in early else truth[z])
+            for z in group.zipcodes
         }
 
-    _, result = run(plan, submissions(plan, answer_for, spread_times))
+    _, result = run(plan, cb.submissions(plan, answer_for, spread_times))
     assert all(o.confirmed == 10 and o.confidence >= 0.7 for o in result.zipcodes.values())
     assert result.flags == []
 
@@ -412,15 +408,15 @@ def test_cartel_is_flagged_on_checked_inventions_only(verified):
     uncertain (never evidence by agreement alone), they are checked, and the
     source not finding them flags both as a cartel. Unchecked, nobody is flagged.
     """
-    plan = make_plan(zipcodes_per_batch=3, miners_per_group=6)
-    truth = make_truth(plan)
+    plan = cb.make_plan(zipcodes_per_batch=3, miners_per_group=6)
+    truth = cb.make_truth(plan)
     members = {plan.groups[0].miners[0].hotkey, plan.groups[1].miners[0].hotkey}
     zips = plan.groups[0].zipcodes
     extras = {z: fakes_for(z, 2) for z in zips}
     fake_zpids = {int(f[0]) for fs in extras.values() for f in fs}
     requests, result = run(
         plan,
-        submissions(plan, with_extras(truth, extras, members), spread_times),
+        cb.submissions(plan, with_extras(truth, extras, members), spread_times),
         verdict=(lambda r: Verdict.NOT_FOUND if r.zpid in fake_zpids else Verdict.MATCH)
         if verified
         else None,
@@ -442,8 +438,8 @@ def test_cartel_is_flagged_on_checked_inventions_only(verified):
 def test_no_residential_honeypot():
     """Guards against records in a no-residential honeypot going unpunished (or empty answers)."""
     config = ConsensusConfig()
-    plan = make_plan(zipcodes_per_batch=3, miners_per_group=5)
-    truth = make_truth(plan)
+    plan = cb.make_plan(zipcodes_per_batch=3, miners_per_group=5)
+    truth = cb.make_truth(plan)
     honeypot = plan.groups[0].zipcodes[0]
     liar, tolerated, absent = (
         plan.groups[0].miners[0],
@@ -456,15 +452,15 @@ def test_no_residential_honeypot():
     }
 
     def answer_for(miner, group):
-        answers = {z: answer(truth[z]) for z in group.zipcodes}
-        answers[honeypot] = answer(invented.get(miner.hotkey, []))
+        answers = {z: cb.answer(truth[z]) for z in group.zipcodes}
+        answers[honeypot] = cb.answer(invented.get(miner.hotkey, []))
         if miner == absent:
             del answers[honeypot]
         return answers
 
     _, result = run(
         plan,
-        submissions(plan, answer_for),
+        cb.submissions(plan, answer_for),
         honeypots={honeypot: Honeypot(honeypot, HoneypotKind.NO_RESIDENTIAL)},
     )
     outcome = result.zipcodes[honeypot]
@@ -482,25 +478,25 @@ def test_no_residential_honeypot():
 
 def test_reference_honeypot_is_scored_against_the_reference():
     """Guards against reference honeypots being scored against group consensus, or not at all."""
-    plan = make_plan(zipcodes_per_batch=3, miners_per_group=5)
-    truth = make_truth(plan)
+    plan = cb.make_plan(zipcodes_per_batch=3, miners_per_group=5)
+    truth = cb.make_truth(plan)
     honeypot = plan.groups[0].zipcodes[0]
-    reference = {int(f[0]): record_hash(f) for f in truth[honeypot]}
+    reference = {int(f[0]): cb.record_hash(f) for f in truth[honeypot]}
     # Everybody but one miner reports listing 0 with a stale price: the groups agree on it.
-    stale = [changed(truth[honeypot][0], PRICE, 1), *truth[honeypot][1:]]
+    stale = [cb.changed(truth[honeypot][0], cb.PRICE, 1), *truth[honeypot][1:]]
     exact, inventor = plan.groups[0].miners[0], plan.groups[1].miners[0]
 
     def answer_for(miner, group):
-        answers = {z: answer(truth[z]) for z in group.zipcodes}
-        answers[honeypot] = answer(stale)
+        answers = {z: cb.answer(truth[z]) for z in group.zipcodes}
+        answers[honeypot] = cb.answer(stale)
         if miner == exact:
-            answers[honeypot] = answer(truth[honeypot])
+            answers[honeypot] = cb.answer(truth[honeypot])
         if miner == inventor:
-            answers[honeypot] = answer(fakes_for(honeypot, 5))
+            answers[honeypot] = cb.answer(fakes_for(honeypot, 5))
         return answers
 
     honeypots = {honeypot: Honeypot(honeypot, HoneypotKind.REFERENCE, reference)}
-    _, result = run(plan, submissions(plan, answer_for), honeypots=honeypots)
+    _, result = run(plan, cb.submissions(plan, answer_for), honeypots=honeypots)
 
     outcome = result.zipcodes[honeypot]
     assert outcome.honeypot and outcome.confirmed == len(reference)
@@ -518,14 +514,14 @@ def test_reference_honeypot_is_scored_against_the_reference():
 
 def test_honeypot_deviations_are_not_copy_evidence():
     """Guards against everyone missing a honeypot's private listings being read as copying."""
-    plan = make_plan(zipcodes_per_batch=3, miners_per_group=5)
-    truth = make_truth(plan)
+    plan = cb.make_plan(zipcodes_per_batch=3, miners_per_group=5)
+    truth = cb.make_truth(plan)
     honeypot = plan.groups[0].zipcodes[0]
-    unseen = [listing(honeypot, 80 + i) for i in range(6)]  # in the reference only
-    reference = {int(f[0]): record_hash(f) for f in truth[honeypot] + unseen}
+    unseen = [cb.listing(honeypot, 80 + i) for i in range(6)]  # in the reference only
+    reference = {int(f[0]): cb.record_hash(f) for f in truth[honeypot] + unseen}
     _, result = run(
         plan,
-        submissions(plan, honest(truth), spread_times),
+        cb.submissions(plan, cb.honest(truth), spread_times),
         honeypots={honeypot: Honeypot(honeypot, HoneypotKind.REFERENCE, reference)},
     )
     assert result.zipcodes[honeypot].confirmed == len(reference)

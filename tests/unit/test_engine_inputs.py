@@ -19,19 +19,7 @@ from consensus.assignment import (
 )
 from consensus.engine import ConsensusEngine
 from consensus.types import GroupSubmission, Honeypot, Verdict
-from tests.unit.consensus_builders import (
-    EXPECTED,
-    PRICE,
-    SLOW,
-    answer,
-    changed,
-    honest,
-    make_plan,
-    make_truth,
-    noisy_answers,
-    run_cycle,
-    submissions,
-)
+from tests.unit import consensus_builders as cb
 
 pytestmark = pytest.mark.unit
 
@@ -40,15 +28,15 @@ pytestmark = pytest.mark.unit
 
 def test_foreign_duplicate_and_malformed_submissions_are_dropped_and_counted():
     """Guards against bad submissions raising or influencing the consensus."""
-    plan = make_plan(zipcodes_per_batch=3, miners_per_group=5, n_batches=2)
-    truth = make_truth(plan)
-    baseline_subs = submissions(plan, honest(truth))
-    baseline = run_cycle(plan, baseline_subs)
+    plan = cb.make_plan(zipcodes_per_batch=3, miners_per_group=5, n_batches=2)
+    truth = cb.make_truth(plan)
+    baseline_subs = cb.submissions(plan, cb.honest(truth))
+    baseline = cb.run_cycle(plan, baseline_subs)
 
     g0, g1 = plan.groups[0], plan.groups[1]
     other_batch_zip = next(g for g in plan.groups if g.batch_id != g0.batch_id).zipcodes[0]
     member = g0.miners[0]
-    garbage = {z: answer([changed(f, PRICE, 1) for f in truth[z]]) for z in g0.zipcodes}
+    garbage = {z: cb.answer([cb.changed(f, cb.PRICE, 1) for f in truth[z]]) for z in g0.zipcodes}
     stranger = MinerInfo(999, "stranger", "ck-stranger")
     impostor = MinerInfo(member.uid, member.hotkey, "ck-impostor")
     extra = [
@@ -59,8 +47,8 @@ def test_foreign_duplicate_and_malformed_submissions_are_dropped_and_counted():
         GroupSubmission(member, g0.batch_id, g0.overlap_group, garbage, 1.0),  # duplicate
     ]
     polluted = {
-        "99999": answer(truth[g0.zipcodes[0]]),  # nobody's zipcode
-        other_batch_zip: answer(truth[other_batch_zip]),  # another batch's zipcode
+        "99999": cb.answer(truth[g0.zipcodes[0]]),  # nobody's zipcode
+        other_batch_zip: cb.answer(truth[other_batch_zip]),  # another batch's zipcode
         g0.zipcodes[0]: [(1, "0" * 32)],  # not a ZipcodeAnswer
         g0.zipcodes[1]: None,
         g0.zipcodes[2]: "junk",
@@ -68,9 +56,9 @@ def test_foreign_duplicate_and_malformed_submissions_are_dropped_and_counted():
     subs = []
     for sub in baseline_subs:
         if sub.miner == g0.miners[1]:
-            sub = GroupSubmission(sub.miner, sub.batch_id, sub.overlap_group, polluted, SLOW)
+            sub = GroupSubmission(sub.miner, sub.batch_id, sub.overlap_group, polluted, cb.SLOW)
         subs.append(sub)
-    result = run_cycle(plan, subs + extra)
+    result = cb.run_cycle(plan, subs + extra)
 
     assert result.dropped == {
         "submission_not_in_plan": 4,
@@ -93,7 +81,7 @@ def test_foreign_duplicate_and_malformed_submissions_are_dropped_and_counted():
 
 def test_empty_submissions():
     """Guards against a cycle with no answers raising or rewarding anyone."""
-    plan = make_plan(zipcodes_per_batch=3, miners_per_group=5)
+    plan = cb.make_plan(zipcodes_per_batch=3, miners_per_group=5)
     engine = ConsensusEngine()
     draft = engine.evaluate(plan, [], {})
     assert engine.spot_check_requests(draft, b"seed") == []
@@ -105,7 +93,7 @@ def test_empty_submissions():
     for miner in result.miners.values():
         assert miner.earned == 0.0
         assert miner.answered_zipcodes == 0
-        assert miner.unanswered_volume == pytest.approx(3 * EXPECTED)
+        assert miner.unanswered_volume == pytest.approx(3 * cb.EXPECTED)
         assert miner.precision is None
 
 
@@ -125,9 +113,9 @@ def test_verdicts_and_honeypots_for_unknown_zipcodes_are_ignored():
     """Guards against stray verdicts or honeypots (zipcodes outside the plan) raising."""
     from consensus.types import HoneypotKind, SpotCheckRequest
 
-    plan = make_plan()
-    truth = make_truth(plan)
-    subs = submissions(plan, honest(truth))
+    plan = cb.make_plan()
+    truth = cb.make_truth(plan)
+    subs = cb.submissions(plan, cb.honest(truth))
     engine = ConsensusEngine()
     draft = engine.evaluate(plan, subs, {})
     stray = SpotCheckRequest("99999", 1, 0, None, 0, "sample")
@@ -136,7 +124,7 @@ def test_verdicts_and_honeypots_for_unknown_zipcodes_are_ignored():
         [(stray, Verdict.NOT_FOUND)],
         {"99999": Honeypot("99999", HoneypotKind.NO_RESIDENTIAL)},
     )
-    assert result == run_cycle(plan, subs)
+    assert result == cb.run_cycle(plan, subs)
 
 
 # --------------------------------------------------------------------------- determinism
@@ -144,9 +132,9 @@ def test_verdicts_and_honeypots_for_unknown_zipcodes_are_ignored():
 
 def test_same_inputs_give_identical_results():
     """Guards against hidden state or randomness in evaluate/spot checks/finalize."""
-    plan = make_plan(zipcodes_per_batch=3, miners_per_group=5, n_batches=2)
-    truth = make_truth(plan)
-    subs = submissions(plan, noisy_answers(truth, random.Random(7)), lambda m: 1000.0 + m.uid)
+    plan = cb.make_plan(zipcodes_per_batch=3, miners_per_group=5, n_batches=2)
+    truth = cb.make_truth(plan)
+    subs = cb.submissions(plan, cb.noisy_answers(truth, random.Random(7)), lambda m: 1000.0 + m.uid)
     engine = ConsensusEngine()
 
     def once():
@@ -167,9 +155,11 @@ def test_submission_order_does_not_change_the_outcome():
     Decisions (evidence, counts, flags, spot checks) must be identical;
     floats may differ only in the last bits of summation order.
     """
-    plan = make_plan(zipcodes_per_batch=3, miners_per_group=5, n_batches=2)
-    truth = make_truth(plan)
-    subs = submissions(plan, noisy_answers(truth, random.Random(11)), lambda m: 1000.0 + m.uid)
+    plan = cb.make_plan(zipcodes_per_batch=3, miners_per_group=5, n_batches=2)
+    truth = cb.make_truth(plan)
+    subs = cb.submissions(
+        plan, cb.noisy_answers(truth, random.Random(11)), lambda m: 1000.0 + m.uid
+    )
     engine = ConsensusEngine()
     forward = engine.evaluate(plan, subs, {})
     backward = engine.evaluate(plan, list(reversed(subs)), {})
