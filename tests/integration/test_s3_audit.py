@@ -18,16 +18,15 @@ import aiohttp
 import pytest
 
 from common.manifest import Manifest, ZipcodeManifest
-from common.s3_layout import build_key
 from config.limits import MAX_FILE_BYTES
 from consensus.s3_audit import VerdictStatus, apply_s3_verdicts, rejected_hotkeys
 from consensus.scoring import MinerScore, ScoringState, apply_cycle
 from consensus.types import CycleResult
+from tests.integration.s3_scenarios import put_file, upload_with_manifest
 from tests.integration.s3_server import S3Server
 from tests.unit.consensus_builders import answered_cycle
 from tests.unit.s3_builders import (
     NONCE,
-    SOURCE,
     encoded,
     gzip_bomb,
     hotkey,
@@ -46,14 +45,7 @@ ZIPS = zipcodes(6)
 
 
 def upload_honest(server: S3Server, bucket: str, miner: str, zips=ZIPS[:3]) -> Manifest:
-    client = server.client()
-    entries = []
-    for z in zips:
-        file = encoded(z)
-        entry = manifest_entry(miner, EPOCH, z, file)
-        client.put_object(Bucket=bucket, Key=entry.files[0].key, Body=file.body)
-        entries.append(entry)
-    return manifest(miner, EPOCH, entries)
+    return upload_with_manifest(server.client(), bucket, miner, zips, epoch=EPOCH)
 
 
 def lie(entry: ZipcodeManifest, **changes) -> ZipcodeManifest:
@@ -140,8 +132,7 @@ async def test_truncated_oversized_and_bomb_objects_are_rejected_in_bounded_memo
         miner = hotkey(20 + i)
         miners[name] = miner
         file = encoded(ZIPS[0])
-        key = build_key("data", miner, EPOCH, SOURCE, ZIPS[0], file.content_hash)
-        client.put_object(Bucket=bucket, Key=key, Body=body)
+        put_file(client, bucket, miner, EPOCH, ZIPS[0], file, body=body)
         manifests[miner] = [manifest(miner, EPOCH, [manifest_entry(miner, EPOCH, ZIPS[0], file)])]
     reader = DirectS3Reader.from_settings(settings)
     tracemalloc.start()
@@ -166,8 +157,7 @@ async def test_truncated_oversized_and_bomb_objects_are_rejected_in_bounded_memo
     lowered = s3.settings(bucket, max_file_bytes=1536 * 1024)
     big = hotkey(29)
     file = encoded(ZIPS[0])
-    key = build_key("data", big, EPOCH, SOURCE, ZIPS[0], file.content_hash)
-    client.put_object(Bucket=bucket, Key=key, Body=os.urandom(2 * 1024 * 1024))
+    put_file(client, bucket, big, EPOCH, ZIPS[0], file, body=os.urandom(2 * 1024 * 1024))
     reader = DirectS3Reader.from_settings(lowered)
     try:
         only = {big: [manifest(big, EPOCH, [manifest_entry(big, EPOCH, ZIPS[0], file)])]}
@@ -220,8 +210,9 @@ async def test_presigned_reads_verify_and_cap_the_size(s3):
     honest, big = hotkey(40), hotkey(41)
     manifests = {honest: [upload_honest(s3, bucket, honest)]}
     file = encoded(ZIPS[0])
-    key = build_key("data", big, EPOCH, SOURCE, ZIPS[0], file.content_hash)
-    client.put_object(Bucket=bucket, Key=key, Body=os.urandom(MAX_FILE_BYTES + 100 * 1024))
+    put_file(
+        client, bucket, big, EPOCH, ZIPS[0], file, body=os.urandom(MAX_FILE_BYTES + 100 * 1024)
+    )
     manifests[big] = [manifest(big, EPOCH, [manifest_entry(big, EPOCH, ZIPS[0], file)])]
     calls = []
 

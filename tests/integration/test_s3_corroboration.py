@@ -18,22 +18,13 @@ import time
 
 import pytest
 
-from common.s3_layout import build_key
 from consensus.s3_audit import VerdictStatus, apply_s3_verdicts
 from consensus.types import CycleResult
+from tests.integration import s3_scenarios
 from tests.integration.s3_fault_proxy import FaultProxy
 from tests.integration.s3_server import S3Server
-from tests.unit.s3_builders import (
-    NONCE,
-    SOURCE,
-    encoded,
-    hotkey,
-    manifest,
-    manifest_entry,
-    zipcodes,
-)
+from tests.unit.s3_builders import NONCE, encoded, hotkey, zipcodes
 from vali_utils.s3_audit import verify_manifests
-from vali_utils.s3_evaluation import evaluate_miners
 from vali_utils.s3_reader import DirectS3Reader
 
 pytestmark = pytest.mark.integration
@@ -44,17 +35,11 @@ ZIPS = zipcodes(3)
 RECHECK_S = 0.2
 
 
-def upload(server: S3Server, bucket: str, miner: str, *, skip: int | None = None):
-    """An honest miner's manifest of three files; the file at ``skip`` never reached S3."""
-    client = server.client()
-    entries = []
-    for i, z in enumerate(ZIPS):
-        file = encoded(z)
-        entry = manifest_entry(miner, EPOCH, z, file)
-        if i != skip:
-            client.put_object(Bucket=bucket, Key=entry.files[0].key, Body=file.body)
-        entries.append(entry)
-    return manifest(miner, EPOCH, entries)
+def upload(server: S3Server, bucket: str, miner: str, *, missing: str | None = None):
+    """An honest manifest of three files; the file of zipcode ``missing`` never reached S3."""
+    return s3_scenarios.upload_with_manifest(
+        server.client(), bucket, miner, ZIPS, epoch=EPOCH, missing=missing
+    )
 
 
 async def verify_through(endpoint: str, server: S3Server, bucket: str, manifests, **overrides):
@@ -75,59 +60,67 @@ async def verify_through(endpoint: str, server: S3Server, bucket: str, manifests
         await reader.close()
 
 
-def excused_and_unflagged(verdicts) -> None:
+def assert_no_evidence(verdicts, miner: str) -> None:
+    """``miner``'s verdict is "unavailable": the cycle flags nobody and excuses the miner."""
+    assert verdicts[miner].status is VerdictStatus.UNAVAILABLE, verdicts[miner]
     result = CycleResult(zipcodes={}, miners={}, flags=[], captured_groups=[], dropped={})
     after = apply_s3_verdicts(result, verdicts)
     assert after.flags == [] and after.excused == frozenset(verdicts)
 
 
-@pytest.mark.asyncio
-async def test_a_404_the_listing_contradicts_is_no_evidence(s3):
+async def verify_behind_a_proxy(
+    s3: S3Server,
+    miner: str,
+    *,
+    missing: str | None = None,
+    missing_gets=False,
+    missing_first_get=False,
+    failing_lists=False,
+):
+    """``miner``'s honest manifest verified through a FaultProxy failing as told
+    (see ``tests.integration.s3_fault_proxy``): the verdicts, the proxy (what it
+    was asked) and how long the verification took."""
     bucket = s3.create_bucket()
-    miner = hotkey(1)
-    manifests = {miner: [upload(s3, bucket, miner)]}
+    manifests = {miner: [upload(s3, bucket, miner, missing=missing)]}
     proxy = await FaultProxy.start(s3.endpoint)
+    proxy.missing_gets, proxy.missing_first_get = missing_gets, missing_first_get
+    proxy.failing_lists = failing_lists
     try:
-        proxy.missing_gets = True  # a failing node: every GET 404s, the objects are fine
+        started = time.monotonic()
         verdicts = await verify_through(proxy.endpoint, s3, bucket, manifests)
+        return verdicts, proxy, time.monotonic() - started
     finally:
         await proxy.stop()
-    assert verdicts[miner].status is VerdictStatus.UNAVAILABLE, verdicts[miner]
+
+
+@pytest.mark.asyncio
+async def test_a_404_the_listing_contradicts_is_no_evidence(s3):
+    miner = hotkey(1)
+    # A failing node: every GET 404s, the objects are fine.
+    verdicts, proxy, _ = await verify_behind_a_proxy(s3, miner, missing_gets=True)
+    assert_no_evidence(verdicts, miner)
     assert verdicts[miner].unavailable == 3
     assert all(count == 2 for count in proxy.gets.values())  # fetched, then again
     assert proxy.lists >= 1  # and the listing, which holds the keys, was read
-    excused_and_unflagged(verdicts)
 
 
 @pytest.mark.asyncio
 async def test_a_404_while_the_listing_fails_is_no_evidence(s3):
-    bucket = s3.create_bucket()
     miner = hotkey(2)
-    manifests = {miner: [upload(s3, bucket, miner, skip=0)]}  # one file really missing
-    proxy = await FaultProxy.start(s3.endpoint)
-    try:
-        proxy.missing_gets = True
-        proxy.failing_lists = True  # nothing can corroborate the 404s
-        verdicts = await verify_through(proxy.endpoint, s3, bucket, manifests)
-    finally:
-        await proxy.stop()
-    assert verdicts[miner].status is VerdictStatus.UNAVAILABLE, verdicts[miner]
-    excused_and_unflagged(verdicts)
+    verdicts, _, _ = await verify_behind_a_proxy(
+        s3,
+        miner,
+        missing=ZIPS[0],  # one file really missing
+        missing_gets=True,
+        failing_lists=True,  # nothing can corroborate the 404s
+    )
+    assert_no_evidence(verdicts, miner)
 
 
 @pytest.mark.asyncio
 async def test_a_404_that_goes_away_is_read_on_the_second_try(s3):
-    bucket = s3.create_bucket()
     miner = hotkey(3)
-    manifests = {miner: [upload(s3, bucket, miner)]}
-    proxy = await FaultProxy.start(s3.endpoint)
-    try:
-        proxy.missing_first_get = True
-        started = time.monotonic()
-        verdicts = await verify_through(proxy.endpoint, s3, bucket, manifests)
-        elapsed = time.monotonic() - started
-    finally:
-        await proxy.stop()
+    verdicts, proxy, elapsed = await verify_behind_a_proxy(s3, miner, missing_first_get=True)
     assert verdicts[miner].status is VerdictStatus.OK, verdicts[miner]
     assert verdicts[miner].checked == 3
     assert proxy.lists == 0  # the second GET answered: no listing needed
@@ -138,7 +131,7 @@ async def test_a_404_that_goes_away_is_read_on_the_second_try(s3):
 async def test_a_corroborated_missing_object_is_evidence(s3):
     bucket = s3.create_bucket()
     miner = hotkey(4)
-    manifests = {miner: [upload(s3, bucket, miner, skip=1)]}
+    manifests = {miner: [upload(s3, bucket, miner, missing=ZIPS[1])]}
     verdicts = await verify_through(s3.endpoint, s3, bucket, manifests)
     verdict = verdicts[miner]
     assert verdict.status is VerdictStatus.MISMATCH, verdict
@@ -153,11 +146,8 @@ async def test_a_folder_padded_past_the_listing_cap_is_evidence(s3):
     client = s3.client()
     # The manifest points at a file that is not there, in a folder padded with 30
     # junk keys: a listing capped at 25 cannot show it is absent.
-    body = encoded(ZIPS[0]).body
-    for i in range(30):
-        key = build_key("data", miner, EPOCH, SOURCE, f"{10000 + i:05d}", f"{i:064x}")
-        client.put_object(Bucket=bucket, Key=key, Body=body)
-    manifests = {miner: [upload(s3, bucket, miner, skip=2)]}
+    s3_scenarios.pad_folder(client, bucket, miner, EPOCH, 30, encoded(ZIPS[0]).body)
+    manifests = {miner: [upload(s3, bucket, miner, missing=ZIPS[2])]}
     verdicts = await verify_through(s3.endpoint, s3, bucket, manifests, max_keys_per_miner=25)
     verdict = verdicts[miner]
     assert verdict.status is VerdictStatus.MISMATCH, verdict
@@ -174,28 +164,17 @@ async def test_a_padded_folder_scores_zero_in_the_s3_evaluation(s3):
     bucket = s3.create_bucket()
     miner, honest = hotkey(6), hotkey(7)
     client = s3.client()
-    body = encoded(ZIPS[0]).body
-    for i in range(30):
-        key = build_key("data", miner, EPOCH, SOURCE, f"{10000 + i:05d}", f"{i:064x}")
-        client.put_object(Bucket=bucket, Key=key, Body=body)
-    for z in ZIPS:
-        file = encoded(z, scraped_at=time.time() - 1800)
-        client.put_object(Bucket=bucket, Key=manifest_entry(honest, EPOCH, z, file).files[0].key,
-                          Body=file.body)  # fmt: skip
+    s3_scenarios.pad_folder(client, bucket, miner, EPOCH, 30, encoded(ZIPS[0]).body)
+    s3_scenarios.put_honest(
+        client, bucket, [honest], ZIPS, epoch=EPOCH, scraped_at=time.time() - 1800
+    )
     settings = s3.settings(bucket, max_keys_per_miner=25, eval_files_per_miner=3)
     reader = DirectS3Reader.from_settings(settings)
     try:
-        results = await evaluate_miners(
-            reader,
-            [miner, honest],
-            epoch=EPOCH,
-            seed=SEED,
-            now=time.time(),
-            assignments={m: {SOURCE: ZIPS} for m in (miner, honest)},
-            last_consensus={},
-            settings=settings,
+        results = await s3_scenarios.evaluate_round(
+            reader, [miner, honest], epoch=EPOCH, seed=SEED, settings=settings, assigned=ZIPS,
             expected_nonce=NONCE,
-        )
+        )  # fmt: skip
     finally:
         await reader.close()
     assert results[miner].reward == 0.0

@@ -13,15 +13,13 @@ import time
 import pytest
 
 from common.s3_files import encode_zipcode_file
-from common.s3_layout import build_key
 from config.storage import S3EvalConfig
-from consensus.answers import hash_to_int
 from consensus.s3_evaluation import evaluation_seed
 from consensus.scoring import MinerScore, ScoringState, apply_s3_evaluation
 from sim.source import SyntheticVerifier
+from tests.integration.s3_scenarios import evaluate_round, honest_consensus, pad_folder, put_file
 from tests.integration.s3_server import S3Server
-from tests.unit.s3_builders import NONCE, SOURCE, WORLD, gzip_bomb, hotkey, records, zipcodes
-from vali_utils.s3_evaluation import evaluate_miners
+from tests.unit.s3_builders import NONCE, WORLD, encoded, gzip_bomb, hotkey, records, zipcodes
 from vali_utils.s3_reader import DirectS3Reader
 
 pytestmark = pytest.mark.integration
@@ -33,18 +31,9 @@ CFG = S3EvalConfig(spot_checks_per_miner=3)
 
 
 def put(server: S3Server, bucket: str, miner: str, zipcode: str, rows, *, body=None) -> str:
+    """``rows`` as ``miner``'s file of ``zipcode``; ``body`` stands in for its bytes."""
     file = encode_zipcode_file(zipcode, rows, epoch_nonce=NONCE)
-    key = build_key("data", miner, EPOCH, SOURCE, zipcode, file.content_hash)
-    server.client().put_object(Bucket=bucket, Key=key, Body=file.body if body is None else body)
-    return key
-
-
-def consensus() -> dict:
-    truth = {}
-    for z in ZIPS:
-        file = encode_zipcode_file(z, WORLD.listings(z))
-        truth[z] = {int(zpid): hash_to_int(h) for zpid, h in file.records}
-    return {SOURCE: truth}
+    return put_file(server.client(), bucket, miner, EPOCH, zipcode, file, body=body)
 
 
 def fabricated(rows: list[dict]) -> list[dict]:
@@ -77,19 +66,11 @@ async def test_evaluation_ranks_honest_data_first_and_names_the_faults(s3):
 
     reader = DirectS3Reader.from_settings(settings)
     try:
-        results = await evaluate_miners(
-            reader,
-            list(miners.values()),
-            epoch=EPOCH,
-            seed=SEED,
-            now=now,
-            assignments={m: {SOURCE: ZIPS} for m in miners.values()},
-            last_consensus=consensus(),
-            settings=settings,
-            config=CFG,
-            verifier=SyntheticVerifier(WORLD),
-            expected_nonce=NONCE,
-        )
+        results = await evaluate_round(
+            reader, miners.values(), epoch=EPOCH, seed=SEED, settings=settings, assigned=ZIPS,
+            now=now, last_consensus=honest_consensus(ZIPS), config=CFG,
+            verifier=SyntheticVerifier(WORLD), expected_nonce=NONCE,
+        )  # fmt: skip
     finally:
         await reader.close()
     reward = {name: results[m].reward for name, m in miners.items()}
@@ -114,17 +95,13 @@ async def test_sampling_is_reproducible_by_another_validator(s3):
     for z in ZIPS:
         put(s3, bucket, miner, z, records(z, scraped_at=time.time() - 60))
     kwargs = dict(
-        epoch=EPOCH,
-        seed=SEED,
-        now=time.time(),
-        assignments={miner: {SOURCE: ZIPS}},
-        last_consensus=consensus(),
-        settings=settings,
-    )
+        epoch=EPOCH, seed=SEED, settings=settings, assigned=ZIPS, now=time.time(),
+        last_consensus=honest_consensus(ZIPS),
+    )  # fmt: skip
     one, other = DirectS3Reader.from_settings(settings), DirectS3Reader.from_settings(settings)
     try:
-        first = await evaluate_miners(one, [miner], **kwargs)
-        second = await evaluate_miners(other, [miner], **kwargs)
+        first = await evaluate_round(one, [miner], **kwargs)
+        second = await evaluate_round(other, [miner], **kwargs)
     finally:
         await one.close()
         await other.close()
@@ -137,23 +114,11 @@ async def test_a_miner_with_too_many_keys_is_listed_in_pages_and_capped(s3):
     settings = s3.settings(bucket, max_keys_per_miner=25, eval_files_per_miner=3)
     miner = hotkey(61)
     client = s3.client()
-    body = encode_zipcode_file(ZIPS[0], records(ZIPS[0]), epoch_nonce=NONCE).body
-    for i in range(60):
-        key = build_key("data", miner, EPOCH, SOURCE, f"{10000 + i:05d}", f"{i:064x}")
-        client.put_object(Bucket=bucket, Key=key, Body=body)
+    pad_folder(client, bucket, miner, EPOCH, 60, encoded(ZIPS[0]).body)
     reader = DirectS3Reader.from_settings(settings, page_size=10)
     try:
         listing = await reader.list_miner(miner, EPOCH, max_keys=settings.max_keys_per_miner)
-        results = await evaluate_miners(
-            reader,
-            [miner],
-            epoch=EPOCH,
-            seed=SEED,
-            now=time.time(),
-            assignments={},
-            last_consensus={},
-            settings=settings,
-        )
+        results = await evaluate_round(reader, [miner], epoch=EPOCH, seed=SEED, settings=settings)
     finally:
         await reader.close()
     assert len(listing.objects) == 25 and listing.truncated and listing.pages == 3
@@ -178,16 +143,10 @@ async def test_outage_gives_no_evidence_and_leaves_the_state_alone():
         reader = DirectS3Reader.from_settings(settings)
         server.kill()
         try:
-            results = await evaluate_miners(
-                reader,
-                miners,
-                epoch=EPOCH,
-                seed=SEED,
-                now=time.time(),
-                assignments={m: {SOURCE: ZIPS[:1]} for m in miners},
-                last_consensus=consensus(),
-                settings=settings,
-            )
+            results = await evaluate_round(
+                reader, miners, epoch=EPOCH, seed=SEED, settings=settings, assigned=ZIPS[:1],
+                last_consensus=honest_consensus(ZIPS),
+            )  # fmt: skip
         finally:
             await reader.close()
         assert {r.reward for r in results.values()} == {None}

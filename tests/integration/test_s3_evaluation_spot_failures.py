@@ -13,16 +13,14 @@ import time
 
 import pytest
 
-from common.s3_files import encode_zipcode_file
-from common.s3_layout import build_key
 from config.storage import S3EvalConfig
 from consensus.s3_evaluation import evaluation_seed
 from consensus.types import Verdict
 from scraping.source import SourceUnavailable
+from tests.integration.s3_scenarios import evaluate_round, put_honest
 from tests.integration.s3_server import S3Server
-from tests.unit.s3_builders import NONCE, SOURCE, hotkey, records, zipcodes
+from tests.unit.s3_builders import NONCE, hotkey, zipcodes
 from vali_utils.metrics import ValidatorMetrics
-from vali_utils.s3_evaluation import evaluate_miners
 from vali_utils.s3_reader import DirectS3Reader
 from vali_utils.spot_check import ERROR, UNAVAILABLE, SpotChecker
 
@@ -43,41 +41,26 @@ class Raising:
         raise self.failure
 
 
-@pytest.fixture(scope="module")
-def s3():
-    server = S3Server.start()
-    yield server
-    server.stop()
-
-
-async def evaluate(s3: S3Server, verifier) -> dict:
+async def evaluate_failing_checks(s3: S3Server, failure: Exception, caplog) -> tuple:
+    """A round of two miners' honest uploads whose every spot check raises ``failure``,
+    through the checker the validator hands the S3 pass; logs go to ``caplog``.
+    Returns the validator's metrics and the round's results."""
     bucket = s3.create_bucket()
     settings = s3.settings(bucket, eval_files_per_miner=4)
     miners = [hotkey(70), hotkey(71)]
-    for miner in miners:
-        for z in ZIPS:
-            file = encode_zipcode_file(
-                z, records(z, scraped_at=time.time() - 600), epoch_nonce=NONCE
-            )
-            key = build_key("data", miner, EPOCH, SOURCE, z, file.content_hash)
-            s3.client().put_object(Bucket=bucket, Key=key, Body=file.body)
+    put_honest(s3.client(), bucket, miners, ZIPS, epoch=EPOCH, scraped_at=time.time() - 600)
+    metrics = ValidatorMetrics()
+    checker = SpotChecker(Raising(failure), metrics.spot_check_failures)
     reader = DirectS3Reader.from_settings(settings)
     try:
-        return await evaluate_miners(
-            reader,
-            miners,
-            epoch=EPOCH,
-            seed=SEED,
-            now=time.time(),
-            assignments={m: {SOURCE: ZIPS} for m in miners},
-            last_consensus={},
-            settings=settings,
-            config=CFG,
-            verifier=verifier,
-            expected_nonce=NONCE,
-        )
+        with caplog.at_level(logging.INFO, logger="vali_utils"):
+            results = await evaluate_round(
+                reader, miners, epoch=EPOCH, seed=SEED, settings=settings, assigned=ZIPS,
+                config=CFG, verifier=checker, expected_nonce=NONCE,
+            )  # fmt: skip
     finally:
         await reader.close()
+    return metrics, results
 
 
 def counted(metrics: ValidatorMetrics, reason: str) -> float:
@@ -87,10 +70,7 @@ def counted(metrics: ValidatorMetrics, reason: str) -> float:
 
 @pytest.mark.asyncio
 async def test_a_verifier_bug_is_counted_logged_and_the_round_says_most_failed(s3, caplog):
-    metrics = ValidatorMetrics()
-    checker = SpotChecker(Raising(AttributeError("no 'digest'")), metrics.spot_check_failures)
-    with caplog.at_level(logging.INFO, logger="vali_utils"):
-        results = await evaluate(s3, checker)
+    metrics, results = await evaluate_failing_checks(s3, AttributeError("no 'digest'"), caplog)
     assert counted(metrics, ERROR) == 4.0  # 2 miners x 2 checks
     tracebacks = [r for r in caplog.records if r.exc_info and r.exc_info[0] is AttributeError]
     assert len(tracebacks) == 4
@@ -101,10 +81,7 @@ async def test_a_verifier_bug_is_counted_logged_and_the_round_says_most_failed(s
 
 @pytest.mark.asyncio
 async def test_a_source_outage_is_no_evidence_without_tracebacks(s3, caplog):
-    metrics = ValidatorMetrics()
-    checker = SpotChecker(Raising(SourceUnavailable("HTTP 503")), metrics.spot_check_failures)
-    with caplog.at_level(logging.INFO, logger="vali_utils"):
-        results = await evaluate(s3, checker)
+    metrics, results = await evaluate_failing_checks(s3, SourceUnavailable("HTTP 503"), caplog)
     assert counted(metrics, UNAVAILABLE) == 4.0 and counted(metrics, ERROR) == 0.0
     assert not [r for r in caplog.records if r.exc_info]
     for evaluation in results.values():

@@ -22,19 +22,18 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterator
 
 import aiohttp
 import pytest
 
-from common.s3_files import encode_zipcode_file
-from common.s3_layout import build_key
 from config.storage import S3EvalConfig
-from consensus.answers import hash_to_int
 from consensus.assignment import AssignmentConfig, AssignmentPlan, MinerGroup, MinerInfo
 from consensus.s3_audit import ManifestVerdict, VerdictStatus
 from consensus.s3_evaluation import evaluation_seed
 from consensus.scoring import MinerScore, ScoringState, apply_s3_evaluation
 from consensus.types import CycleResult
+from tests.integration import s3_scenarios
 from tests.integration.data_api_harness import (
     BUCKET,
     EPOCH_S,
@@ -46,22 +45,12 @@ from tests.integration.data_api_harness import (
     start_s3,
 )
 from tests.integration.s3_server import S3Server
-from tests.unit.s3_builders import (
-    NONCE,
-    SOURCE,
-    WORLD,
-    hotkey,
-    manifest,
-    manifest_entry,
-    records,
-    zipcodes,
-)
+from tests.unit.s3_builders import NONCE, encoded, hotkey, manifest, manifest_entry, zipcodes
 from vali_utils.assignments import S3Access
 from vali_utils.blocks import EpochBlock
 from vali_utils.cycle import CycleOutcome
 from vali_utils.data_api_client import RetryPolicy, ValidatorDataAPI
 from vali_utils.s3_audit import verify_manifests
-from vali_utils.s3_evaluation import evaluate_miners
 from vali_utils.s3_evaluation_pass import S3EvaluationPass, presigned_lister
 from vali_utils.s3_reader import DirectS3Reader, Listing, PresignedReader
 
@@ -75,27 +64,25 @@ FRESH = time.time() - 1800  # when the honest miners scraped
 
 
 def honest_file(zipcode: str):
-    return encode_zipcode_file(zipcode, records(zipcode, scraped_at=FRESH), epoch_nonce=NONCE)
+    return encoded(zipcode, scraped_at=FRESH)
 
 
-def consensus() -> dict:
-    truth = {}
-    for z in ZIPS:
-        file = encode_zipcode_file(z, WORLD.listings(z))
-        truth[z] = {int(zpid): hash_to_int(h) for zpid, h in file.records}
-    return {SOURCE: truth}
+def put_honest(client, bucket: str, epoch: int, zips=ZIPS) -> None:
+    """Every miner's files, as honest uploads."""
+    s3_scenarios.put_honest(client, bucket, MINERS, zips, epoch=epoch, scraped_at=FRESH)
 
 
-def put_honest(client, bucket: str, epoch: int, zips=ZIPS) -> dict[str, dict[str, str]]:
-    """Every miner's files, as honest uploads; returns hotkey -> zipcode -> key."""
-    keys: dict[str, dict[str, str]] = {}
-    for miner in MINERS:
-        for z in zips:
-            file = honest_file(z)
-            key = build_key("data", miner, epoch, SOURCE, z, file.content_hash)
-            client.put_object(Bucket=bucket, Key=key, Body=file.body)
-            keys.setdefault(miner, {})[z] = key
-    return keys
+@contextlib.contextmanager
+def half_uploaded(epoch: int) -> Iterator[tuple[S3Server, str]]:
+    """A fresh S3 server of its own (the test may freeze it) and its bucket, holding every
+    honest miner's uploads of ``epoch`` for the first half of the zipcodes only."""
+    server = S3Server.start()
+    try:
+        bucket = server.create_bucket()
+        put_honest(server.client(), bucket, epoch, zips=ZIPS[:3])
+        yield server, bucket
+    finally:
+        server.stop()
 
 
 def state() -> ScoringState:
@@ -151,18 +138,10 @@ class OutageAfter:
 
 
 async def evaluate(reader, settings, epoch: int, config: S3EvalConfig) -> dict:
-    return await evaluate_miners(
-        reader,
-        MINERS,
-        epoch=epoch,
-        seed=SEED,
-        now=time.time(),
-        assignments={m: {SOURCE: ZIPS} for m in MINERS},
-        last_consensus=consensus(),
-        settings=settings,
-        config=config,
-        expected_nonce=NONCE,
-    )
+    return await s3_scenarios.evaluate_round(
+        reader, MINERS, epoch=epoch, seed=SEED, settings=settings, assigned=ZIPS,
+        last_consensus=s3_scenarios.honest_consensus(ZIPS), config=config, expected_nonce=NONCE,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("outage_share", [0.25, 1.0])
@@ -255,12 +234,9 @@ def test_an_s3_freeze_mid_round_is_no_evidence():
 
 
 def test_an_epoch_whose_cycle_could_not_read_s3_gives_no_evidence():
-    server = S3Server.start()
-    try:
-        bucket = server.create_bucket()
-        epoch = 12
-        # Half of every honest miner's uploads landed before S3 froze mid-epoch.
-        put_honest(server.client(), bucket, epoch, zips=ZIPS[:3])
+    epoch = 12
+    # Half of every honest miner's uploads landed before S3 froze mid-epoch.
+    with half_uploaded(epoch) as (server, bucket):
         settings = server.settings(
             bucket, eval_files_per_miner=3, verify_files_per_miner=2,
             connect_timeout_s=0.5, read_timeout_s=0.5, call_timeout_s=1.0,
@@ -297,8 +273,6 @@ def test_an_epoch_whose_cycle_could_not_read_s3_gives_no_evidence():
             return verdicts, blind, after
 
         verdicts, blind, after = asyncio.run(scenario())
-    finally:
-        server.stop()
     assert {v.status.value for v in verdicts.values()} == {"unavailable"}
     # The incident: coverage 3 of 6 for every honest miner, had the round counted.
     assert {round(r.reward, 3) for r in blind.values()} == {0.5}
@@ -324,18 +298,15 @@ def cycle_outcome(epoch: int, verdicts: dict[str, ManifestVerdict]) -> CycleOutc
         result=CycleResult(zipcodes={}, miners={}, flags=[], captured_groups=[], dropped={}),
         assignments=[],
         spot_checks=[],
-        consensus=consensus(),
+        consensus=s3_scenarios.honest_consensus(ZIPS),
         block=block,
         s3_verdicts=verdicts,
     )
 
 
 def test_a_miner_the_cycle_alone_could_not_read_gets_no_evidence_from_the_epoch():
-    server = S3Server.start()
-    try:
-        bucket = server.create_bucket()
-        epoch = 13
-        put_honest(server.client(), bucket, epoch, zips=ZIPS[:3])
+    epoch = 13
+    with half_uploaded(epoch) as (server, bucket):
         settings = server.settings(bucket, eval_files_per_miner=3)
         unread = MINERS[0]
         verdicts = {
@@ -355,8 +326,6 @@ def test_a_miner_the_cycle_alone_could_not_read_gets_no_evidence_from_the_epoch(
                 await reader.close()
 
         after = asyncio.run(scenario())
-    finally:
-        server.stop()
     assert after is not None
     before = state()
     # One miner the cycle could not read is a glitch: only that miner is left alone.
