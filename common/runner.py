@@ -8,6 +8,8 @@ Exit codes: 0 stopped cleanly, 2 a setting is invalid, 3 the chain is unavailabl
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -15,6 +17,8 @@ from collections.abc import Awaitable, Callable
 from common.chain import ChainUnavailable
 from common.logs import setup_logging
 from config.settings import Settings, SettingsError, load_settings
+
+logger = logging.getLogger(__name__)
 
 
 def run_neuron(
@@ -47,3 +51,18 @@ def run_neuron(
         print(f"{role}: chain unavailable: {exc}", file=sys.stderr)
         return 3
     return 0
+
+
+async def serve_until_stopped(stop: asyncio.Event, sync, name: str) -> None:
+    """Keep the metagraph in sync (``sync.run()``) until ``stop`` is set.
+
+    Everything the caller built lives for the whole run: it leaves the
+    collector's generations, so collections stay short on the request path.
+    """
+    gc.freeze()
+    refresher = asyncio.create_task(sync.run(), name="metagraph-sync")
+    try:
+        await stop.wait()
+    finally:
+        logger.info("%s stopping", name)
+        refresher.cancel()

@@ -151,6 +151,19 @@ class _Rejected(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True, slots=True)
+class FileCaps:
+    """How much of one file a reader takes before it rejects the file."""
+
+    max_compressed: int = DEFAULT_MAX_COMPRESSED
+    max_decompressed: int = DEFAULT_MAX_DECOMPRESSED
+    max_records: int = DEFAULT_MAX_RECORDS
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+
+
+DEFAULT_CAPS = FileCaps()
+
+
 class ZipcodeFileDecoder:
     """Incremental decoder: ``feed`` chunks as they arrive, then ``finish``.
 
@@ -160,20 +173,9 @@ class ZipcodeFileDecoder:
     ``max_records``. Never raises on content.
     """
 
-    def __init__(
-        self,
-        *,
-        zipcode: str | None = None,
-        max_compressed: int = DEFAULT_MAX_COMPRESSED,
-        max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
-        max_records: int = DEFAULT_MAX_RECORDS,
-        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-    ) -> None:
+    def __init__(self, *, zipcode: str | None = None, caps: FileCaps = DEFAULT_CAPS) -> None:
         self.zipcode = zipcode
-        self.max_compressed = max_compressed
-        self.max_decompressed = max_decompressed
-        self.max_records = max_records
-        self.max_line_bytes = max_line_bytes
+        self.caps = caps
         self._inflate = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)  # gzip framing only
         self._sha = hashlib.sha256()
         self._compressed = 0
@@ -223,8 +225,8 @@ class ZipcodeFileDecoder:
 
     def _feed(self, chunk: bytes) -> None:
         self._compressed += len(chunk)
-        if self._compressed > self.max_compressed:
-            raise _Rejected(RejectReason.TOO_LARGE, f"over {self.max_compressed} bytes")
+        if self._compressed > self.caps.max_compressed:
+            raise _Rejected(RejectReason.TOO_LARGE, f"over {self.caps.max_compressed} bytes")
         self._sha.update(chunk)
         data = chunk
         while True:
@@ -237,10 +239,10 @@ class ZipcodeFileDecoder:
             except zlib.error as exc:
                 raise _Rejected(RejectReason.NOT_GZIP, str(exc)[:200]) from None
             self._decompressed += len(out)
-            if self._decompressed > self.max_decompressed:
+            if self._decompressed > self.caps.max_decompressed:
                 raise _Rejected(
                     RejectReason.DECOMPRESSED_TOO_LARGE,
-                    f"inflates past {self.max_decompressed} bytes",
+                    f"inflates past {self.caps.max_decompressed} bytes",
                 )
             self._take(out)
             data = self._inflate.unconsumed_tail
@@ -262,20 +264,22 @@ class ZipcodeFileDecoder:
             return
         parts = (self._pending + out).split(b"\n")
         self._pending = parts.pop()
-        if len(self._pending) > self.max_line_bytes:
-            raise _Rejected(RejectReason.LINE_TOO_LONG, f"a line over {self.max_line_bytes} bytes")
+        if len(self._pending) > self.caps.max_line_bytes:
+            raise _Rejected(
+                RejectReason.LINE_TOO_LONG, f"a line over {self.caps.max_line_bytes} bytes"
+            )
         for line in parts:
-            if len(line) > self.max_line_bytes:
+            if len(line) > self.caps.max_line_bytes:
                 raise _Rejected(
-                    RejectReason.LINE_TOO_LONG, f"a line over {self.max_line_bytes} bytes"
+                    RejectReason.LINE_TOO_LONG, f"a line over {self.caps.max_line_bytes} bytes"
                 )
             self._line(line)
 
     def _line(self, raw: bytes) -> None:
         # Every line counts towards max_records, blank ones too: a file of
         # newlines must not cost millions of loop turns before a cap stops it.
-        if len(self._records) + sum(self._bad.values()) >= self.max_records:
-            raise _Rejected(RejectReason.TOO_MANY_RECORDS, f"over {self.max_records} lines")
+        if len(self._records) + sum(self._bad.values()) >= self.caps.max_records:
+            raise _Rejected(RejectReason.TOO_MANY_RECORDS, f"over {self.caps.max_records} lines")
         outcome = _parse_line(raw, self.zipcode) if raw.strip() else "blank_line"
         if isinstance(outcome, str):
             self._bad[outcome] += 1
@@ -338,13 +342,8 @@ def decode_zipcode_file(
     Reading stops at the first chunk past a cap: an endless iterable costs at
     most ``max_compressed`` bytes.
     """
-    decoder = ZipcodeFileDecoder(
-        zipcode=zipcode,
-        max_compressed=max_compressed,
-        max_decompressed=max_decompressed,
-        max_records=max_records,
-        max_line_bytes=max_line_bytes,
-    )
+    caps = FileCaps(max_compressed, max_decompressed, max_records, max_line_bytes)
+    decoder = ZipcodeFileDecoder(zipcode=zipcode, caps=caps)
     chunks = (
         (data[i : i + _INFLATE_STEP] for i in range(0, len(data), _INFLATE_STEP))
         if isinstance(data, bytes | bytearray | memoryview)

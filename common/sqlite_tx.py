@@ -15,8 +15,10 @@ unrelated write.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -41,3 +43,33 @@ def on_store_thread(work: Callable[[], T]) -> T | None:
         out.close()
         return None
     return out
+
+
+class StoreThread:
+    """The one thread a store's SQLite connection lives on: every use of it goes here.
+
+    A connection is used from the thread that made it, and one thread means one
+    writer per store without a lock.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+
+    async def run(self, work: Callable[[], T]) -> T:
+        """``work()`` on the store's thread (through ``on_store_thread``)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, on_store_thread, work)  # type: ignore[return-value]
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._executor.shutdown(wait=wait)
+
+    async def close(self, connection: Callable[[], sqlite3.Connection | None]) -> None:
+        """Close ``connection()`` (if any) on the store's thread, then the thread."""
+
+        def shut() -> None:
+            db = connection()
+            if db is not None:
+                db.close()
+
+        await self.run(shut)
+        self.shutdown()

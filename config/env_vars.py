@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +58,28 @@ def check_bounds(settings: object, variables: Iterable[EnvVariable]) -> None:
             raise ValueError(f"{spec.env}: {value!r} is not a finite number")
         if spec.minimum is not None and value < spec.minimum:
             raise ValueError(f"{spec.env}: {value} is below {spec.minimum}")
+
+
+class EnvSection:
+    """A settings dataclass read from its ``VARIABLES`` (set on the class after its fields).
+
+    ``from_environ`` raises ValueError with one line naming the variable that
+    is wrong; ``describe`` is every setting with ``secrets()`` masked.
+    """
+
+    __slots__ = ()
+    VARIABLES: ClassVar[tuple[EnvVariable, ...]] = ()
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Any:
+        """Build from environment-style variables (unset or empty means the default)."""
+        return cls(**read_variables(environ, cls.VARIABLES, field_kinds(cls)))
+
+    def describe(self) -> dict[str, object]:
+        """Every setting, secrets masked (safe to log or print)."""
+        out: dict[str, object] = {spec.env: getattr(self, spec.field) for spec in self.VARIABLES}
+        return out | self.secrets()
+
+    def secrets(self) -> dict[str, object]:
+        """The masked form of each secret variable."""
+        return {}

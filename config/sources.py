@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
-from config.env_vars import EnvVariable, check_bounds, field_kinds, read_variables
+from config.env_vars import EnvSection, EnvVariable, check_bounds
 
 DEFAULT_ZILLOW_BASE_URL = "https://zillow-com1.p.rapidapi.com"
 DEFAULT_ZILLOW_HOST = "zillow-com1.p.rapidapi.com"
 
 
 @dataclass(frozen=True, slots=True)
-class RapidApiConfig:
+class RapidApiConfig(EnvSection):
     """The RapidAPI Zillow source: credentials, endpoint, limits and cost."""
 
     api_key: str = ""  # X-RapidAPI-Key; required by from_environ
@@ -61,19 +61,8 @@ class RapidApiConfig:
         if self.backoff_cap_s < self.backoff_base_s:
             raise ValueError("RAPIDAPI_BACKOFF_CAP_S: must be >= RAPIDAPI_BACKOFF_BASE_S")
 
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> RapidApiConfig:
-        """Build from environment-style variables (unset or empty means the default).
-
-        Raises ValueError with one line naming the variable that is wrong.
-        """
-        return cls(**read_variables(environ, _VARIABLES, _KINDS))
-
-    def describe(self) -> dict[str, object]:
-        """Every setting except the key (safe to log or print)."""
-        out: dict[str, object] = {spec.env: getattr(self, spec.field) for spec in _VARIABLES}
-        out["RAPIDAPI_KEY"] = f"...{self.api_key[-4:]}" if len(self.api_key) > 8 else "(set)"
-        return out
+    def secrets(self) -> dict[str, object]:
+        return {"RAPIDAPI_KEY": f"...{self.api_key[-4:]}" if len(self.api_key) > 8 else "(set)"}
 
 
 # Environment variable per field, with the smallest value that makes sense.
@@ -91,7 +80,7 @@ _VARIABLES: tuple[EnvVariable, ...] = (
     EnvVariable("backoff_cap_s", "RAPIDAPI_BACKOFF_CAP_S", 0.0),
     EnvVariable("cost_per_call_usd", "RAPIDAPI_COST_PER_CALL_USD", 0.0),
 )
-_KINDS = field_kinds(RapidApiConfig)
+RapidApiConfig.VARIABLES = _VARIABLES
 ENVIRONMENT_VARIABLES: tuple[str, ...] = tuple(spec.env for spec in _VARIABLES)
 
 

@@ -17,11 +17,10 @@ names the variable in every error.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from config.env_vars import EnvVariable, check_bounds, field_kinds, read_variables
+from config.env_vars import EnvSection, EnvVariable, check_bounds
 from config.limits import MAX_DECOMPRESSED_BYTES, MAX_FILE_BYTES, MAX_RECORDS_PER_ZIPCODE
 
 UPLOAD_MODES = ("presigned", "direct")
@@ -35,7 +34,7 @@ BUCKET_PATTERN = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 
 
 @dataclass(frozen=True, slots=True)
-class S3Settings:
+class S3Settings(EnvSection):
     """The bucket, credentials for owners who run their own, and the caps on every call."""
 
     endpoint_url: str = ""  # http(s)://host[:port]; empty means AWS itself
@@ -98,19 +97,8 @@ class S3Settings:
         if self.upload_backoff_cap_s < self.upload_backoff_base_s:
             raise ValueError("S3_UPLOAD_BACKOFF_CAP_S: must be >= S3_UPLOAD_BACKOFF_BASE_S")
 
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> S3Settings:
-        """Build from environment-style variables (unset or empty means the default).
-
-        Raises ValueError with one line naming the variable that is wrong.
-        """
-        return cls(**read_variables(environ, _VARIABLES, _KINDS))
-
-    def describe(self) -> dict[str, object]:
-        """Every setting except the secret (safe to log or print)."""
-        out: dict[str, object] = {spec.env: getattr(self, spec.field) for spec in _VARIABLES}
-        out["S3_SECRET_ACCESS_KEY"] = "(set)" if self.secret_access_key else ""
-        return out
+    def secrets(self) -> dict[str, object]:
+        return {"S3_SECRET_ACCESS_KEY": "(set)" if self.secret_access_key else ""}
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,5 +173,5 @@ _VARIABLES: tuple[EnvVariable, ...] = (
     EnvVariable("eval_files_per_miner", "S3_EVAL_FILES_PER_MINER", 1),
     EnvVariable("eval_concurrency", "S3_EVAL_CONCURRENCY", 1),
 )
-_KINDS = field_kinds(S3Settings)
+S3Settings.VARIABLES = _VARIABLES
 ENVIRONMENT_VARIABLES: tuple[str, ...] = tuple(spec.env for spec in _VARIABLES)

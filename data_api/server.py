@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import os
@@ -24,7 +23,7 @@ from pathlib import Path
 from common.chain import open_chain
 from common.http_server import ServerLimits
 from common.metagraph import MetagraphSync
-from common.runner import run_neuron
+from common.runner import run_neuron, serve_until_stopped
 from common.s3_layout import InvalidKey, check_prefix
 from common.wallet import load_wallet
 from config.settings import Settings, SettingsError
@@ -104,15 +103,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         settings.cycle_seconds,
         db_path,
     )
-    # The universe, the app and the clients live for the whole run: keep them
-    # out of the collector's generations so collections stay short on requests.
-    gc.freeze()
-    refresher = asyncio.create_task(sync.run(), name="metagraph-sync")
     try:
-        await stop.wait()
+        await serve_until_stopped(stop, sync, "Data API")
     finally:
-        logger.info("Data API stopping")
-        refresher.cancel()
         with contextlib.suppress(OSError):
             endpoint.unlink()
         await api.close()

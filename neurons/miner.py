@@ -11,7 +11,6 @@ or SIGTERM.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 
 import aiohttp
@@ -22,7 +21,7 @@ from common.epochs import EpochClock
 from common.http_server import BodyGate, ConnectionGate, ServerLimits, serve_app
 from common.metagraph import MetagraphSync
 from common.protocol import ROUTE, DataAssignmentRequest
-from common.runner import run_neuron
+from common.runner import run_neuron, serve_until_stopped
 from common.signed_http import AccessPolicy, RateLimiter, signed_endpoint
 from common.wallet import load_wallet
 from config.settings import EPOCH_CLOCK_SLACK_S, Settings
@@ -127,15 +126,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     except ChainUnavailable as exc:
         logger.error("could not publish endpoint %s:%d: %s", ip, port, exc)
 
-    # Everything built so far lives for the whole run: keep it out of the
-    # collector's generations so collections stay short on the request path.
-    gc.freeze()
-    refresher = asyncio.create_task(sync.run(), name="metagraph-sync")
     try:
-        await stop.wait()
+        await serve_until_stopped(stop, sync, "miner")
     finally:
-        logger.info("miner stopping")
-        refresher.cancel()
         await service.stop()
         await close_uploader()
         await session.close()

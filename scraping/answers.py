@@ -7,13 +7,14 @@ miner issued and the assignment's salt. Everything is read from the store
 (``scraping/collect.py`` has the queries), so a restarted miner answers alike.
 
     answers = StoredAnswers(store, hotkey, signer, uploader)
-    answer = await answers.collect(caller, request)   # or answers.reveal(...)
+    answer = await answers.answer(caller, request)   # a collect or a reveal
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from common.chain import NeuronInfo
@@ -38,37 +39,34 @@ from scraping.uploads import Uploader
 logger = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class StoredAnswers:
     """Answers collect and reveal requests from the miner's store."""
 
-    def __init__(
-        self,
-        store: MinerStore,
-        hotkey: str,
-        signer: object | None = None,
-        uploader: Uploader | None = None,
-    ) -> None:
-        self.store = store
-        self.hotkey = hotkey
-        # The hotkey's keypair (``sign(bytes) -> bytes``): commitments go out signed,
-        # proof for the validator of what this miner committed. None: unsigned.
-        self.signer = signer
-        self.uploader = uploader  # the uploaded files a revealed manifest lists (None: off)
+    store: MinerStore
+    hotkey: str
+    # The hotkey's keypair (``sign(bytes) -> bytes``): commitments go out signed,
+    # proof for the validator of what this miner committed. None: unsigned.
+    signer: object | None = None
+    uploader: Uploader | None = None  # the uploaded files a revealed manifest lists (None: off)
 
-    async def _stored(
-        self, caller: NeuronInfo, request: DataAssignmentRequest
-    ) -> StoredAssignment | None:
-        return await self.store.run(
-            lambda db: stored_assignment(db, caller.hotkey, request.request_id)
-        )
-
-    async def collect(
+    async def answer(
         self, caller: NeuronInfo, request: DataAssignmentRequest
     ) -> DataAssignmentRequest:
-        """Status, progress and the commitment to the work done so far; never the manifest."""
-        found = await self._stored(caller, request)
+        """A ``collect`` or ``reveal`` of an assignment this caller sent."""
+        found = await self.store.run(
+            lambda db: stored_assignment(db, caller.hotkey, request.request_id)
+        )
         if found is None:
             return reply(request, AssignmentStatus.REJECTED, error="unknown request_id")
+        if request.phase == "reveal":
+            return await self._reveal(found, caller, request)
+        return await self._collect(found, caller, request)
+
+    async def _collect(
+        self, found: StoredAssignment, caller: NeuronInfo, request: DataAssignmentRequest
+    ) -> DataAssignmentRequest:
+        """Status, progress and the commitment to the work done so far; never the manifest."""
         status = AssignmentStatus(found.status)
         if found.lookups:
             rows = await self.store.run(lambda db: answered_lookups(db, found.key))
@@ -114,13 +112,10 @@ class StoredAnswers:
             commitment_signature=signature,
         )
 
-    async def reveal(
-        self, caller: NeuronInfo, request: DataAssignmentRequest
+    async def _reveal(
+        self, found: StoredAssignment, caller: NeuronInfo, request: DataAssignmentRequest
     ) -> DataAssignmentRequest:
         """The manifest of a commitment this miner issued, and the salt; after the deadline only."""
-        found = await self._stored(caller, request)
-        if found is None:
-            return reply(request, AssignmentStatus.REJECTED, error="unknown request_id")
         if found.lookups:
             raise RequestRefused(
                 400, "nothing_to_reveal", "property lookups are answered in collect"

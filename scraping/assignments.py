@@ -196,9 +196,7 @@ class MinerService:
             )
         if request.phase == "assign":
             return await self._assign(caller, request)
-        if request.phase == "reveal":
-            return await self.answers.reveal(caller, request)
-        return await self.answers.collect(caller, request)
+        return await self.answers.answer(caller, request)  # collect or reveal
 
     async def _assign(
         self, caller: NeuronInfo, request: DataAssignmentRequest

@@ -28,7 +28,6 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -41,7 +40,7 @@ from common.sqlite_db import (
     migrate,
     schema_version,
 )
-from common.sqlite_tx import on_store_thread
+from common.sqlite_tx import StoreThread, on_store_thread
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -131,7 +130,7 @@ WAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024
 class MinerStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="miner-store")
+        self._thread = StoreThread("miner-store")
         self._db: sqlite3.Connection | None = None
         self._pending: list[tuple[Callable[[sqlite3.Connection], object], asyncio.Future]] = []
         self._flushing = False
@@ -170,12 +169,7 @@ class MinerStore:
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work(connection)`` on the store's thread."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(  # type: ignore[return-value]
-            self._executor,
-            on_store_thread,
-            lambda: work(self._db),  # type: ignore[arg-type]
-        )
+        return await self._thread.run(lambda: work(self._db))  # type: ignore[arg-type]
 
     async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work(connection)`` in a transaction shared with the writes queued meanwhile.
@@ -194,12 +188,11 @@ class MinerStore:
         return await future
 
     async def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
                 try:
-                    results = await loop.run_in_executor(self._executor, self._run_batch, batch)
+                    results = await self._thread.run(lambda b=batch: self._run_batch(b))
                 except Exception as exc:  # the commit itself failed: every caller hears it
                     results = [(False, exc)] * len(batch)
                 for (_, future), (ok, value) in zip(batch, results, strict=True):
@@ -234,12 +227,7 @@ class MinerStore:
         return results
 
     async def close(self) -> None:
-        def shut(db: sqlite3.Connection | None) -> None:
-            if db is not None:
-                db.close()
-
-        await self.run(shut)
-        self._executor.shutdown(wait=True)
+        await self._thread.close(lambda: self._db)
 
 
 def now() -> float:

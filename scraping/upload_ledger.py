@@ -15,14 +15,12 @@ All disk work runs on one thread: the event loop never blocks on it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -31,7 +29,7 @@ from typing import TypeVar
 from common.manifest import ManifestFile
 from common.s3_files import EncodedFile
 from common.sqlite_db import adopt_meta_version, connect, migrate
-from common.sqlite_tx import on_store_thread
+from common.sqlite_tx import StoreThread
 
 T = TypeVar("T")
 PENDING, UPLOADED, FAILED = "pending", "uploaded", "failed"
@@ -83,7 +81,7 @@ class UploadLedger:
     def __init__(self, path: Path, spool: Path) -> None:
         self.path = Path(path)
         self.spool = Path(spool)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload-ledger")
+        self._thread = StoreThread("upload-ledger")
         self._db: sqlite3.Connection | None = None
 
     @classmethod
@@ -104,8 +102,7 @@ class UploadLedger:
         self._db = db
 
     async def _run(self, work: Callable[[], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, on_store_thread, work)  # type: ignore[return-value]
+        return await self._thread.run(work)
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -286,4 +283,4 @@ class UploadLedger:
                 self._db = None
 
         await self._run(shut)
-        self._executor.shutdown(wait=True)
+        self._thread.shutdown()

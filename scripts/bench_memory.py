@@ -25,7 +25,6 @@ memory. Two figures per epoch:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import tempfile
@@ -34,13 +33,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-def _localnet():
-    spec = importlib.util.spec_from_file_location("localnet", ROOT / "scripts" / "localnet.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _memory_mb(pid: int) -> tuple[float, float]:
@@ -66,7 +58,8 @@ def _reset_peak(pid: int) -> bool:
 def bench_validator_memory(
     miners: int = 64, cycles: int = 5, cycle_seconds: float = 40.0, zipcodes: int = 200
 ) -> dict:
-    localnet = _localnet()
+    import localnet  # scripts/ is on the path of a script run from it
+
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         args = localnet.parse_args(
             [

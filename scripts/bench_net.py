@@ -22,14 +22,14 @@ import time
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 
-from common.chain import MetagraphSnapshot, NeuronInfo, create_chain_file, read_chain_file
+from common.chain import MetagraphSnapshot, NeuronInfo, create_chain_file
 from common.protocol import ROUTE, DataAssignmentRequest
-from common.signed_http import AccessPolicy, SignedClient, signed_endpoint
+from common.signed_http import AccessPolicy, SignedClient
 from consensus.assignment import MinerGroup, MinerInfo
 from scraping.assignments import MinerService
 from scraping.store import MinerStore
+from sim.processes import make_wallet, serve_in_process, spawn_miner, wait_for_endpoint
 from sim.source import SyntheticSource
 from sim.world import SyntheticWorld
 from vali_utils.assignments import Assignment
@@ -83,13 +83,7 @@ async def _host_miners(first: int, count: int, tmp: Path, ready: Path) -> None:
         source = SyntheticSource(world, miner.ss58_address, delay_s=600)
         service = MinerService(store, source, miner.ss58_address)
         policy = AccessPolicy(miner.ss58_address, lambda: graph)
-        app = web.Application()
-        app.router.add_post(ROUTE, signed_endpoint(policy, DataAssignmentRequest, service.handle))
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        endpoints[i] = f"127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+        _, endpoints[i] = await serve_in_process(service, policy)
     ready.write_text(json.dumps(endpoints))
     await asyncio.Event().wait()
 
@@ -164,15 +158,6 @@ def bench_dispatch() -> dict:
     }
 
 
-def _make_wallet(path: Path, name: str):
-    import bittensor as bt
-
-    wallet = bt.Wallet(name=name, hotkey="default", path=str(path))
-    wallet.create_new_coldkey(use_password=False, suppress=True, overwrite=True)
-    wallet.create_new_hotkey(use_password=False, suppress=True, overwrite=True)
-    return wallet
-
-
 async def _ack_load(endpoint: str, miner_hotkey: str, validators: list) -> list[float]:
     """Rounds in which every validator sends one assignment at the same moment.
 
@@ -217,7 +202,7 @@ def bench_ack() -> dict:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         wallets = tmp / "wallets"
-        miner = _make_wallet(wallets, "miner")
+        miner = make_wallet(wallets, "miner")
         validators = [_keypair(f"//bench-ack-validator-{v}") for v in range(ACK_VALIDATORS)]
         chain = tmp / "chain.json"
         create_chain_file(
@@ -227,51 +212,15 @@ def bench_ack() -> dict:
                 NeuronInfo(v, k.ss58_address, f"cold-{v}", 1000.0, True, None)
                 for v, k in enumerate(validators)
             ]
-            + [NeuronInfo(ACK_VALIDATORS, miner.hotkey.ss58_address, "cold-m", 1.0, False, None)],
+            + [NeuronInfo(ACK_VALIDATORS, miner.hotkey, "cold-m", 1.0, False, None)],
         )
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "neurons.miner",
-                "--env-file",
-                "/dev/null",
-                "--subtensor.network",
-                "localfile",
-                "--chain.file",
-                str(chain),
-                "--wallet.path",
-                str(wallets),
-                "--wallet.name",
-                "miner",
-                "--port",
-                "0",
-                "--workdir",
-                str(tmp),
-                "--scrape.delay",
-                "600",
-                "--rate.limit",
-                "100000",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=ROOT,
-            env=env,
-        )
+        flags = ("--scrape.delay", "600", "--rate.limit", "100000")
+        process = spawn_miner(tmp, wallets, chain, "miner", *flags)
         try:
-            endpoint = None
-            deadline = time.monotonic() + 60
-            while endpoint is None and time.monotonic() < deadline:
-                endpoint = read_chain_file(chain)["neurons"][-1]["endpoint"]
-                time.sleep(0.1)
-            if endpoint is None:
-                raise RuntimeError("bench miner did not start")
+            endpoint = wait_for_endpoint(chain, miner.hotkey, process, timeout=60)
             # Warm-up: every validator opens its keep-alive connection first.
-            asyncio.run(_ack_load(endpoint, miner.hotkey.ss58_address, validators))
-            latencies = sorted(
-                asyncio.run(_ack_load(endpoint, miner.hotkey.ss58_address, validators))
-            )
+            asyncio.run(_ack_load(endpoint, miner.hotkey, validators))
+            latencies = sorted(asyncio.run(_ack_load(endpoint, miner.hotkey, validators)))
         finally:
             process.terminate()
             process.wait(timeout=15)

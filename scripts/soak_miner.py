@@ -49,6 +49,7 @@ from common.protocol import ROUTE, AssignmentStatus, DataAssignmentRequest  # no
 from common.signed_client import SignedClient  # noqa: E402
 from consensus.assignment import MinerInfo  # noqa: E402
 from scraping.retention import RETENTION_EPOCHS  # noqa: E402
+from sim.processes import start_miner  # noqa: E402
 from vali_utils.assignments import SOURCE, Assignment  # noqa: E402
 from vali_utils.exchange import MinerExchange  # noqa: E402
 
@@ -281,37 +282,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def soak(args: argparse.Namespace, workdir: Path) -> dict:
-    # Test support (wallets, chain file, a miner process), as scripts/bench_s3.py uses it.
-    from tests.integration.neurons import make_wallet, spawn_miner, wait_for_endpoint, write_chain
-
-    wallets = workdir / "wallets"
-    people = {name: make_wallet(wallets, name) for name in ("alice", "bob", "miner")}
-    chain = workdir / "chain.json"
-    write_chain(
-        chain,
-        [
-            (people["alice"], 1000.0, True),
-            (people["bob"], 1000.0, True),
-            (people["miner"], 1.0, False),
-        ],
-    )
-    process = spawn_miner(
-        workdir,
-        wallets,
-        chain,
-        "miner",
-        "--epoch.check",
-        "--cycle.seconds",
-        str(args.epoch_seconds),
-        "--rate.limit",
-        "100000",
-    )
+    flags = ("--epoch.check", "--cycle.seconds", str(args.epoch_seconds), "--rate.limit", "100000")
+    loopback = start_miner(workdir, {"alice": (1000.0, True), "bob": (1000.0, True)}, *flags)
+    people, process, endpoint = loopback.people, loopback.process, loopback.endpoint
     plan = RoundPlan(args.assignments, args.zipcodes, args.epoch_seconds)
     database = workdir / "miner-miner-default" / "miner.sqlite"
     samples: dict[int, dict] = {}
     series: dict[int, dict] = {}  # every 20 rounds: the curve between the two samples
     try:
-        endpoint = wait_for_endpoint(chain, people["miner"].hotkey, process)
         miner = MinerInfo(2, people["miner"].hotkey, people["miner"].coldkey)
 
         async def on_round(n: int, result: RoundResult) -> None:
@@ -327,8 +305,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict:
             b = Validator("bob", SignedClient(people["bob"].keypair, session))
             results = await drive(a, b, miner, endpoint, plan, args.epochs, on_round)
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        loopback.stop()
     early, last = samples[args.early], samples[args.epochs]
     checked = results[plan.keep_epochs + 3 :]  # rounds whose "old" request existed
     return {

@@ -71,6 +71,17 @@ REVEAL_RETRY_S = 1.0  # between those sends
 COLLECT_ANSWER_BYTES = 64 * 1024
 
 
+def _drop(assignment: Assignment, error: str, dropped: Counter, kind: str, reason: str) -> None:
+    """An assignment whose reveal cannot be used: marked, counted under ``kind``, logged."""
+    assignment.error = error
+    assignment.dirty = True
+    dropped[kind] += 1
+    miner = assignment.miner
+    logger.warning(
+        "uid %d (%s), %s: %s", miner.uid, miner.hotkey, assignment.request.request_id, reason
+    )
+
+
 class MinerExchange:
     def __init__(
         self,
@@ -285,7 +296,7 @@ class MinerExchange:
                 "commitment": assignment.commitment,
             }
         )
-        miner, request_id = assignment.miner, assignment.request.request_id
+        miner = assignment.miner
         bounds = assignment.bounds()
         for attempt in range(1, REVEAL_ATTEMPTS + 1):
             status, answer = await self.client.post(
@@ -301,16 +312,8 @@ class MinerExchange:
                 break
             too_early = status == 403 and getattr(answer, "code", "") == "reveal_before_deadline"
             if attempt == REVEAL_ATTEMPTS or not (status == 0 or too_early):
-                assignment.error = f"reveal {describe_answer(status, answer)}"[:500]
-                assignment.dirty = True
-                dropped["not_revealed"] += 1
-                logger.warning(
-                    "uid %d (%s) did not reveal %s: %s",
-                    miner.uid,
-                    miner.hotkey,
-                    request_id,
-                    assignment.error,
-                )
+                error = f"reveal {describe_answer(status, answer)}"[:500]
+                _drop(assignment, error, dropped, "not_revealed", f"did not reveal: {error}")
                 return
             await asyncio.sleep(REVEAL_RETRY_S)
         manifest, salt = answer.manifest, answer.salt
@@ -319,16 +322,9 @@ class MinerExchange:
             or salt is None
             or manifest_commitment(manifest, salt) != assignment.commitment
         ):
-            assignment.error = "reveal_mismatch"
-            assignment.dirty = True
-            dropped["reveal_mismatch"] += 1
-            logger.warning(
-                "uid %d (%s): the manifest revealed for %s does not match commitment %s: dropped",
-                miner.uid,
-                miner.hotkey,
-                request_id,
-                (assignment.commitment or "")[:16],
-            )
+            commitment = (assignment.commitment or "")[:16]
+            reason = f"the manifest revealed does not match commitment {commitment}: dropped"
+            _drop(assignment, "reveal_mismatch", dropped, "reveal_mismatch", reason)
             return
         # Checked as received (the commitment covers what the miner built); kept trimmed.
         manifest, trimmed = trim_manifest(manifest, assignment.request, bounds)

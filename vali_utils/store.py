@@ -33,20 +33,18 @@ place, so a crash while creating it never leaves an empty file behind.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from common.sqlite_db import connect, migrate, schema_version
-from common.sqlite_tx import on_store_thread, transaction
+from common.sqlite_tx import StoreThread, transaction
 from consensus.assignment import MinerInfo
 from consensus.scoring import ScoringState
 from vali_utils.store_file import (
@@ -142,7 +140,7 @@ class Progress:
 class ValidatorStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validator-store")
+        self._thread = StoreThread("validator-store")
         self._db: sqlite3.Connection | None = None
 
     @classmethod
@@ -156,7 +154,7 @@ class ValidatorStore:
         try:
             await store.run(lambda _: store._connect(legacy_state))
         except BaseException:
-            store._executor.shutdown(wait=False)
+            store._thread.shutdown(wait=False)
             raise
         return store
 
@@ -189,20 +187,10 @@ class ValidatorStore:
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work(connection)`` on the store's thread."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(  # type: ignore[return-value]
-            self._executor,
-            on_store_thread,
-            lambda: work(self._db),  # type: ignore[arg-type]
-        )
+        return await self._thread.run(lambda: work(self._db))  # type: ignore[arg-type]
 
     async def close(self) -> None:
-        def shut(db: sqlite3.Connection | None) -> None:
-            if db is not None:
-                db.close()
-
-        await self.run(shut)
-        self._executor.shutdown(wait=True)
+        await self._thread.close(lambda: self._db)
 
     # Cycles ---------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from config.storage import S3Settings
 from data_api.app import RunningApi, start_data_api
 from data_api.routes import ApiOptions
 from data_api.s3 import S3Gateway
-from tests.integration.neurons import Identity, make_wallet, write_chain
+from sim.processes import Identity, make_wallet, write_chain
 
 SECRET = b"integration-test-secret-32-characters"
 EPOCH_S = 3600.0

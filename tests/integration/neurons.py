@@ -1,116 +1,57 @@
-"""Helpers for tests that run real neuron processes on loopback."""
+"""Signed requests for tests that talk to real neuron processes on loopback.
+
+The processes themselves: ``sim/processes.py``.
+"""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import aiohttp
 from bittensor import http_auth
 
-from common.chain import NeuronInfo, create_chain_file, read_chain_file
-from common.protocol import ROUTE
+from common.protocol import ROUTE, DataAssignmentRequest
 
 ROOT = Path(__file__).resolve().parents[2]
+ZIPCODES = ("10001", "10002", "10003", "10004")
 
 
-@dataclass
-class Identity:
-    name: str
-    hotkey: str
-    coldkey: str
-    keypair: object
-
-
-def make_wallet(wallets: Path, name: str) -> Identity:
-    import bittensor as bt
-
-    wallet = bt.Wallet(name=name, hotkey="default", path=str(wallets))
-    wallet.create_new_coldkey(use_password=False, suppress=True, overwrite=True)
-    wallet.create_new_hotkey(use_password=False, suppress=True, overwrite=True)
-    return Identity(name, wallet.hotkey.ss58_address, wallet.coldkeypub.ss58_address, wallet.hotkey)
-
-
-def write_chain(path: Path, rows: list[tuple[Identity, float, bool]]) -> None:
-    create_chain_file(
-        path,
-        1,
-        [
-            NeuronInfo(uid, who.hotkey, who.coldkey, stake, permit, None)
-            for uid, (who, stake, permit) in enumerate(rows)
-        ],
+def assign_body(
+    request_id: str,
+    zipcodes=ZIPCODES,
+    *,
+    epoch: str = "epoch-1",
+    expires_at: datetime | None = None,
+) -> bytes:
+    """An assignment of ``zipcodes`` (ZILLOW_SOLD, batch 0, group 0) as the bytes sent."""
+    request = DataAssignmentRequest(
+        request_id=request_id,
+        phase="assign",
+        zipcode_assignments={"ZILLOW_SOLD": list(zipcodes)},
+        batch_id=0,
+        overlap_group=0,
+        epoch_id=epoch,
+        expires_at=expires_at,
     )
+    return request.model_dump_json(exclude_none=True).encode()
 
 
-def spawn_miner(
-    workdir: Path,
-    wallets: Path,
-    chain: Path,
-    name: str,
-    *extra: str,
-    preexec_fn: Callable[[], None] | None = None,
-) -> subprocess.Popen:
-    """A miner process for wallet ``name`` on the local chain file, logging to
-    ``workdir/<name>.log``; ``extra`` flags come last, ``preexec_fn`` runs in the child
-    before the miner starts (to lower a resource limit, say)."""
-    log = open(workdir / f"{name}.log", "a")  # noqa: SIM115 - closed with the process by the OS
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    argv = [
-        sys.executable,
-        "-m",
-        "neurons.miner",
-        "--env-file",
-        "/dev/null",
-        "--subtensor.network",
-        "localfile",
-        "--chain.file",
-        str(chain),
-        "--wallet.path",
-        str(wallets),
-        "--wallet.name",
-        name,
-        "--wallet.hotkey",
-        "default",
-        "--workdir",
-        str(workdir),
-        "--port",
-        "0",
-        "--metagraph.refresh",
-        "1",
-        *extra,
-    ]
-    return subprocess.Popen(
-        argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env, preexec_fn=preexec_fn
+def collect_body(request_id: str) -> bytes:
+    request = DataAssignmentRequest(request_id=request_id, phase="collect")
+    return request.model_dump_json(exclude_none=True).encode()
+
+
+def reveal_body(request_id: str, commitment: str) -> bytes:
+    request = DataAssignmentRequest(request_id=request_id, phase="reveal", commitment=commitment)
+    return request.model_dump_json(exclude_none=True).encode()
+
+
+def sign_body(signer, receiver: str, body: bytes, path: str = ROUTE, **kwargs) -> dict[str, str]:
+    """The ``btauth/1`` headers of a POST of ``body`` from ``signer`` to ``receiver``."""
+    return http_auth.sign(
+        signer, method="POST", path=path, body=body, receiver_ss58=receiver, **kwargs
     )
-
-
-def wait_for_endpoint(
-    chain: Path, hotkey: str, process: subprocess.Popen, timeout: float = 30.0
-) -> str:
-    """The endpoint the miner published, once it answers /health."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"miner exited with {process.returncode}")
-        neuron = next(n for n in read_chain_file(chain)["neurons"] if n["hotkey"] == hotkey)
-        if neuron["endpoint"]:
-            return neuron["endpoint"]
-        time.sleep(0.1)
-    raise TimeoutError("miner did not publish an endpoint")
-
-
-def clear_endpoint(chain: Path, hotkey: str) -> None:
-    document = read_chain_file(chain)
-    for neuron in document["neurons"]:
-        if neuron["hotkey"] == hotkey:
-            neuron["endpoint"] = None
-    chain.write_text(json.dumps(document))
 
 
 async def post_signed(
@@ -127,9 +68,7 @@ async def post_signed(
     """POST raw bytes signed by ``signer``; returns (status, json body, response headers)."""
     if headers is None:
         kwargs = {"nonce_ns": nonce_ns} if nonce_ns is not None else {}
-        headers = http_auth.sign(
-            signer, method="POST", path=path, body=body, receiver_ss58=receiver, **kwargs
-        )
+        headers = sign_body(signer, receiver, body, path, **kwargs)
     async with session.post(
         f"http://{endpoint}{path}",
         data=body,

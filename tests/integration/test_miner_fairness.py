@@ -12,7 +12,6 @@ middle of the flood, is finished long before A's queue and before its deadline.
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -20,14 +19,8 @@ import aiohttp
 import pytest
 
 from common.manifest import Manifest
-from common.protocol import DataAssignmentRequest
-from tests.integration.neurons import (
-    make_wallet,
-    post_signed,
-    spawn_miner,
-    wait_for_endpoint,
-    write_chain,
-)
+from sim.processes import start_miner
+from tests.integration.neurons import assign_body, collect_body, post_signed, reveal_body
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -39,66 +32,18 @@ SCRAPE_DELAY_S = 0.05  # per zipcode, 4 at once: A's accepted queue is 2,000 x 0
 B_DEADLINE_S = 8.0  # well under A's queue, far above B's share of the turns
 
 
-def assign_body(request_id: str, zipcodes: list[str], epoch: int, expires: datetime) -> bytes:
-    return (
-        DataAssignmentRequest(
-            request_id=request_id,
-            phase="assign",
-            zipcode_assignments={"ZILLOW_SOLD": zipcodes},
-            batch_id=0,
-            overlap_group=0,
-            epoch_id=f"epoch-{epoch}",
-            expires_at=expires,
-        )
-        .model_dump_json(exclude_none=True)
-        .encode()
-    )
-
-
-def phase_body(request_id: str, phase: str, commitment: str | None = None) -> bytes:
-    return (
-        DataAssignmentRequest(request_id=request_id, phase=phase, commitment=commitment)
-        .model_dump_json(exclude_none=True)
-        .encode()
-    )
-
-
 @pytest.fixture
 def miner(tmp_path):
-    wallets = tmp_path / "wallets"
-    people = {name: make_wallet(wallets, name) for name in ("alice", "bob", "miner")}
-    chain = tmp_path / "chain.json"
-    write_chain(
-        chain,
-        [
-            (people["alice"], 1000.0, True),
-            (people["bob"], 1000.0, True),
-            (people["miner"], 1.0, False),
-        ],
-    )
-    process = spawn_miner(
-        tmp_path,
-        wallets,
-        chain,
-        "miner",
-        "--scrape.delay",
-        str(SCRAPE_DELAY_S),
-        "--rate.limit",
-        "1200",
-        "--assignments.max.open",
-        str(CAPACITY),
-        "--assignments.min.per.validator",
-        str(FLOOR),
-        "--epoch.check",
-        "--cycle.seconds",
-        str(EPOCH_S),
-    )
+    validators = {"alice": (1000.0, True), "bob": (1000.0, True)}
+    flags = ["--scrape.delay", str(SCRAPE_DELAY_S), "--rate.limit", "1200"]
+    flags += ["--assignments.max.open", str(CAPACITY)]
+    flags += ["--assignments.min.per.validator", str(FLOOR)]
+    flags += ["--epoch.check", "--cycle.seconds", str(EPOCH_S)]
+    miner = start_miner(tmp_path, validators, *flags)
     try:
-        endpoint = wait_for_endpoint(chain, people["miner"].hotkey, process)
-        yield {"endpoint": endpoint, "people": people, "log": tmp_path / "miner.log"}
+        yield {"endpoint": miner.endpoint, "people": miner.people, "log": miner.log}
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=15)
+        miner.stop()
 
 
 async def _flood_and_serve(miner) -> dict:
@@ -117,24 +62,27 @@ async def _flood_and_serve(miner) -> dict:
 
         def flood_body(n: int) -> bytes:
             zipcodes = [f"{20000 + n * FLOOD_ZIPCODES + i:05d}" for i in range(FLOOD_ZIPCODES)]
-            return assign_body(f"flood-{n}", zipcodes, epoch, far)
+            return assign_body(f"flood-{n}", zipcodes, epoch=f"epoch-{epoch}", expires_at=far)
 
         first = await asyncio.gather(*(call("alice", flood_body(n)) for n in range(FLOOD // 2)))
         # B's assignment arrives in the middle of the flood.
         b_zipcodes = [f"{90000 + i:05d}" for i in range(20)]
         b_expires = datetime.now(UTC) + timedelta(seconds=B_DEADLINE_S)
         b_sent = time.monotonic()
-        b_status, b_answer = await call("bob", assign_body("b-1", b_zipcodes, epoch, b_expires))
+        b_status, b_answer = await call(
+            "bob", assign_body("b-1", b_zipcodes, epoch=f"epoch-{epoch}", expires_at=b_expires)
+        )
         second = await asyncio.gather(
             *(call("alice", flood_body(n)) for n in range(FLOOD // 2, FLOOD))
         )
         stale_status, stale = await call(
-            "bob", assign_body("b-stale", b_zipcodes[:1], epoch - 1, far)
+            "bob",
+            assign_body("b-stale", b_zipcodes[:1], epoch=f"epoch-{epoch - 1}", expires_at=far),
         )
 
         progress, b_done_s = None, None
         while time.monotonic() - b_sent < B_DEADLINE_S:
-            _, answer = await call("bob", phase_body("b-1", "collect"))
+            _, answer = await call("bob", collect_body("b-1"))
             progress = answer.get("progress")
             if answer.get("status") == "completed":
                 b_done_s = time.monotonic() - b_sent
@@ -144,7 +92,7 @@ async def _flood_and_serve(miner) -> dict:
         assert b_done_s is not None, f"B not completed by its deadline: {progress}"
         # The reveal opens at the deadline: a time on the wall clock, not an event.
         await asyncio.sleep(max(0.0, b_expires.timestamp() - time.time()) + 0.05)
-        reveal_status, revealed = await call("bob", phase_body("b-1", "reveal", commitment))
+        reveal_status, revealed = await call("bob", reveal_body("b-1", commitment))
     return {
         "flood": first + second,
         "b": (b_status, b_answer),

@@ -12,67 +12,29 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import signal
 import socket
 import time
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
-from bittensor import http_auth
 
 from common.manifest import Manifest, manifest_commitment
 from common.protocol import PROTOCOL_VERSION, DataAssignmentRequest
+from sim.processes import LoopbackMiner, start_miner
 from tests.integration.neurons import (
-    make_wallet,
+    ZIPCODES,
+    assign_body,
+    collect_body,
     post_signed,
-    spawn_miner,
-    wait_for_endpoint,
-    write_chain,
+    reveal_body,
+    sign_body,
 )
 
 pytestmark = pytest.mark.integration
 
-ZIPCODES = ["10001", "10002", "10003", "10004"]
 DEADLINE_S = 6.0  # assignments whose reveal a test waits for: scraped in well under this
 HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-def assign_body(
-    request_id: str,
-    zipcodes=ZIPCODES,
-    epoch: str = "epoch-1",
-    expires_at: datetime | None = None,
-) -> bytes:
-    return (
-        DataAssignmentRequest(
-            request_id=request_id,
-            phase="assign",
-            zipcode_assignments={"ZILLOW_SOLD": zipcodes},
-            batch_id=0,
-            overlap_group=0,
-            epoch_id=epoch,
-            expires_at=expires_at,
-        )
-        .model_dump_json(exclude_none=True)
-        .encode()
-    )
-
-
-def collect_body(request_id: str) -> bytes:
-    return (
-        DataAssignmentRequest(request_id=request_id, phase="collect")
-        .model_dump_json(exclude_none=True)
-        .encode()
-    )
-
-
-def reveal_body(request_id: str, commitment: str) -> bytes:
-    return (
-        DataAssignmentRequest(request_id=request_id, phase="reveal", commitment=commitment)
-        .model_dump_json(exclude_none=True)
-        .encode()
-    )
 
 
 def wait_past(deadline: datetime) -> None:
@@ -83,51 +45,28 @@ def wait_past(deadline: datetime) -> None:
 @pytest.fixture(scope="module")
 def subnet(tmp_path_factory):
     root = tmp_path_factory.mktemp("miner-http")
-    wallets = root / "wallets"
-    people = {
-        name: make_wallet(wallets, name)
-        for name in ("validator", "validator2", "poor", "nopermit", "stranger", "miner")
-    }
-    chain = root / "chain.json"
-    write_chain(
-        chain,
-        [
-            (people["validator"], 1000.0, True),
-            (people["validator2"], 1000.0, True),
-            (people["poor"], 1.0, True),
-            (people["nopermit"], 1000.0, False),
-            (people["miner"], 1.0, False),
-        ],
-    )
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         metrics_port = probe.getsockname()[1]
-    process = spawn_miner(
-        root,
-        wallets,
-        chain,
-        "miner",
-        "--min.validator.stake",
-        "10",
-        "--max.body.bytes",
-        "65536",
-        "--rate.limit",
-        "200",
-        "--metrics.port",
-        str(metrics_port),
-    )
+    callers = {
+        "validator": (1000.0, True),
+        "validator2": (1000.0, True),
+        "poor": (1.0, True),
+        "nopermit": (1000.0, False),
+        "stranger": None,  # a wallet, not on the chain
+    }
+    flags = ("--min.validator.stake", "10", "--max.body.bytes", "65536", "--rate.limit", "200")
+    miner: LoopbackMiner = start_miner(root, callers, *flags, "--metrics.port", str(metrics_port))
     try:
-        endpoint = wait_for_endpoint(chain, people["miner"].hotkey, process)
         yield {
-            "endpoint": endpoint,
-            "people": people,
-            "process": process,
+            "endpoint": miner.endpoint,
+            "people": miner.people,
+            "process": miner.process,
             "root": root,
             "metrics_port": metrics_port,
         }
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=15)
+        miner.stop()
 
 
 def run(coro):
@@ -184,7 +123,7 @@ def test_collect_commits_before_the_deadline_and_reveal_shows_the_manifest_after
     manifest = Manifest.model_validate(revealed["manifest"])
     assert manifest_commitment(manifest, revealed["salt"]) == commitment
     assert manifest.miner_hotkey == subnet["people"]["miner"].hotkey
-    assert sorted(z.zipcode for z in manifest.zipcodes) == ZIPCODES
+    assert sorted(z.zipcode for z in manifest.zipcodes) == list(ZIPCODES)
     assert all(z.record_count == len(z.records) for z in manifest.zipcodes)
     assert answer["progress"] == {
         "zipcodes_done": 4,
@@ -270,13 +209,7 @@ def test_bad_requests_get_their_status_and_the_miner_keeps_serving(subnet, case,
     elif case == "stale":
         kwargs["nonce_ns"] = time.time_ns() - 11_000_000_000
     elif case == "tampered":
-        headers = http_auth.sign(
-            people["validator"].keypair,
-            method="POST",
-            path="/DataAssignmentRequest",
-            body=body,
-            receiver_ss58=people["miner"].hotkey,
-        )
+        headers = sign_body(people["validator"].keypair, people["miner"].hotkey, body)
         kwargs["headers"] = headers
         body = body.replace(b"bad-tampered", b"bad-tampereD")
     elif case == "unregistered":
@@ -307,13 +240,7 @@ def test_bad_requests_get_their_status_and_the_miner_keeps_serving(subnet, case,
 def test_replayed_request_is_refused(subnet):
     people = subnet["people"]
     body = assign_body("replay-1")
-    headers = http_auth.sign(
-        people["validator"].keypair,
-        method="POST",
-        path="/DataAssignmentRequest",
-        body=body,
-        receiver_ss58=people["miner"].hotkey,
-    )
+    headers = sign_body(people["validator"].keypair, people["miner"].hotkey, body)
     first = run(_session_call(subnet, "validator", body, headers=headers))
     second = run(_session_call(subnet, "validator", body, headers=headers))
     assert first[0] == 200

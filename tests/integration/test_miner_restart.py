@@ -18,14 +18,8 @@ import pytest
 
 from common.manifest import Manifest, manifest_commitment
 from common.protocol import DataAssignmentRequest
-from tests.integration.neurons import (
-    clear_endpoint,
-    make_wallet,
-    post_signed,
-    spawn_miner,
-    wait_for_endpoint,
-    write_chain,
-)
+from sim.processes import clear_endpoint, spawn_miner, start_miner, wait_for_endpoint
+from tests.integration.neurons import post_signed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -60,15 +54,11 @@ def call(endpoint, validator, miner, raw: bytes) -> tuple[int, dict]:
 
 def test_killed_miner_keeps_its_commitments_and_reveals_them_after_the_deadline(tmp_path):
     expires = datetime.now(UTC) + timedelta(seconds=DEADLINE_S)
-    wallets = tmp_path / "wallets"
-    validator, miner = make_wallet(wallets, "validator"), make_wallet(wallets, "miner")
-    chain = tmp_path / "chain.json"
-    write_chain(chain, [(validator, 1000.0, True), (miner, 1.0, False)])
     slow = ("--scrape.delay", "0.4", "--scrape.concurrency", "1")
-
-    process = spawn_miner(tmp_path, wallets, chain, "miner", *slow)
+    started = start_miner(tmp_path, {"validator": (1000.0, True)}, *slow)
+    validator, miner = started.people["validator"], started.people["miner"]
+    process, endpoint, chain = started.process, started.endpoint, started.chain
     try:
-        endpoint = wait_for_endpoint(chain, miner.hotkey, process)
         status, answer = call(endpoint, validator, miner, body("assign", expires=expires))
         assert status == 200 and answer["accepted"]
         deadline = time.monotonic() + 20
@@ -86,7 +76,7 @@ def test_killed_miner_keeps_its_commitments_and_reveals_them_after_the_deadline(
         process.wait(timeout=10)
 
     clear_endpoint(chain, miner.hotkey)
-    process = spawn_miner(tmp_path, wallets, chain, "miner", *slow)
+    process = spawn_miner(tmp_path, tmp_path / "wallets", chain, "miner", *slow)
     try:
         endpoint = wait_for_endpoint(chain, miner.hotkey, process)
         status, answer = call(endpoint, validator, miner, body("collect"))

@@ -13,9 +13,7 @@ answered "unknown request_id" while the round before is still answered.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -25,15 +23,16 @@ from bittensor.sp_core import Keypair
 
 from common.chain import MetagraphSnapshot, NeuronInfo
 from common.epochs import EpochClock
-from common.protocol import ROUTE, DataAssignmentRequest
 from common.signed_client import SignedClient
-from common.signed_http import AccessPolicy, RateLimiter, signed_endpoint
+from common.signed_http import AccessPolicy, RateLimiter
 from consensus.assignment import MinerInfo
 from scraping.assignments import MinerService
 from scraping.epoch_gate import EpochGate
 from scraping.store import MinerStore
+from sim.processes import serve_in_process
 from sim.source import SyntheticSource
 from sim.world import SyntheticWorld
+from tests.scripts import load_script
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.asyncio]
 
@@ -46,14 +45,6 @@ TABLES = ("assignments", "requests", "zipcodes", "records", "properties", "commi
 ALICE = Keypair.create_from_uri("//Alice")
 BOB = Keypair.create_from_uri("//Bob")
 MINER = Keypair.create_from_uri("//Charlie")
-
-
-def soak_module():
-    spec = importlib.util.spec_from_file_location("soak_miner", ROOT / "scripts" / "soak_miner.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 async def serve(service: MinerService) -> tuple[web.AppRunner, str]:
@@ -73,17 +64,11 @@ async def serve(service: MinerService) -> tuple[web.AppRunner, str]:
         min_stake=100.0,
         rate_limiter=RateLimiter(100_000),
     )
-    app = web.Application()
-    app.router.add_post(ROUTE, signed_endpoint(policy, DataAssignmentRequest, service.handle))
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    return await serve_in_process(service, policy)
 
 
 async def test_a_few_dozen_epochs_leave_only_the_last_few_in_the_store_and_in_memory(tmp_path):
-    soak = soak_module()
+    soak = load_script("soak_miner")
     store = await MinerStore.open(tmp_path / "miner.sqlite")
     service = MinerService(
         store,

@@ -8,7 +8,6 @@ runs with its own ``PM2_HOME`` so the test never touches an operator's pm2.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -20,6 +19,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.scripts import load_script
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -62,13 +63,6 @@ def _get(url: str) -> tuple[int, str]:
         return 0, ""
 
 
-def _localnet():
-    spec = importlib.util.spec_from_file_location("localnet", ROOT / "scripts" / "localnet.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _env_file(path: Path, values: dict[str, str]) -> Path:
     path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
     return path
@@ -81,7 +75,7 @@ def _ours(workdir: Path) -> list[str]:
 
 def test_ecosystem_starts_answers_and_stops_cleanly(tmp_path):
     pm2 = _pm2_binary()
-    localnet = _localnet()
+    localnet = load_script("localnet")
     workdir = tmp_path / "net"
     subnet = localnet.Subnet(
         localnet.parse_args(["--miners", "2", "--validators", "1", "--workdir", str(workdir)])

@@ -22,17 +22,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from bittensor import http_auth
 
-from common.protocol import ROUTE, DataAssignmentRequest
+from common.protocol import ROUTE
+from sim.processes import LoopbackMiner, start_miner
 from tests.integration.data_api_harness import make_subnet
-from tests.integration.neurons import (
-    make_wallet,
-    post_signed,
-    spawn_miner,
-    wait_for_endpoint,
-    write_chain,
-)
+from tests.integration.neurons import collect_body, post_signed, sign_body
 from tests.integration.test_data_api_process import spawn as spawn_data_api
 from tests.integration.test_data_api_process import wait_for_endpoint as wait_for_data_api
 
@@ -64,70 +58,40 @@ def reset_peak(pid: int) -> None:
     Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
 
 
-def collect_body(request_id: str) -> bytes:
-    request = DataAssignmentRequest(request_id=request_id, phase="collect")
-    return request.model_dump_json(exclude_none=True).encode()
-
-
-def signed_collect_headers(miner: dict, request_id: str) -> dict[str, str]:
+def signed_collect_headers(miner: LoopbackMiner, request_id: str) -> dict[str, str]:
     """The validator's btauth/1 headers for a collect of ``request_id`` sent to ``miner``."""
-    people = miner["people"]
-    return http_auth.sign(
-        people["validator"].keypair,
-        method="POST",
-        path=ROUTE,
-        body=collect_body(request_id),
-        receiver_ss58=people["miner"].hotkey,
-    )
+    return sign_body(miner.people["validator"].keypair, miner.hotkey, collect_body(request_id))
 
 
 def _limit_open_files() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILE_LIMIT, OPEN_FILE_LIMIT))
 
 
-def start_miner(root: Path) -> dict:
+@pytest.fixture(scope="module")
+def miner(tmp_path_factory):
     """A miner process with an open-file limit of 1,024 and 2 s header and body deadlines."""
-    wallets = root / "wallets"
-    people = {n: make_wallet(wallets, n) for n in ("validator", "miner")}
-    chain = root / "chain.json"
-    write_chain(chain, [(people["validator"], 1000.0, True), (people["miner"], 1.0, False)])
-    process = spawn_miner(
-        root,
-        wallets,
-        chain,
-        "miner",
-        "--http.header.timeout",
-        str(HEADER_TIMEOUT_S),
-        "--http.body.timeout",
-        str(BODY_TIMEOUT_S),
+    deadlines = ("--http.header.timeout", str(HEADER_TIMEOUT_S))
+    deadlines += ("--http.body.timeout", str(BODY_TIMEOUT_S))
+    started = start_miner(
+        tmp_path_factory.mktemp("server-limits"),
+        {"validator": (1000.0, True)},
+        *deadlines,
         preexec_fn=_limit_open_files,
     )
     try:
-        endpoint = wait_for_endpoint(chain, people["miner"].hotkey, process)
-    except (RuntimeError, TimeoutError):
-        process.kill()
-        raise
-    return {"endpoint": endpoint, "people": people, "process": process, "log": root / "miner.log"}
-
-
-@pytest.fixture(scope="module")
-def miner(tmp_path_factory):
-    started = start_miner(tmp_path_factory.mktemp("server-limits"))
-    try:
         yield started
     finally:
-        started["process"].send_signal(signal.SIGTERM)
-        started["process"].wait(timeout=15)
+        started.stop()
 
 
-async def honest_call(miner: dict, request_id: str) -> tuple[int, float]:
+async def honest_call(miner: LoopbackMiner, request_id: str) -> tuple[int, float]:
     """A registered validator's signed request on a new connection: (status, seconds)."""
-    people = miner["people"]
+    people = miner.people
     started = time.monotonic()
     async with aiohttp.ClientSession() as session:
         status, _, _ = await post_signed(
             session,
-            miner["endpoint"],
+            miner.endpoint,
             people["validator"].keypair,
             people["miner"].hotkey,
             collect_body(request_id),
@@ -179,15 +143,15 @@ def flood_and_measure(pid: int, host: str, port: int, path: str) -> tuple[float,
 
 
 def test_unsigned_bodies_leave_the_miner_small(miner):
-    host, port = miner["endpoint"].rsplit(":", 1)
-    growth_mb, answers = flood_and_measure(miner["process"].pid, host, int(port), ROUTE)
+    host, port = miner.endpoint.rsplit(":", 1)
+    growth_mb, answers = flood_and_measure(miner.process.pid, host, int(port), ROUTE)
     assert growth_mb < MAX_SERVER_GROWTH_MB, growth_mb
     # Refused for their headers (some clients see the reset before the answer).
     assert all(a.startswith(b"HTTP/1.1 401") or a == b"" for a in answers), set(answers)
     assert any(a.startswith(b"HTTP/1.1 401") for a in answers)
     status, elapsed = asyncio.run(honest_call(miner, "after-flood"))
     assert status == 200 and elapsed < HONEST_WITHIN_S
-    log = miner["log"].read_text()
+    log = miner.log.read_text()
     assert "Traceback" not in log
 
 
@@ -269,10 +233,10 @@ async def _until_closed(reader, writer, drip, opened: float) -> float:
     return closed
 
 
-def slow_attack(miner: dict) -> tuple[list[float], list[tuple[int, float]]]:
+def slow_attack(miner: LoopbackMiner) -> tuple[list[float], list[tuple[int, float]]]:
     """1,000 slow connections, half slow headers, half slow bodies, and 3 honest requests
     meanwhile: (each attacker's seconds until closed, each honest (status, seconds))."""
-    host, port = miner["endpoint"].rsplit(":", 1)
+    host, port = miner.endpoint.rsplit(":", 1)
     # One set of signed headers for every slow body: they pass every check that
     # needs no body (the signature waits for a body that never comes).
     headers = signed_collect_headers(miner, "never-sent")
@@ -300,13 +264,13 @@ def test_slow_connections_are_closed_and_the_honest_validator_is_served(miner):
     for status, elapsed in honest:
         assert status == 200
         assert elapsed < HONEST_WITHIN_S, honest
-    log = miner["log"].read_text()
+    log = miner.log.read_text()
     assert "Traceback" not in log
     assert "body not received within" in log  # the slow bodies, one line each
 
 
 def test_a_dropped_body_is_one_log_line(miner):
-    host, port = miner["endpoint"].rsplit(":", 1)
+    host, port = miner.endpoint.rsplit(":", 1)
     headers = signed_collect_headers(miner, "dropped")
 
     async def drop() -> None:
@@ -319,9 +283,9 @@ def test_a_dropped_body_is_one_log_line(miner):
 
     asyncio.run(drop())
     deadline = time.monotonic() + 10
-    while "dropped: " not in miner["log"].read_text() and time.monotonic() < deadline:
+    while "dropped: " not in miner.log.read_text() and time.monotonic() < deadline:
         time.sleep(0.05)  # another process's log cannot be awaited
-    log = miner["log"].read_text()
+    log = miner.log.read_text()
     assert "dropped: " in log
     assert "Traceback" not in log
     status, elapsed = asyncio.run(honest_call(miner, "after-drop"))

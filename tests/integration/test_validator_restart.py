@@ -7,7 +7,6 @@ so the one never interrupted is the reference run.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import signal
 import sqlite3
@@ -16,17 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.scripts import load_script
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 CYCLES = 3
-
-
-def _localnet():
-    spec = importlib.util.spec_from_file_location("localnet", ROOT / "scripts" / "localnet.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _phases(store: Path) -> dict[int, str]:
@@ -61,7 +55,7 @@ def _reports(folder: Path) -> dict[int, dict]:
 
 
 def test_validator_killed_mid_cycle_resumes_to_the_same_weights(tmp_path):
-    localnet = _localnet()
+    localnet = load_script("localnet")
     args = localnet.parse_args(
         [
             "--miners",

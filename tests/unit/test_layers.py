@@ -112,9 +112,6 @@ def test_a_behaviour_needs_the_synthetic_source(tmp_path):
 
 
 # scripts/ is not a package, so no contract covers it: its imports are read here.
-# soak_miner.py still spawns its miner through tests/integration/neurons.py (a
-# lazy import), until that helper moves out of tests/.
-SCRIPTS_STILL_ON_TESTS = {"soak_miner.py"}
 
 
 def test_no_script_imports_the_tests():
@@ -132,4 +129,4 @@ def test_no_script_imports_the_tests():
             )
             if any(name == "tests" or name.startswith("tests.") for name in names):
                 offenders.setdefault(path.name, node.lineno)
-    assert set(offenders) == SCRIPTS_STILL_ON_TESTS, offenders
+    assert offenders == {}

@@ -14,6 +14,7 @@ import pytest
 import pytest_asyncio
 
 from common.chain import NeuronInfo
+from common.protocol import DataAssignmentRequest
 from scraping.assignments import MinerService
 from scraping.epoch_gate import EpochGate
 from scraping.fairness import RefusalLog
@@ -121,15 +122,11 @@ async def test_the_service_forgets_pruned_keys_and_keeps_the_rest(store):
     assert set(service._refusals._last) == {"over quota:v1"}
     assert service.digester is not memo  # one epoch's listings, not every listing ever seen
     # What the validator of the kept work asks is still answered.
-    answer = await service.answers._stored(
-        NeuronInfo(0, "v1", "c", 1.0, True, None), _Req("r-recent")
-    )
-    assert answer is not None and answer.key == "recent"
-
-
-class _Req:
-    def __init__(self, request_id: str) -> None:
-        self.request_id = request_id
+    caller = NeuronInfo(0, "v1", "c", 1.0, True, None)
+    for request_id, status in (("r-recent", "completed"), ("r-old", "rejected")):
+        ask = DataAssignmentRequest(request_id=request_id, phase="collect")
+        answer = await service.answers.answer(caller, ask)
+        assert answer.status == status, answer.error
 
 
 def test_retention_is_counted_in_epochs_from_the_gates_clock():

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from common.manifest import MAX_FILES_PER_ZIPCODE, Manifest
 from common.s3_files import (
     DecodedFile,
+    FileCaps,
     Rejection,
     RejectReason,
     ZipcodeFileDecoder,
@@ -277,7 +278,7 @@ def test_a_file_of_newlines_is_stopped_by_the_line_count():
 
 
 def test_decoder_refuses_more_input_after_rejection():
-    decoder = ZipcodeFileDecoder(max_compressed=10)
+    decoder = ZipcodeFileDecoder(caps=FileCaps(max_compressed=10))
     assert decoder.feed(b"x" * 11) is False
     assert decoder.feed(b"more") is False
     assert isinstance(decoder.finish(), Rejection)
