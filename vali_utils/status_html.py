@@ -30,8 +30,9 @@ pre{background:#f6f6f6;padding:6px;max-width:70em;white-space:pre-wrap;word-brea
 # Sort a table by the clicked header (numbers as numbers), and hide rows that do
 # not contain the filter box's text. Works on what the server rendered.
 SCRIPT = """
-document.querySelectorAll('table.sortable th').forEach((th, col) => {
+document.querySelectorAll('table.sortable th').forEach(th => {
   th.addEventListener('click', () => {
+    const col = th.cellIndex;
     const body = th.closest('table').tBodies[0];
     const asc = th.dataset.dir !== 'asc';
     th.dataset.dir = asc ? 'asc' : 'desc';
