@@ -26,7 +26,7 @@ from consensus.answers import ZipcodeAnswer
 from consensus.assignment import MinerInfo, ZipcodeAssignmentManager
 from consensus.engine import ConsensusEngine
 from consensus.scoring import ScoringState, apply_cycle, compute_weights
-from consensus.types import GroupSubmission, Verdict
+from consensus.types import GroupSubmission, Honeypot, HoneypotKind, Verdict
 from sim.fixtures import hotkey
 from vali_utils.cycle import CycleOutcome
 from vali_utils.evaluator import cycle_report
@@ -79,11 +79,14 @@ async def fill_store(
     offline: Iterable[int] = (),
     hostile_error: str | None = None,
     hostile_uid: int = 0,
+    honeypot: bool = False,
 ) -> History:
     """Run ``cycles`` cycles over ``miners`` miners into ``state_dir/validator.sqlite``.
 
     ``zipcodes`` per cycle (0: one batch per two groups); ``offline`` miners
-    never answer; ``hostile_error`` is ``hostile_uid``'s answer error text.
+    never answer; ``hostile_error`` is ``hostile_uid``'s answer error text;
+    with ``honeypot`` the block's last zipcode has no listing (a no-residential
+    honeypot: fabricators' inventions there are flagged).
     """
     fabricators, offline = tuple(fabricators), set(offline)
     hotkeys = [hotkey(uid) for uid in range(miners)]
@@ -98,6 +101,7 @@ async def fill_store(
     # One batch per two groups of miners unless told how many zipcodes (1000: mainnet's).
     count = zipcodes or zipcodes_per_batch * max(1, miners // (2 * config.miners_per_group))
     block = [f"{10001 + i:05d}" for i in range(count)]
+    honeypots = {block[-1]: Honeypot(block[-1], HoneypotKind.NO_RESIDENTIAL)} if honeypot else {}
     engine = ConsensusEngine()
     state = ScoringState()
     store = await ValidatorStore.open(state_dir / "validator.sqlite")
@@ -118,7 +122,7 @@ async def fill_store(
                         continue
                     answers = {}
                     for z in group.zipcodes:
-                        records = _truth(z)
+                        records = [] if z in honeypots else _truth(z)
                         if miner.uid in fabricators:
                             records += _invented(z)
                             invented.update(int(f[0]) for f in _invented(z))
@@ -138,7 +142,7 @@ async def fill_store(
             checks = [
                 (r, _verdict(invented, r.zpid)) for r in engine.spot_check_requests(draft, seed)
             ]
-            result = engine.finalize(draft, checks, {})
+            result = engine.finalize(draft, checks, honeypots)
             state = apply_cycle(state, f"epoch-{epoch}", result)
             weights = compute_weights(state, uids)
             outcome = CycleOutcome(plan, result, [], checks, responders=len(submissions))

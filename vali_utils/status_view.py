@@ -35,6 +35,11 @@ QUERY_LIMIT = 64
 COLDKEY_SHOWN = 8
 EVIDENCE_ITEMS = 12  # items of a list in a flag's evidence
 
+# Evidence keys the page never shows, by flag kind: which zipcodes were honeypots
+# stays with validators (docs/architecture.md §3.3), even after the epoch.
+HIDDEN_EVIDENCE = {"honeypot": ("zipcode",)}
+HIDDEN = "(hidden)"
+
 # What the validator is doing, by the stored phase of the current epoch's cycle.
 PHASE_NAMES = {
     "planned": "assign",
@@ -194,14 +199,7 @@ class StatusReader:
                 "latest_epoch": latest_epoch,
                 "cycles": [_miner_cycle(e, json.loads(m)) for e, m in history],
                 "zipcodes": _zipcode_page(latest.get("zipcodes") or {}, page),
-                "flags": [
-                    {
-                        "epoch": e,
-                        "kind": clip(f.get("kind")),
-                        "evidence": bounded(f.get("evidence") or {}),
-                    }
-                    for e, f in ((e, json.loads(v)) for e, v in flags)
-                ],
+                "flags": [_flag(e, json.loads(v)) for e, v in flags],
                 "answers": [
                     {
                         "epoch": a[0],
@@ -250,6 +248,15 @@ class StatusReader:
                 }
             )
         return rounds
+
+
+def _flag(epoch: int, flag: dict) -> dict:
+    kind = str(flag.get("kind"))
+    evidence = dict(flag.get("evidence") or {})
+    for key in HIDDEN_EVIDENCE.get(kind, ()):
+        if key in evidence:
+            evidence[key] = HIDDEN
+    return {"epoch": epoch, "kind": clip(kind, 40), "evidence": bounded(evidence)}
 
 
 def _round_order(path: Path) -> tuple[int, int]:

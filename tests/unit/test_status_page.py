@@ -39,6 +39,7 @@ def history(tmp_path_factory):
             offline=(5,),
             hostile_error=HOSTILE,
             hostile_uid=7,
+            honeypot=True,
         )
     )
     return state_dir, found
@@ -103,6 +104,10 @@ def test_miner_page_shows_zipcodes_flags_answers_and_s3_rounds(history):
     evidence = next(f["evidence"] for f in fabricator["flags"] if f["kind"] == "fabrication")
     assert evidence["unconfirmed"] > 0 and evidence["judged"] > 0
     assert fabricator["s3_rounds"][0]["reward"] == 0.0 and fabricator["s3_rounds"][0]["reasons"]
+    # Which zipcode was a honeypot stays with the validator.
+    honeypot = next(f["evidence"] for f in fabricator["flags"] if f["kind"] == "honeypot")
+    assert honeypot["zipcode"] == "(hidden)" and honeypot["records"] > 0
+    assert "&quot;zipcode&quot;: &quot;(hidden)&quot;" in miner_page(fabricator)
     offline = reader.miner(5, now)
     assert set(offline["zipcodes"]["counts"]) == {"not_answered"}
     assert offline["answers"][0]["status"] == "failed"
