@@ -14,7 +14,8 @@ of the epoch has passed), runs consensus and scoring, and sets weights
 through the chain adapter (``vali_utils/evaluator.py``). Its state lives in
 ``<workdir>/validator-<wallet>-<hotkey>/validator.sqlite``: killed at any
 point, it resumes the cycle it was in. ``status`` prints that state without
-touching the running process.
+touching the running process; ``--status.port`` serves it read-only as a web
+page (``vali_utils/status_server.py``).
 
 A state store that cannot be trusted (corrupt, truncated, not a database, an
 existing file with no schema, or one whose history is gone) stops the
