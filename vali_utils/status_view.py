@@ -51,6 +51,13 @@ PHASE_NAMES = {
 }
 
 
+# The last scored cycles' reports (bound: CYCLES_SHOWN), newest first.
+LAST_REPORTS = (
+    "(SELECT epoch, report_json FROM cycles WHERE report_json IS NOT NULL"
+    " ORDER BY epoch DESC LIMIT ?)"
+)
+
+
 class StatusUnavailable(RuntimeError):
     """The store cannot be read now (missing, locked past the timeout, damaged)."""
 
@@ -164,21 +171,22 @@ class StatusReader:
         """One miner's page: its last cycles, zipcode outcomes, flags, answers, S3 rounds."""
 
         def work(db: sqlite3.Connection) -> dict | None:
+            # Only the last CYCLES_SHOWN reports are ever parsed, whatever the uid asked:
+            # an unknown one costs the same as a known one, however long the history.
             history = db.execute(
-                "SELECT c.epoch, j.value FROM cycles c, json_each(c.report_json, '$.miners') j"
-                " WHERE c.report_json IS NOT NULL AND json_extract(j.value, '$.uid') = ?"
-                " ORDER BY c.epoch DESC LIMIT ?",
-                (uid, CYCLES_SHOWN),
+                f"SELECT c.epoch, j.value FROM {LAST_REPORTS} c, json_each(c.report_json,"
+                " '$.miners') j WHERE json_extract(j.value, '$.uid') = ? ORDER BY c.epoch DESC",
+                (CYCLES_SHOWN, uid),
             ).fetchall()
             if not history:
                 return None
             latest_epoch, latest = history[0][0], json.loads(history[0][1])
             hotkey = latest["hotkey"]
             flags = db.execute(
-                "SELECT c.epoch, j.value FROM cycles c, json_each(c.report_json, '$.flags') j"
-                " WHERE c.report_json IS NOT NULL AND json_extract(j.value, '$.hotkey') = ?"
+                f"SELECT c.epoch, j.value FROM {LAST_REPORTS} c, json_each(c.report_json,"
+                " '$.flags') j WHERE json_extract(j.value, '$.hotkey') = ?"
                 " ORDER BY c.epoch DESC LIMIT ?",
-                (hotkey, FLAGS_SHOWN),
+                (CYCLES_SHOWN, hotkey, FLAGS_SHOWN),
             ).fetchall()
             answers = db.execute(
                 "SELECT epoch, request_id, kind, status, completed_after_s, error"

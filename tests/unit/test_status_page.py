@@ -13,6 +13,7 @@ from common.epochs import EpochClock
 from sim.validator_history import fill_store
 from vali_utils.status_html import miner_page, overview_page
 from vali_utils.status_view import (
+    CYCLES_SHOWN,
     MINERS_PER_PAGE,
     TEXT_LIMIT,
     StatusReader,
@@ -161,3 +162,12 @@ def test_phase_and_time_left(stored, into_epoch, phase, left):
 def test_no_store_is_unavailable_not_an_error(tmp_path):
     with pytest.raises(StatusUnavailable):
         StatusReader(tmp_path, CLOCK).overview(0.0)
+
+
+def test_pages_show_only_the_last_cycles(tmp_path):
+    found = asyncio.run(fill_store(tmp_path, miners=8, cycles=CYCLES_SHOWN + 2))
+    reader = StatusReader(tmp_path, CLOCK)
+    now = CLOCK.end(found.epochs[-1]) - 1
+    assert [c["epoch"] for c in reader.overview(now)["cycles"]] == found.epochs[:1:-1]
+    assert [c["epoch"] for c in reader.miner(0, now)["cycles"]] == found.epochs[:1:-1]
+    assert reader.miner(10**9, now) is None
