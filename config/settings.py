@@ -129,6 +129,7 @@ class Settings:
     metagraph_refresh_s: float = 60.0
     max_cycles: int = 0
     metrics_port: int = 0
+    status_port: int = 0  # the validator's status page (0 = off)
     data_api_url: str | None = None
     data_api_hotkey: str | None = None
     watchdog_s: float = 0.0

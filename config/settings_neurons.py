@@ -290,6 +290,15 @@ NEURON_SETTINGS: tuple[Setting, ...] = (
         minimum=0,
     ),
     Setting(
+        "status_port",
+        "--status.port",
+        "STATUS_PORT",
+        int,
+        "port of the read-only status page (miners, reasons, flags), on --host (0 = off)",
+        roles=("validator",),
+        minimum=0,
+    ),
+    Setting(
         "watchdog_s",
         "--watchdog.seconds",
         "WATCHDOG_SECONDS",

@@ -34,6 +34,7 @@ from consensus.types import (
     HoneypotKind,
     MinerCycleResult,
     ZipcodeOutcome,
+    ZipcodeVerdict,
 )
 
 _MISS_SALT = np.int64(0x5BD1E995)
@@ -53,6 +54,15 @@ def partial_credit(claimed: tuple | None, consensus: tuple | None) -> float:
         return 0.0
     others = [i for i in range(len(claimed)) if i not in KEY_FIELD_INDEXES]
     return sum(claimed[i] == consensus[i] for i in others) / len(others)
+
+
+def zipcode_verdict(answered: bool, evidence: bool, disputed_records: int) -> str:
+    """The ``ZipcodeVerdict`` of one miner's assigned zipcode."""
+    if not answered:
+        return ZipcodeVerdict.NOT_ANSWERED.value
+    if disputed_records:
+        return ZipcodeVerdict.DISPUTED.value
+    return (ZipcodeVerdict.CONFIRMED if evidence else ZipcodeVerdict.NO_EVIDENCE).value
 
 
 def evaluate_miners(
@@ -163,6 +173,9 @@ def evaluate_miners(
                 r = answered.get(zi)
                 if r is not None:
                     result.answered_zipcodes += 1
+                result.zipcodes[draft.zipcodes[zi]] = zipcode_verdict(
+                    r is not None, bool(evidence[zi]), int(comparison.disputed_count[zi])
+                )
                 v = float(volume[zi])
                 if not evidence[zi]:
                     # No evidence: an answer is credited at the miner's own running

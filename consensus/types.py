@@ -77,6 +77,15 @@ class Flag:
     evidence: dict
 
 
+class ZipcodeVerdict(StrEnum):
+    """One assigned zipcode of one miner, as the cycle saw it."""
+
+    CONFIRMED = "confirmed"  # answered; the groups agreed with confidence (evidence)
+    DISPUTED = "disputed"  # answered; the groups disagreed on some of its records
+    NO_EVIDENCE = "no_evidence"  # answered; confidence too low to judge anyone
+    NOT_ANSWERED = "not_answered"
+
+
 @dataclass(slots=True)
 class MinerCycleResult:
     """Everything one cycle says about one miner; scoring turns it into credibility and score."""
@@ -97,6 +106,9 @@ class MinerCycleResult:
     answered_evidence_volume: float = 0.0
     fast_groups: int = 0
     flags: list[Flag] = field(default_factory=list)
+    # zipcode -> ZipcodeVerdict value: what the cycle made of each assigned zipcode
+    # (the status page's "why"; scoring does not read it).
+    zipcodes: dict[str, str] = field(default_factory=dict)
 
     @property
     def precision(self) -> float | None:

@@ -14,7 +14,8 @@ of the epoch has passed), runs consensus and scoring, and sets weights
 through the chain adapter (``vali_utils/evaluator.py``). Its state lives in
 ``<workdir>/validator-<wallet>-<hotkey>/validator.sqlite``: killed at any
 point, it resumes the cycle it was in. ``status`` prints that state without
-touching the running process.
+touching the running process; ``--status.port`` serves it read-only as a web
+page (``vali_utils/status_server.py``).
 
 A state store that cannot be trusted (corrupt, truncated, not a database, an
 existing file with no schema, or one whose history is gone) stops the
@@ -34,6 +35,7 @@ import aiohttp
 
 from common.chain import open_chain
 from common.epochs import EpochClock
+from common.http_server import RunningServer, ServerLimits
 from common.memory import pin_mmap_threshold
 from common.metagraph import MetagraphSync
 from common.runner import run_neuron
@@ -55,6 +57,8 @@ from vali_utils.evaluator import EnhancedMinerEvaluator
 from vali_utils.metrics import ValidatorMetrics
 from vali_utils.s3_evaluation_pass import S3EvaluationPass, open_s3
 from vali_utils.spot_check import SourceVerifier, SpotChecker
+from vali_utils.status_server import serve_status
+from vali_utils.status_view import StatusReader
 from vali_utils.storage_watch import build_watch
 from vali_utils.store import ValidatorStore
 from vali_utils.store_file import StoreUnusable
@@ -138,6 +142,7 @@ async def _validate(settings: Settings, stop: asyncio.Event, store: ValidatorSto
     )
     watchdog.start()
     refresher = asyncio.create_task(sync.run(), name="metagraph-sync")
+    status = await start_status_page(settings)
     connector = aiohttp.TCPConnector(limit=settings.dispatch_concurrency)
     try:
         async with aiohttp.ClientSession(connector=connector) as session:
@@ -201,9 +206,23 @@ async def _validate(settings: Settings, stop: asyncio.Event, store: ValidatorSto
             if settings.max_cycles and evaluator.cycles_run >= settings.max_cycles:
                 logger.info("ran %d cycles; stopping as asked", evaluator.cycles_run)
     finally:
+        if status is not None:
+            await status.close()
         watchdog.stop()
         refresher.cancel()
         await chain.close()
+
+
+async def start_status_page(settings: Settings) -> RunningServer | None:
+    """The read-only status page on ``--status.port`` (None when 0: off)."""
+    if not settings.status_port:
+        return None
+    reader = StatusReader(
+        settings.state_dir, EpochClock(settings.cycle_seconds, settings.collect_fraction)
+    )
+    return await serve_status(
+        reader, settings.host, settings.status_port, ServerLimits.from_settings(settings)
+    )
 
 
 def _blocks(settings: Settings, keypair, session):

@@ -19,6 +19,8 @@ Reports:
 - ``scrape_records_per_s``: see ``scripts/bench_scrape.py``.
 - ``api_rps``, ``api_p99_ms``: see ``scripts/bench_api.py``.
 - ``s3_eval_files_per_s``: see ``scripts/bench_s3.py``.
+- ``status_page_ms`` (the validator's status page, 256 miners, 12 cycles; < 100 ms):
+  see ``scripts/bench_status.py``.
 - ``validator_rss_growth``, ``validator_rss_idle_growth`` (only with
   ``--only validator_memory``): see
   ``scripts/bench_memory.py``.
@@ -237,6 +239,14 @@ def bench_s3_eval() -> dict:
     return run()
 
 
+def bench_status_page() -> dict:
+    import asyncio
+
+    from bench_status import bench_status_page as run
+
+    return asyncio.run(run())
+
+
 def bench_validator_memory() -> dict:
     from bench_memory import bench_validator_memory as run
 
@@ -251,6 +261,7 @@ BENCHMARKS = {
     "scrape": bench_scrape,
     "api": bench_api,
     "s3_eval": bench_s3_eval,
+    "status_page": bench_status_page,
     # Minutes long (64 miner processes): run it on its own, --only validator_memory.
     "validator_memory": bench_validator_memory,
 }

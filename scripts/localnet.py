@@ -12,7 +12,9 @@ runs the validators for ``--cycles`` epochs of ``--cycle-seconds``, then
 prints a table per miner and writes the JSON report and a PNG chart. Groups
 default to a quarter of the miners (5 to 10), so each batch leaves fresh
 miners for the tie-break lookups (``tiebreak`` in each validator's report).
-``--serve`` keeps everything running afterwards until Ctrl-C. Ctrl-C or
+Each validator's status page (``--status.port``) is printed at start;
+``--serve`` keeps everything running afterwards until Ctrl-C, the status
+pages at the same addresses. Ctrl-C or
 SIGTERM at any point stops every child process.
 
 ``--adversary NAME=FRACTION`` takes the simulator's names and plugins
@@ -23,6 +25,7 @@ copy, so ``copycat`` behaves as offline here.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import math
 import os
@@ -39,8 +42,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))  # localnet_report, also when loaded by path
 
 from localnet_report import collect_report, plot, print_table  # noqa: E402
+from localnet_status import address as status_address  # noqa: E402
+from localnet_status import free_port, serve_pages  # noqa: E402
 
 from common.chain import NeuronInfo, create_chain_file, read_chain_file  # noqa: E402
+from common.epochs import EpochClock  # noqa: E402
 from config.consensus import AssignmentConfig  # noqa: E402
 from sim.adversaries import load_behaviour  # noqa: E402
 from sim.adversaries import parse_adversary as parse_adversary_spec  # noqa: E402
@@ -199,6 +205,7 @@ class Subnet:
                     "coldkey": coldkey,
                     "wallet": f"validator-{i}",
                     "wallet_hotkey": "default",
+                    "status_port": free_port(),
                 }
             )
             neurons.append(NeuronInfo(i, hotkey, coldkey, VALIDATOR_STAKE, True, None))
@@ -439,6 +446,8 @@ class Subnet:
                 str(self.args.miners_per_group),
                 "--metagraph.refresh",
                 "2",
+                "--status.port",
+                str(validator["status_port"]),
             ]
             started.append(self._spawn("neurons.validator", argv, f"validator-{validator['uid']}"))
         return started
@@ -498,6 +507,10 @@ def main(argv: list[str] | None = None) -> int:
             + ("" if args.no_data_api else f" (~{uploads_per_epoch(args)} uploads per epoch)")
         )
         validators = subnet.start_validators()
+        for v in subnet.validators:
+            print(
+                f"validator {v['uid']} status page: {status_address(v['status_port'])}", flush=True
+            )
         budget = args.cycle_seconds * (args.cycles + 2) + STARTUP_TIMEOUT_S
         for process in validators:
             process.wait(timeout=budget)
@@ -515,9 +528,9 @@ def main(argv: list[str] | None = None) -> int:
         plot(report, args.plot)
         print(f"report: {args.json}  chart: {args.plot}  logs: {subnet.workdir}/logs")
         if args.serve:
-            print(f"serving; see {subnet.workdir}/localnet.json. Ctrl-C to stop.")
-            while True:
-                time.sleep(3600)
+            print(f"serving; see {subnet.workdir}/localnet.json. Ctrl-C to stop.", flush=True)
+            clock = EpochClock(args.cycle_seconds, args.collect_fraction)
+            asyncio.run(serve_pages(subnet.validators, subnet.workdir, clock))
         return 0
     except KeyboardInterrupt:
         print("localnet: interrupted; stopping everything", file=sys.stderr)

@@ -18,7 +18,7 @@ from common.chain import read_chain_file
 def collect_report(subnet: Any) -> dict:
     """The report of a ``localnet.Subnet`` whose validators have run."""
     validators, plan_hashes = [], {}
-    last_reports = []
+    last_reports, all_reports = [], []
     for validator in subnet.validators:
         folder = (
             subnet.workdir
@@ -52,6 +52,7 @@ def collect_report(subnet: Any) -> dict:
         )
         if reports:
             last_reports.append(reports[-1])
+        all_reports += reports
     common_epochs = (
         set.intersection(*(set(h) for h in plan_hashes.values())) if plan_hashes else set()
     )
@@ -85,11 +86,24 @@ def collect_report(subnet: Any) -> dict:
         )
     return {
         "miners": rows,
+        "weights_by_epoch": _weights_by_epoch(all_reports),
         "validators": validators,
         "validators_agree": agree,
         "common_epochs": sorted(common_epochs),
         "cycles": subnet.args.cycles,
         "weight_share_by_behaviour": _share_by(rows),
+    }
+
+
+def _weights_by_epoch(reports: list[dict]) -> dict[str, dict[str, float]]:
+    """epoch -> miner uid -> weight, the mean over the validators that scored the epoch."""
+    seen: dict[int, dict[int, list[float]]] = {}
+    for report in reports:
+        for m in report["miners"]:
+            seen.setdefault(report["epoch"], {}).setdefault(m["uid"], []).append(m["weight"])
+    return {
+        str(epoch): {str(uid): round(sum(w) / len(w), 6) for uid, w in sorted(by_uid.items())}
+        for epoch, by_uid in sorted(seen.items())
     }
 
 
@@ -129,27 +143,84 @@ def print_table(report: dict) -> None:
     )
 
 
+# Behaviours in a fixed order and colour: honest first, then the simulator's gaming ones.
+BEHAVIOUR_COLOURS = {"honest": "tab:green"}
+OTHER_COLOURS = ("tab:red", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive")
+
+
+def behaviour_colours(rows: list[dict]) -> dict[str, str]:
+    kinds = sorted({r["behaviour"] for r in rows}, key=lambda k: (k != "honest", k))
+    others = iter(OTHER_COLOURS * 4)
+    return {k: BEHAVIOUR_COLOURS.get(k) or next(others) for k in kinds}
+
+
 def plot(report: dict, path: Path) -> None:
+    """Weight per miner over the cycles (left) and quality beside weight per miner (right).
+
+    Lines and bars are coloured by behaviour with a legend; a miner held at
+    zero weight is drawn on a visible baseline (the axis starts below zero).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     rows = report["miners"]
-    colours = {"honest": "tab:green"}
-    fig, ax = plt.subplots(figsize=(max(6, len(rows) * 0.5), 4))
-    ax.bar(
-        [str(r["uid"]) for r in rows],
-        [r["weight"] for r in rows],
-        color=[colours.get(r["behaviour"], "tab:red") for r in rows],
+    colours = behaviour_colours(rows)
+    by_epoch = report.get("weights_by_epoch", {})
+    epochs = sorted(by_epoch, key=int)
+    top = max(
+        [r["weight"] for r in rows] + [w for e in by_epoch.values() for w in e.values()] + [1e-6]
     )
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(max(11, 6 + len(rows) * 0.35), 4.8), gridspec_kw={"width_ratios": [1, 1.4]}
+    )
+    # Each behaviour's points are shifted a little sideways, so that miners of
+    # different behaviours held at the same weight (zero) do not hide each other.
+    kinds = list(colours)
+    for r in rows:
+        series = [by_epoch[e].get(str(r["uid"]), 0.0) for e in epochs]
+        k = kinds.index(r["behaviour"])
+        dodge = (k - (len(kinds) - 1) / 2) * 0.1
+        honest = r["behaviour"] == "honest"
+        left.plot(
+            [n + dodge for n in range(len(epochs))], series, marker="o" if honest else "s",
+            markersize=4 if honest else 6, linewidth=1.2, color=colours[r["behaviour"]],
+            alpha=0.8 if honest else 1.0, zorder=2 if honest else 3,
+        )  # fmt: skip
+    left.set_xticks(range(len(epochs)), epochs)
+    left.set_ylim(-0.06 * top, top * 1.15)
+    left.axhline(0, color="#999", linewidth=0.8, zorder=1)
+    left.set_xlabel("epoch")
+    left.set_ylabel("weight (mean over validators)")
+    left.set_title("Weight per miner over the cycles")
+    left.legend(
+        handles=[Line2D([], [], color=c, marker="o", label=k) for k, c in colours.items()],
+        title="behaviour",
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.16),
+        ncol=min(4, len(colours)),
+        fontsize=8,
+    )
+    x = list(range(len(rows)))
+    quality = [r["quality"] or 0.0 for r in rows]
+    edge = [colours[r["behaviour"]] for r in rows]
+    right.bar([i - 0.2 for i in x], quality, width=0.4, color="white", edgecolor=edge, hatch="//")
+    right.set_ylim(0, 1.1)
+    right.set_ylabel("quality (hatched)")
+    twin = right.twinx()
+    twin.bar([i + 0.2 for i in x], [r["weight"] for r in rows], width=0.4, color=edge)
     for i, r in enumerate(rows):
-        ax.text(
-            i, r["weight"], r["behaviour"][:4], ha="center", va="bottom", fontsize=7, rotation=90
-        )
-    ax.set_xlabel("miner uid")
-    ax.set_ylabel("weight (mean over validators)")
-    ax.set_title("Local subnet: weights per miner (green honest, red adversarial)")
+        if r["weight"] <= 0:
+            twin.text(i + 0.2, 0, "0", ha="center", va="bottom", fontsize=7, color=edge[i])
+    twin.set_ylim(0, top * 1.15)
+    twin.set_ylabel("weight (filled)")
+    right.set_xticks(x, [f"{r['uid']} {r['behaviour'][:10]}" for r in rows], fontsize=7)
+    right.tick_params(axis="x", labelrotation=90)
+    right.set_xlabel("miner uid and behaviour")
+    right.set_title("Quality beside weight, per miner")
+    fig.suptitle(f"Local subnet: {len(rows)} miners, {len(epochs)} epochs scored")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)

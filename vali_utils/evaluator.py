@@ -295,6 +295,7 @@ class EnhancedMinerEvaluator:
         self.metrics.confidence.set(sum(confidences) / len(confidences) if confidences else 0.0)
         for flag in result.flags:
             self.metrics.flags.labels(flag.kind.value).inc()
+        self.metrics.observe_checks(outcome.spot_checks, outcome.timings)
         self.metrics.disputes.inc(result.tiebreak.get("disputes", 0))
         self.metrics.resolved.inc(result.tiebreak.get("resolved", 0))
 
@@ -328,10 +329,12 @@ def cycle_report(
                 "answered_zipcodes": r.answered_zipcodes,
                 "quality": None if r.quality is None else round(r.quality, 4),
                 "precision": None if r.precision is None else round(r.precision, 4),
+                "recall": None if r.recall is None else round(r.recall, 4),
                 "credibility": round(score.credibility, 4) if score else None,
                 "score": round(score.score, 6) if score else 0.0,
                 "weight": round(weights.get(r.uid, 0.0), 6),
                 "flags": sorted({f.kind.value for f in r.flags}),
+                "zipcodes": dict(sorted(r.zipcodes.items())),  # the status page's outcomes
             }
         )
     return {

@@ -11,6 +11,7 @@ validators in one interpreter never share counters.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
@@ -81,6 +82,18 @@ class ValidatorMetrics:
             ["reason", "phase"],
             registry=r,
         )
+        self.spot_check_verdicts = Counter(
+            "validator_spot_check_verdicts",
+            "spot checks of a consensus cycle, by verdict",
+            ["verdict"],
+            registry=r,
+        )
+        self.cycle_step_seconds = Gauge(
+            "validator_cycle_step_seconds",
+            "seconds the last cycle spent in each step (dispatch, collect, verify, consensus)",
+            ["step"],
+            registry=r,
+        )
         self.phase("idle")
         self.set_mode("consensus")
 
@@ -96,3 +109,12 @@ class ValidatorMetrics:
     def set_mode(self, name: str) -> None:
         for mode in MODES:
             self.mode.labels(mode).set(1.0 if mode == name else 0.0)
+
+    def observe_checks(
+        self, spot_checks: Iterable[tuple[object, object]], timings: Mapping[str, float]
+    ) -> None:
+        """A cycle's spot-check verdicts and step durations (``CycleOutcome``'s)."""
+        for _, verdict in spot_checks:
+            self.spot_check_verdicts.labels(str(verdict)).inc()
+        for step, seconds in timings.items():
+            self.cycle_step_seconds.labels(step.removesuffix("_s")).set(seconds)

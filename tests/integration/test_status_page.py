@@ -1,0 +1,121 @@
+"""The status page in headless Chromium, over loopback, on a store the real cycle code filled.
+
+Screenshots go to the test's own folder (``tmp_path``): status.png,
+status-filtered.png, miner-<uid>.png, hostile.png.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import pytest
+
+from common.epochs import EpochClock
+from sim.validator_history import fill_store
+from tests.integration.browser import browser_or_skip, chromium
+from tests.integration.status_checks import check_flagged_miner, check_overview, fetch_json
+from vali_utils.status_server import serve_status
+from vali_utils.status_view import StatusReader
+
+pytestmark = pytest.mark.integration
+
+CLOCK = EpochClock(100.0, 0.6)
+FABRICATOR, OFFLINE, HOSTILE_UID = 3, 5, 7
+# What a miner could put in the error text of its answer: a script, an element
+# with an event handler, and a tag that would close the table cell.
+HOSTILE = (
+    '</td><script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
+    "<b id=injected>bold</b>"
+)
+
+
+async def served(tmp_path):
+    state_dir = tmp_path / "validator"
+    history = await fill_store(
+        state_dir,
+        miners=24,
+        cycles=4,
+        fabricators=(FABRICATOR,),
+        offline=(OFFLINE,),
+        hostile_error=HOSTILE,
+        hostile_uid=HOSTILE_UID,
+    )
+    now = CLOCK.end(history.epochs[-1]) - 1  # the status of a validator in its last epoch
+    server = await serve_status(StatusReader(state_dir, CLOCK), "127.0.0.1", 0, clock=lambda: now)
+    return server, f"http://127.0.0.1:{server.port}/"
+
+
+def test_status_and_miner_pages_in_chromium(tmp_path):
+    browser_or_skip()
+
+    async def main():
+        server, base = await served(tmp_path)
+        try:
+            async with chromium() as browser:
+                twin = await check_overview(browser, base, tmp_path)
+                assert twin["phase"] == "S3 evaluation" and len(twin["cycles"]) == 4
+                miner = await check_flagged_miner(browser, base, FABRICATOR, tmp_path)
+                assert {f["kind"] for f in miner["flags"]} >= {"fabrication"}
+        finally:
+            await server.close()
+
+    asyncio.run(main())
+    for name in ("status.png", "status-filtered.png", f"miner-{FABRICATOR}.png"):
+        assert (tmp_path / name).stat().st_size > 5000
+
+
+def test_hostile_answer_is_shown_as_text(tmp_path):
+    browser_or_skip()
+
+    async def main():
+        server, base = await served(tmp_path)
+        try:
+            async with chromium() as browser:
+                page = await browser.new_page()
+                dialogs: list[str] = []
+                page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+                await page.goto(f"{base}miner/{HOSTILE_UID}")
+                errors = await page.eval_on_selector_all(
+                    "#answers tbody tr td:last-child", "cells => cells.map(c => c.textContent)"
+                )
+                assert HOSTILE in errors
+                assert await page.evaluate("window.pwned") is None
+                assert await page.locator("#injected").count() == 0
+                assert await page.locator("img").count() == 0
+                assert not dialogs
+                await page.screenshot(path=str(tmp_path / "hostile.png"), full_page=True)
+                twin = await fetch_json(f"{base}api/miners/{HOSTILE_UID}")
+                assert twin["answers"][0]["error"] == HOSTILE  # JSON carries it as data
+        finally:
+            await server.close()
+
+    asyncio.run(main())
+
+
+def test_pages_are_read_only_bounded_and_leak_no_path(tmp_path):
+    async def main():
+        server, base = await served(tmp_path)
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.post(base) as answer:
+                    assert answer.status == 405
+                async with session.get(f"{base}miner/abc") as answer:
+                    assert answer.status == 404
+                async with session.get(f"{base}api/miners/999") as answer:
+                    assert answer.status == 404 and "error" in await answer.json()
+                async with session.get(f"{base}?page=-5&q={'z' * 5000}") as answer:
+                    assert answer.status == 200
+                    assert "script-src 'sha256-" in answer.headers["Content-Security-Policy"]
+                started = time.perf_counter()
+                for url in (base, f"{base}api/status", f"{base}miner/{FABRICATOR}"):
+                    async with session.get(url) as answer:
+                        body = await answer.text()
+                        assert answer.status == 200
+                        assert str(tmp_path) not in body and "validator.sqlite" not in body
+                assert time.perf_counter() - started < 5  # not a benchmark: scripts/bench.py
+        finally:
+            await server.close()
+
+    asyncio.run(main())
