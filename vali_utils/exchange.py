@@ -34,6 +34,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from dataclasses import dataclass
 
 from bittensor import sp_core
 
@@ -82,20 +83,13 @@ def _drop(assignment: Assignment, error: str, dropped: Counter, kind: str, reaso
     )
 
 
+@dataclass(eq=False)
 class MinerExchange:
-    def __init__(
-        self,
-        client: SignedClient,
-        concurrency: int = 64,
-        poll_s: float = 5.0,
-        request_timeout_s: float = 5.0,
-        store: ValidatorStore | None = None,
-    ) -> None:
-        self.client = client
-        self.concurrency = concurrency
-        self.poll_s = poll_s
-        self.request_timeout_s = request_timeout_s
-        self.store = store
+    client: SignedClient
+    concurrency: int = 64
+    poll_s: float = 5.0
+    request_timeout_s: float = 5.0
+    store: ValidatorStore | None = None
 
     async def restore(self, epoch: int, assignments: list[Assignment]) -> None:
         if self.store is None:

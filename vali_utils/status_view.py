@@ -314,14 +314,7 @@ def _miner_rows(report: dict, miners: list[dict]) -> list[dict]:
                 "uid": m["uid"],
                 "hotkey": clip(m["hotkey"]),
                 "coldkey": clip(coldkey[:COLDKEY_SHOWN]),
-                "answered": m.get("answered_zipcodes", 0),
-                "assigned": m.get("assigned_zipcodes", 0),
-                "quality": m.get("quality"),
-                "recall": m.get("recall"),
-                "credibility": m.get("credibility"),
-                "score": m.get("score"),
-                "weight": m.get("weight"),
-                "flags": [clip(f, 40) for f in m.get("flags", [])],
+                **_figures(m),
             }
         )
     return sorted(rows, key=lambda r: r["uid"])
@@ -354,8 +347,12 @@ def _page_of(rows: list[dict], page: int, query: str) -> dict:
 
 
 def _miner_cycle(epoch: int, m: dict) -> dict:
+    return {"epoch": epoch, **_figures(m)}
+
+
+def _figures(m: dict) -> dict:
+    """A miner's figures of one cycle report, as the table and the miner page show them."""
     return {
-        "epoch": epoch,
         "answered": m.get("answered_zipcodes", 0),
         "assigned": m.get("assigned_zipcodes", 0),
         "quality": m.get("quality"),

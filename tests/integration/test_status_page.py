@@ -47,51 +47,52 @@ async def served(tmp_path):
     return server, f"http://127.0.0.1:{server.port}/"
 
 
-def test_status_and_miner_pages_in_chromium(tmp_path):
+def in_chromium(tmp_path, check) -> None:
+    """``await check(browser, base_url)`` on the served status page in headless Chromium."""
     browser_or_skip()
 
     async def main():
         server, base = await served(tmp_path)
         try:
             async with chromium() as browser:
-                twin = await check_overview(browser, base, tmp_path)
-                assert twin["phase"] == "S3 evaluation" and len(twin["cycles"]) == 4
-                miner = await check_flagged_miner(browser, base, FABRICATOR, tmp_path)
-                assert {f["kind"] for f in miner["flags"]} >= {"fabrication"}
+                await check(browser, base)
         finally:
             await server.close()
 
     asyncio.run(main())
+
+
+def test_status_and_miner_pages_in_chromium(tmp_path):
+    async def check(browser, base):
+        twin = await check_overview(browser, base, tmp_path)
+        assert twin["phase"] == "S3 evaluation" and len(twin["cycles"]) == 4
+        miner = await check_flagged_miner(browser, base, FABRICATOR, tmp_path)
+        assert {f["kind"] for f in miner["flags"]} >= {"fabrication"}
+
+    in_chromium(tmp_path, check)
     for name in ("status.png", "status-filtered.png", f"miner-{FABRICATOR}.png"):
         assert (tmp_path / name).stat().st_size > 5000
 
 
 def test_hostile_answer_is_shown_as_text(tmp_path):
-    browser_or_skip()
+    async def check(browser, base):
+        page = await browser.new_page()
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        await page.goto(f"{base}miner/{HOSTILE_UID}")
+        errors = await page.eval_on_selector_all(
+            "#answers tbody tr td:last-child", "cells => cells.map(c => c.textContent)"
+        )
+        assert HOSTILE in errors
+        assert await page.evaluate("window.pwned") is None
+        assert await page.locator("#injected").count() == 0
+        assert await page.locator("img").count() == 0
+        assert not dialogs
+        await page.screenshot(path=str(tmp_path / "hostile.png"), full_page=True)
+        twin = await fetch_json(f"{base}api/miners/{HOSTILE_UID}")
+        assert twin["answers"][0]["error"] == HOSTILE  # JSON carries it as data
 
-    async def main():
-        server, base = await served(tmp_path)
-        try:
-            async with chromium() as browser:
-                page = await browser.new_page()
-                dialogs: list[str] = []
-                page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-                await page.goto(f"{base}miner/{HOSTILE_UID}")
-                errors = await page.eval_on_selector_all(
-                    "#answers tbody tr td:last-child", "cells => cells.map(c => c.textContent)"
-                )
-                assert HOSTILE in errors
-                assert await page.evaluate("window.pwned") is None
-                assert await page.locator("#injected").count() == 0
-                assert await page.locator("img").count() == 0
-                assert not dialogs
-                await page.screenshot(path=str(tmp_path / "hostile.png"), full_page=True)
-                twin = await fetch_json(f"{base}api/miners/{HOSTILE_UID}")
-                assert twin["answers"][0]["error"] == HOSTILE  # JSON carries it as data
-        finally:
-            await server.close()
-
-    asyncio.run(main())
+    in_chromium(tmp_path, check)
 
 
 def test_pages_are_read_only_bounded_and_leak_no_path(tmp_path):
