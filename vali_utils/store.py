@@ -119,6 +119,7 @@ MIGRATIONS: tuple[str, ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 KEEP_EPOCHS = 12  # cycles whose assignments and verdicts are kept (two days at 4 h)
+REPORT_EPOCHS = 42  # cycles whose reports are kept in the store (a week at 4 h)
 
 
 @dataclass(slots=True)
@@ -383,9 +384,15 @@ class ValidatorStore:
                 "UPDATE cycles SET phase='scored', updated_at=?, report_json=? WHERE epoch=?",
                 (time.time(), json.dumps(report), epoch),
             )
-            # Old cycles' details are not needed to resume anything.
+            # Old cycles' details are not needed to resume anything; their reports
+            # (per-zipcode outcomes: ~0.6 MB a cycle at 1,000 zipcodes) go after
+            # REPORT_EPOCHS, the cycle's row (epoch, phase, plan hash) stays.
             db.execute("DELETE FROM assignments WHERE epoch < ?", (epoch - KEEP_EPOCHS,))
             db.execute("DELETE FROM verdicts WHERE epoch < ?", (epoch - KEEP_EPOCHS,))
+            db.execute(
+                "UPDATE cycles SET report_json=NULL WHERE epoch < ? AND report_json IS NOT NULL",
+                (epoch - REPORT_EPOCHS,),
+            )
 
         await self.run(lambda db: transaction(db, work))
 

@@ -12,7 +12,7 @@ import pytest
 
 from consensus.scoring import MinerScore, ScoringState
 from neurons.validator_status import read_status, render
-from vali_utils.store import ValidatorStore
+from vali_utils.store import REPORT_EPOCHS, ValidatorStore
 
 pytestmark = pytest.mark.unit
 
@@ -87,3 +87,24 @@ def test_status_command_line(tmp_path):
         timeout=60,
     )
     assert missing.returncode == 1 and "no validator state" in missing.stderr
+
+
+def test_reports_older_than_the_report_window_leave_the_store_and_their_cycles_stay(tmp_path):
+    async def main():
+        store = await ValidatorStore.open(tmp_path / "validator.sqlite")
+        last = 100 + REPORT_EPOCHS + 5
+        for epoch in range(100, last + 1):
+            await store.begin_cycle(epoch, [], {})
+            await store.commit_cycle(epoch, ScoringState(), {"epoch": epoch, "miners": []})
+        rows = await store.run(
+            lambda db: db.execute(
+                "SELECT epoch, report_json IS NOT NULL FROM cycles ORDER BY epoch"
+            ).fetchall()
+        )
+        await store.close()
+        return last, rows
+
+    last, rows = asyncio.run(main())
+    assert [epoch for epoch, _ in rows] == list(range(100, last + 1))  # every cycle's row
+    kept = [epoch for epoch, has_report in rows if has_report]
+    assert kept == list(range(last - REPORT_EPOCHS, last + 1))
