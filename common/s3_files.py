@@ -128,6 +128,7 @@ class DecodedRecord:
     record_hash: str  # recomputed from the fields, never the line's claim
     scraped_at: float | None  # unix seconds, as the miner claims
     fields: tuple  # consensus fields (CONSENSUS_FIELDS order), for spot checks
+    record: PropertyRecord | None = None  # the whole record, when the decoder keeps them
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,8 +169,10 @@ class ZipcodeFileDecoder:
         max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
         max_records: int = DEFAULT_MAX_RECORDS,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        keep_records: bool = False,
     ) -> None:
         self.zipcode = zipcode
+        self.keep_records = keep_records  # the dataset wants every field, checks only the hash
         self.max_compressed = max_compressed
         self.max_decompressed = max_decompressed
         self.max_records = max_records
@@ -276,7 +279,7 @@ class ZipcodeFileDecoder:
         # newlines must not cost millions of loop turns before a cap stops it.
         if len(self._records) + sum(self._bad.values()) >= self.max_records:
             raise _Rejected(RejectReason.TOO_MANY_RECORDS, f"over {self.max_records} lines")
-        outcome = _parse_line(raw, self.zipcode) if raw.strip() else "blank_line"
+        outcome = _parse_line(raw, self.zipcode, self.keep_records) if raw.strip() else "blank_line"
         if isinstance(outcome, str):
             self._bad[outcome] += 1
             return
@@ -286,7 +289,9 @@ class ZipcodeFileDecoder:
             self._nonces.add(nonce if nonce is not None else "")
 
 
-def _parse_line(raw: bytes, zipcode: str | None) -> tuple[DecodedRecord, str | None] | str:
+def _parse_line(
+    raw: bytes, zipcode: str | None, keep: bool = False
+) -> tuple[DecodedRecord, str | None] | str:
     """A record and its nonce from one line, or the reason the line gives none."""
     try:
         obj = json.loads(raw)
@@ -319,6 +324,7 @@ def _parse_line(raw: bytes, zipcode: str | None) -> tuple[DecodedRecord, str | N
             record_hash=computed,
             scraped_at=scraped.timestamp() if scraped is not None else None,
             fields=record.consensus_fields(),
+            record=record if keep else None,
         ),
         nonce,
     )
@@ -332,6 +338,7 @@ def decode_zipcode_file(
     max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
     max_records: int = DEFAULT_MAX_RECORDS,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    keep_records: bool = False,
 ) -> DecodedFile | Rejection:
     """Decode a whole file from bytes or an iterable of chunks; never raises on content.
 
@@ -344,6 +351,7 @@ def decode_zipcode_file(
         max_decompressed=max_decompressed,
         max_records=max_records,
         max_line_bytes=max_line_bytes,
+        keep_records=keep_records,
     )
     chunks = (
         (data[i : i + _INFLATE_STEP] for i in range(0, len(data), _INFLATE_STEP))
