@@ -33,7 +33,7 @@ from enum import StrEnum
 
 from pydantic import ValidationError
 
-from common.records import PropertyRecord
+from common.records import PropertyRecord, hash_consensus_fields
 from common.zipcodes import ZIPCODE
 from config.limits import MAX_DECOMPRESSED_BYTES, MAX_FILE_BYTES, MAX_RECORDS_PER_ZIPCODE
 
@@ -309,7 +309,8 @@ def _parse_line(
         return "invalid_record"
     if zipcode is not None and record.zipcode != zipcode:
         return "wrong_zipcode"
-    computed = record.record_hash
+    fields = record.consensus_fields()
+    computed = hash_consensus_fields(fields)  # record.record_hash, without the fields twice
     if claimed is None:
         return "missing_record_hash"
     if claimed != computed:
@@ -323,7 +324,7 @@ def _parse_line(
             zipcode=record.zipcode,
             record_hash=computed,
             scraped_at=scraped.timestamp() if scraped is not None else None,
-            fields=record.consensus_fields(),
+            fields=fields,
             record=record if keep else None,
         ),
         nonce,

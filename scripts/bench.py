@@ -19,6 +19,8 @@ Reports:
 - ``scrape_records_per_s``: see ``scripts/bench_scrape.py``.
 - ``api_rps``, ``api_p99_ms``: see ``scripts/bench_api.py``.
 - ``s3_eval_files_per_s``: see ``scripts/bench_s3.py``.
+- ``dataset_export_s``, ``dataset_export_extra_mb``, ``dataset_query_files_read``:
+  see ``scripts/bench_dataset.py``.
 - ``validator_rss_growth``, ``validator_rss_idle_growth`` (only with
   ``--only validator_memory``): see
   ``scripts/bench_memory.py``.
@@ -237,6 +239,12 @@ def bench_s3_eval() -> dict:
     return run()
 
 
+def bench_dataset() -> dict:
+    from bench_dataset import bench_dataset as run
+
+    return run()
+
+
 def bench_validator_memory() -> dict:
     from bench_memory import bench_validator_memory as run
 
@@ -251,6 +259,7 @@ BENCHMARKS = {
     "scrape": bench_scrape,
     "api": bench_api,
     "s3_eval": bench_s3_eval,
+    "dataset": bench_dataset,
     # Minutes long (64 miner processes): run it on its own, --only validator_memory.
     "validator_memory": bench_validator_memory,
 }

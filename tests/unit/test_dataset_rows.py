@@ -31,11 +31,12 @@ def record(zpid: int, price: int, status: str = "FOR_SALE", **extra) -> Property
     )
 
 
-def found(*records: PropertyRecord) -> list[tuple[ConfirmedRecord, PropertyRecord]]:
+def found(*records: PropertyRecord) -> list[tuple[ConfirmedRecord, PropertyRecord, str]]:
     return [
         (
             ConfirmedRecord(r.zipcode, int(r.zpid), hash_to_int(r.record_hash), 0.9, 4, 3, False),
             r,
+            r.record_hash,
         )
         for r in records
     ]

@@ -57,7 +57,11 @@ def arrow_schema(table: str) -> Any:
 def table_bytes(table: str, rows: Sequence[dict]) -> bytes:
     """One Parquet file of ``table``'s rows (in the order given)."""
     pa, pq = _pyarrow()
-    arrow = pa.Table.from_pylist(list(rows), schema=arrow_schema(table))
+    schema = arrow_schema(table)
+    # Column by column: several times faster than from_pylist on 50,000 rows.
+    arrow = pa.Table.from_arrays(
+        [pa.array([row[f.name] for row in rows], f.type) for f in schema], schema=schema
+    )
     sink = io.BytesIO()
     pq.write_table(
         arrow,

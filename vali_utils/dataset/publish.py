@@ -151,7 +151,7 @@ class DatasetExporter:
 
     async def full_records(
         self, job: ExportJob
-    ) -> tuple[list[tuple[ConfirmedRecord, PropertyRecord]], Counter]:
+    ) -> tuple[list[tuple[ConfirmedRecord, PropertyRecord, str]], Counter]:
         """Each confirmed record with its fields from a reporter's file; what was not found."""
         by_zipcode: dict[str, list[ConfirmedRecord]] = {}
         for record in job.confirmed.records:
@@ -168,7 +168,7 @@ class DatasetExporter:
 
     async def _zipcode_records(
         self, job: ExportJob, zipcode: str, wanted: list[ConfirmedRecord], skipped: Counter
-    ) -> list[tuple[ConfirmedRecord, PropertyRecord]]:
+    ) -> list[tuple[ConfirmedRecord, PropertyRecord, str]]:
         missing = {(r.zpid, r.record_hash): r for r in wanted}
         out = []
         for hotkey in job.confirmed.sources.get(zipcode, ())[: self.files_per_zipcode]:
@@ -179,7 +179,7 @@ class DatasetExporter:
                 for line in decoded.records:
                     confirmed = missing.pop((line.zpid, hash_to_int(line.record_hash)), None)
                     if confirmed is not None and line.record is not None:
-                        out.append((confirmed, line.record))
+                        out.append((confirmed, line.record, line.record_hash))
             if not missing:
                 break
         skipped["record_not_in_files"] += len(missing)
@@ -193,15 +193,20 @@ class DatasetExporter:
         except (StorageUnavailable, ObjectMissing, ObjectTooLarge, FolderPadded) as exc:
             logger.info("dataset: %s unreadable (%s); trying the next reporter", key, exc)
             return None
-        decoded = decode_zipcode_file(
-            fetched.body, zipcode=zipcode, max_compressed=self.max_file_bytes, keep_records=True
+        # Validating ~50 records is milliseconds of CPU: off the event loop.
+        decoded = await asyncio.to_thread(
+            decode_zipcode_file,
+            fetched.body,
+            zipcode=zipcode,
+            max_compressed=self.max_file_bytes,
+            keep_records=True,
         )
         return decoded if isinstance(decoded, DecodedFile) else None
 
     def write_epoch(
         self,
         job: ExportJob,
-        found: list[tuple[ConfirmedRecord, PropertyRecord]],
+        found: list[tuple[ConfirmedRecord, PropertyRecord, str]],
         skipped: Counter,
     ) -> dict:
         """Build the tables, write every part file, then the manifest. Blocking."""
@@ -226,7 +231,7 @@ class DatasetExporter:
             "plan_hash": job.plan_hash,
             "validator_hotkey": self.hotkey,
             "records": tables.records,
-            "zipcodes": sorted({r.zipcode for r, _ in found}),
+            "zipcodes": sorted({r.zipcode for r, _, _ in found}),
             "states": {s: len(rows) for s, rows in tables.listings.items()},
             "history_rows": len(tables.history),
             "previous_epoch": previous_epoch,

@@ -4,7 +4,7 @@
     tables.listings["TX"], tables.history, tables.state    # lists of row dicts
 
 ``found`` pairs each confirmed record (``consensus/provenance.py``) with the
-full record read from a reporter's file; ``previous`` is the last published
+full record read from a reporter's file (and its record hash); ``previous`` is the last published
 ``listing_state`` (zpid -> ``ListingState``), so the history is built
 incrementally: a zpid's row goes into ``listing_history`` when it is new or
 its price or status differs from its last confirmed values. Rows come out
@@ -67,16 +67,21 @@ def partition_state(zipcode: str, states: Mapping[str, str], record: PropertyRec
 
 
 def listing_row(
-    confirmed: ConfirmedRecord, record: PropertyRecord, first_seen: int, epoch: int
+    confirmed: ConfirmedRecord,
+    record: PropertyRecord,
+    record_hash: str,
+    first_seen: int,
+    epoch: int,
 ) -> dict:
-    """A ``listings`` row: the record's fields, then its provenance."""
+    """A ``listings`` row: the record's fields (``record_hash`` is its hash, computed once by
+    the file decoder), then its provenance."""
     scraped = record.scraped_at
     if scraped is not None and scraped.tzinfo is None:
         scraped = scraped.replace(tzinfo=UTC)
     return {
         "zpid": confirmed.zpid,
         "zipcode": confirmed.zipcode,
-        "record_hash": record.record_hash,
+        "record_hash": record_hash,
         "address": record.address,
         "city": record.city,
         "price": record.price,
@@ -120,7 +125,7 @@ def _change(before: ListingState | None, price: int, status: str) -> str | None:
 
 def build_epoch(
     epoch: int,
-    found: Sequence[tuple[ConfirmedRecord, PropertyRecord]],
+    found: Sequence[tuple[ConfirmedRecord, PropertyRecord, str]],
     states: Mapping[str, str],
     previous: Mapping[int, ListingState],
 ) -> EpochTables:
@@ -133,7 +138,7 @@ def build_epoch(
     history: list[dict] = []
     current: dict[int, ListingState] = dict(previous)
     seen: set[int] = set()
-    for confirmed, record in sorted(found, key=lambda pair: (pair[0].zipcode, pair[0].zpid)):
+    for confirmed, record, record_hash in sorted(found, key=lambda f: (f[0].zipcode, f[0].zpid)):
         if confirmed.zpid in seen:
             continue
         seen.add(confirmed.zpid)
@@ -141,7 +146,9 @@ def build_epoch(
         before = previous.get(confirmed.zpid)
         status = record.listing_status.value
         first_seen = before.first_seen_epoch if before is not None else epoch
-        listings.setdefault(state, []).append(listing_row(confirmed, record, first_seen, epoch))
+        listings.setdefault(state, []).append(
+            listing_row(confirmed, record, record_hash, first_seen, epoch)
+        )
         change = _change(before, record.price, status)
         if change is not None:
             history.append(
