@@ -12,7 +12,7 @@ from config.settings import load_settings
 from consensus.provenance import ConfirmedRecord, ConfirmedSet
 from tests.unit import test_evaluator_schedule as schedule
 from vali_utils.dataset.cycle_export import CycleExport, dataset_export
-from vali_utils.dataset.publish import DatasetExporter, ExportJob
+from vali_utils.dataset.publish import DatasetExporter, ExportJob, published_epochs
 from vali_utils.dataset.storage import LocalStorage
 
 pytestmark = pytest.mark.unit
@@ -26,9 +26,10 @@ class BrokenStorage(LocalStorage):
         raise PermissionError(f"AccessDenied: {key}")
 
 
-def job() -> ExportJob:
-    record = ConfirmedRecord("77494", 1, 5, 0.9, 3, 3, False)
-    return ExportJob(7, "plan", ConfirmedSet((record,), {}), {})
+def job(records: int = 0) -> ExportJob:
+    """An epoch with ``records`` confirmed records (an empty epoch is published too)."""
+    confirmed = tuple(ConfirmedRecord("77494", i, 5, 0.9, 3, 3, False) for i in range(records))
+    return ExportJob(7, "plan", ConfirmedSet(confirmed, {}), {})
 
 
 def test_off_by_default_and_on_only_with_a_place_to_go(tmp_path):
@@ -51,6 +52,15 @@ def test_a_failed_export_is_logged_and_reported(tmp_path, caplog):
         summary = asyncio.run(exporter.publish(job()))
     assert summary["status"] == "failed" and "AccessDenied" in summary["error"]
     assert "dataset export failed" in caplog.text and "Traceback" in caplog.text
+
+
+def test_an_epoch_whose_files_cannot_be_read_is_not_published(tmp_path):
+    pytest.importorskip("pyarrow", reason="the dataset extra (pyarrow) is not installed")
+    storage = LocalStorage(tmp_path)
+    exporter = DatasetExporter(storage, None, "5F", max_file_bytes=1024)  # reads nothing
+    summary = asyncio.run(exporter.publish(job(records=3)))
+    assert summary["status"] == "failed" and "ExportIncomplete" in summary["error"]
+    assert published_epochs(storage) == []
 
 
 def test_weights_are_set_before_the_export_and_whatever_it_does(tmp_path, monkeypatch):

@@ -25,7 +25,8 @@ Full records: for each zipcode the exporter reads the uploaded file of the
 reporter holding the most of its confirmed records (``ConfirmedSet.sources``),
 then the next, up to ``files_per_zipcode`` reporters, keeping only records
 whose fields hash to the confirmed value. Reads are bounded like every other
-read of a miner's file (``common/s3_files.py``).
+read of a miner's file (``common/s3_files.py``). An epoch of which more than
+half the confirmed records could not be read (an outage) is not published.
 """
 
 from __future__ import annotations
@@ -61,6 +62,13 @@ logger = logging.getLogger(__name__)
 MANIFESTS = f"{DATASET_VERSION}/manifests/"
 FILES_PER_ZIPCODE = 3  # reporters' files read per zipcode before its missing records are skipped
 FETCH_CONCURRENCY = 16
+# More of an epoch's confirmed records than this unreadable is an outage, not a few bad
+# files: the epoch is not published (it would be published for good, with holes).
+MAX_SKIPPED_SHARE = 0.5
+
+
+class ExportIncomplete(RuntimeError):
+    """Too few of the confirmed records could be read from miners' files to publish."""
 
 
 def manifest_key(epoch: int) -> str:
@@ -131,6 +139,12 @@ class DatasetExporter:
             logger.info("epoch %d: dataset already published; left as it is", job.epoch)
             return {"status": "exists", "epoch": job.epoch}
         found, skipped = await self.full_records(job)
+        confirmed = len(job.confirmed.records)
+        if confirmed and sum(skipped.values()) > MAX_SKIPPED_SHARE * confirmed:
+            raise ExportIncomplete(
+                f"{sum(skipped.values())} of {confirmed} confirmed records unreadable"
+                f" ({dict(skipped)}): S3 or the Data API failing; epoch {job.epoch} not published"
+            )
         manifest = await asyncio.to_thread(self.write_epoch, job, found, skipped)
         logger.info(
             "epoch %d: dataset published to %s: %d records in %d states, %d history rows",
