@@ -108,6 +108,23 @@ def test_two_epochs_read_by_duckdb_from_s3(s3, cycles):
     }
     assert counts == confirmed and all(n > 500 for n in counts.values())
     assert re.search(r"epochs \[1, 2\]: \d+ files", out.stderr)
+    # One state: only its listings files are fetched (history and state have no state).
+    state = cycles[1].job.states[ZIPCODES[0]]
+    out = cli(
+        storage,
+        s3,
+        "query",
+        "--state",
+        state,
+        "--format",
+        "json",
+        "--stats",
+        "SELECT count(*) AS n, count(DISTINCT state) AS states FROM listings",
+    )
+    keys = [f["key"] for e in (1, 2) for f in json.loads(storage.get(manifest_key(e)))["files"]]
+    wanted = [k for k in keys if "/listings/" not in k or f"state={state}/" in k]
+    assert f"{len(wanted)} files" in out.stderr and len(wanted) < len(keys) / 2
+    assert json.loads(out.stdout)[0]["states"] == 1
 
     with open_dataset(storage) as dataset:
         zpids = {z for (z,) in dataset.sql("SELECT zpid FROM listings").fetchall()}
