@@ -1,8 +1,8 @@
 """The local subnet's dataset: every validator exports (docs/dataset.md), the report says where.
 
 Each validator publishes to its own prefix of the S3 emulator's bucket
-(``s3://subnet-data/datasets/validator-{uid}``), or to a folder of the
-workdir when the subnet runs without the Data API and S3. After the run the
+(``s3://subnet-data/datasets/validator-{uid}``); without the Data API and S3
+(``--no-data-api``) there are no miners' files and no dataset. After the run the
 report copies each S3 dataset to ``<workdir>/dataset/validator-{uid}`` (the
 emulator stops with the subnet) and gives its epochs and record counts, so
 
@@ -21,17 +21,16 @@ DATASET_PREFIX = "datasets"
 
 def validator_dataset(subnet: Any, validator: dict) -> tuple[list[str], dict[str, str]]:
     """The validator's export flags and the environment they need (the emulator's address)."""
-    if subnet.s3_endpoint:
-        url = f"s3://{subnet.s3_bucket}/{DATASET_PREFIX}/validator-{validator['uid']}"
-        env = {
-            "S3_ENDPOINT_URL": subnet.s3_endpoint,
-            # boto3's own chain: S3_ACCESS_KEY_ID would make the validator read miners'
-            # files directly instead of through the Data API's presigned URLs.
-            "AWS_ACCESS_KEY_ID": subnet.s3_key,
-            "AWS_SECRET_ACCESS_KEY": subnet.s3_key,
-        }
-    else:
-        url, env = str(subnet.workdir / "dataset" / f"validator-{validator['uid']}"), {}
+    if not subnet.s3_endpoint:
+        return [], {}  # no S3, no miners' files: nothing to export the records' fields from
+    url = f"s3://{subnet.s3_bucket}/{DATASET_PREFIX}/validator-{validator['uid']}"
+    env = {
+        "S3_ENDPOINT_URL": subnet.s3_endpoint,
+        # boto3's own chain: S3_ACCESS_KEY_ID would make the validator read miners'
+        # files directly instead of through the Data API's presigned URLs.
+        "AWS_ACCESS_KEY_ID": subnet.s3_key,
+        "AWS_SECRET_ACCESS_KEY": subnet.s3_key,
+    }
     validator["dataset_url"] = url
     return ["--dataset.export", "--dataset.url", url], env
 

@@ -9,11 +9,14 @@ import pytest
 
 from config.setting import SettingsError
 from config.settings import load_settings
+from config.storage import S3Settings
 from consensus.provenance import ConfirmedRecord, ConfirmedSet
 from tests.unit import test_evaluator_schedule as schedule
+from vali_utils.assignments import S3Access
 from vali_utils.dataset.cycle_export import CycleExport, dataset_export
 from vali_utils.dataset.publish import DatasetExporter, ExportJob, published_epochs
 from vali_utils.dataset.storage import LocalStorage
+from vali_utils.s3_reader import DirectS3Reader
 
 pytestmark = pytest.mark.unit
 CHAIN = {"CHAIN_FILE": "/tmp/chain.json"}
@@ -42,7 +45,10 @@ def test_off_by_default_and_on_only_with_a_place_to_go(tmp_path):
         "validator", [], environ={**CHAIN, "DATASET_EXPORT": "1", "DATASET_URL": str(tmp_path)}
     )
     pytest.importorskip("pyarrow", reason="the dataset extra (pyarrow) is not installed")
-    assert isinstance(dataset_export(on, None, "5F"), CycleExport)
+    assert dataset_export(on, None, "5F") is None  # no way to read miners' files
+    access = S3Access(DirectS3Reader.from_settings(S3Settings(bucket="miners")), S3Settings())
+    assert isinstance(dataset_export(on, access, "5F"), CycleExport)
+    asyncio.run(access.reader.close())
 
 
 def test_a_failed_export_is_logged_and_reported(tmp_path, caplog):

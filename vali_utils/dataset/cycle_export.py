@@ -42,10 +42,17 @@ class CycleExport:
 def dataset_export(settings: Settings, access: S3Access | None, hotkey: str) -> CycleExport | None:
     """The validator's export after each cycle, or None when off (the default) or impossible.
 
-    Impossible means pyarrow is missing: logged as an error once, and the
-    validator runs on without a dataset.
+    Impossible means pyarrow is missing, or no way to read miners' files (the
+    records' fields are in them): logged as an error once, and the validator
+    runs on without a dataset.
     """
     if not settings.dataset_export or not settings.dataset_url:
+        return None
+    if access is None:
+        logger.error(
+            "dataset export is on but this validator cannot read miners' files (set"
+            " DATA_API_URL, or S3_BUCKET with credentials); continuing without it"
+        )
         return None
     try:
         arrow_schema("listings")
@@ -56,7 +63,7 @@ def dataset_export(settings: Settings, access: S3Access | None, hotkey: str) -> 
     logger.info("publishing each epoch's dataset to %s", storage.location)
     exporter = DatasetExporter(
         storage,
-        access.reader if access is not None else None,
+        access.reader,
         hotkey,
         max_file_bytes=settings.s3.max_file_bytes,
         # An export runs between cycles: it may take a quarter of an epoch, at most 10 min.

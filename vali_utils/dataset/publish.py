@@ -127,6 +127,9 @@ class DatasetExporter:
         started = time.monotonic()
         try:
             summary = await asyncio.wait_for(self.export(job), self.timeout_s)
+        except ExportIncomplete as exc:  # an outage: expected now and then, no traceback
+            logger.warning("epoch %d: dataset not exported: %s", job.epoch, exc)
+            summary = {"status": "failed", "error": f"ExportIncomplete: {exc}"[:300]}
         except Exception as exc:  # boundary: the dataset must never stop a validator
             logger.exception("epoch %d: dataset export failed", job.epoch)
             summary = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:300]}
