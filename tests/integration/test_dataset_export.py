@@ -243,3 +243,26 @@ def test_the_documented_example_queries(s3, cycles):
             len(c.job.confirmed.records) for c in cycles.values()
         )
         assert {row[1] for row in coverage} == {r[0].state for r in truth.values()}
+
+
+def test_a_refused_query_is_one_line_and_exit_2(tmp_path, cycles):
+    storage = open_storage(str(tmp_path))
+    export(storage, cycles[1])
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vali_utils.dataset",
+            "--dataset",
+            str(tmp_path),
+            "query",
+            "SELECT no_such_column FROM listings",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("dataset: ") and "no_such_column" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -62,9 +62,9 @@ def main(argv: list[str] | None = None) -> int:
             epochs=set(args.epoch) if args.epoch else None,
             states=set(args.state) if args.state else None,
         ) as dataset:
-            result = dataset.sql(args.sql)
-            if result is not None:
-                emit(result.columns, result.fetchall(), args.format)
+            columns, rows = dataset.rows(args.sql)
+            if columns:
+                emit(columns, rows, args.format)
             if args.stats:
                 print(
                     f"epochs {dataset.epochs}: {dataset.stats.files} files,"

@@ -29,6 +29,10 @@ from vali_utils.dataset.schema import TABLES
 from vali_utils.dataset.storage import DatasetStorage
 
 
+class QueryError(ValueError):
+    """DuckDB refused the query (syntax, unknown column, ...); the message says why."""
+
+
 @dataclass
 class ReadStats:
     files: int = 0  # part files handed to DuckDB (local) or fetched (S3)
@@ -73,13 +77,28 @@ def _state_of(key: str) -> str | None:
 class Dataset:
     """A DuckDB connection with the dataset's views; close it (or use ``with``)."""
 
-    def __init__(self, connection: Any, stats: ReadStats, epochs: list[int]) -> None:
+    def __init__(
+        self, connection: Any, stats: ReadStats, epochs: list[int], error: type = Exception
+    ) -> None:
         self.connection = connection
+        self.error = error  # duckdb.Error
         self.stats = stats
         self.epochs = epochs
 
     def sql(self, query: str) -> Any:
-        return self.connection.sql(query)
+        """The relation of ``query`` (None for a statement without rows); QueryError if refused."""
+        try:
+            return self.connection.sql(query)
+        except self.error as exc:
+            raise QueryError(str(exc)) from None
+
+    def rows(self, query: str) -> tuple[list[str], list[tuple]]:
+        """(column names, rows) of ``query``; ([], []) for a statement without rows."""
+        try:
+            relation = self.connection.sql(query)
+            return ([], []) if relation is None else (relation.columns, relation.fetchall())
+        except self.error as exc:
+            raise QueryError(str(exc)) from None
 
     def close(self) -> None:
         self.connection.close()
@@ -120,7 +139,7 @@ def open_dataset(
         else:
             connection.register(f"{table}_arrow", _fetched(storage, table, partitions, mine))
             connection.sql(f"CREATE VIEW {table} AS SELECT * FROM {table}_arrow")
-    return Dataset(connection, stats, sorted({f.epoch for f in files}))
+    return Dataset(connection, stats, sorted({f.epoch for f in files}), duckdb.Error)
 
 
 _HIVE_TYPES = {"epoch": "BIGINT", "state": "VARCHAR"}
