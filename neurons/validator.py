@@ -175,6 +175,7 @@ async def _validate(settings: Settings, stop: asyncio.Event, store: ValidatorSto
                 store=store,
                 honeypots=honeypots,
                 s3=s3,
+                provenance=settings.dataset_export,
             )
             evaluator = EnhancedMinerEvaluator(
                 chain,

@@ -124,6 +124,7 @@ class ConsensusCycle:
         store: ValidatorStore | None = None,
         honeypots: HoneypotSource | None = None,
         s3: S3Access | None = None,
+        provenance: bool = False,
     ) -> None:
         self.exchange = MinerExchange(client, concurrency, poll_s, request_timeout_s, store)
         self.engine = engine
@@ -133,6 +134,9 @@ class ConsensusCycle:
         self.store = store
         self.honeypots = honeypots
         self.s3 = s3
+        # The dataset's input (confirmed records with their evidence): ~0.3 s at a full
+        # cycle, so only for a validator that exports.
+        self.provenance = provenance
 
     def plan(
         self, block: EpochBlock, graph: MetagraphSnapshot
@@ -296,7 +300,9 @@ class ConsensusCycle:
             s3_verdicts=s3_verdicts,
             responders=responders,
             spot_check_failures=failures,
-            confirmed=confirmed_records(draft, verdicts, result.zipcodes),
+            confirmed=confirmed_records(draft, verdicts, result.zipcodes)
+            if self.provenance
+            else None,
             uploads=uploads,
         )
 

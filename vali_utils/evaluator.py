@@ -352,7 +352,7 @@ def cycle_report(
         "captured_groups": result.captured_groups,
         "spot_checks": len(outcome.spot_checks),
         # Records the dataset publishes (confident zipcodes, agreed values, no honeypots).
-        "confirmed_records": len(outcome.confirmed.records) if outcome.confirmed else 0,
+        "confirmed_records": len(outcome.confirmed.records) if outcome.confirmed else None,
         "spot_check_failures": dict(outcome.spot_check_failures),
         "spot_checks_mostly_failed": outcome.spot_checks_mostly_failed,
         "tiebreak": dict(result.tiebreak)
