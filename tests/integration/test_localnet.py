@@ -168,6 +168,17 @@ def check_dataset(report: dict, workdir: Path, stdout: str) -> None:
             Path(dataset["copy"]), "SELECT epoch, count(*) FROM listing_history GROUP BY 1"
         )
         assert {e for e, _ in history} <= {int(e) for e in epochs}
+    # Two validators, one epoch, the same files byte for byte (their manifests' sha256).
+    files = [
+        {
+            e: {f["key"]: f["sha256"] for f in json.loads(path.read_text())["files"]}
+            for e in v["dataset"]["epochs"]
+            if (path := Path(v["dataset"]["copy"]) / f"v1/manifests/epoch={e}.json").exists()
+        }
+        for v in report["validators"]
+    ]
+    common = set(files[0]) & set(files[1])
+    assert common and all(files[0][e] == files[1][e] for e in common)
 
 
 def test_sigterm_stops_every_child(tmp_path):
