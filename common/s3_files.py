@@ -33,7 +33,7 @@ from enum import StrEnum
 
 from pydantic import ValidationError
 
-from common.records import PropertyRecord
+from common.records import PropertyRecord, hash_consensus_fields
 from common.zipcodes import ZIPCODE
 from config.limits import MAX_DECOMPRESSED_BYTES, MAX_FILE_BYTES, MAX_RECORDS_PER_ZIPCODE
 
@@ -128,6 +128,7 @@ class DecodedRecord:
     record_hash: str  # recomputed from the fields, never the line's claim
     scraped_at: float | None  # unix seconds, as the miner claims
     fields: tuple  # consensus fields (CONSENSUS_FIELDS order), for spot checks
+    record: PropertyRecord | None = None  # the whole record, when the decoder keeps them
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,9 +174,16 @@ class ZipcodeFileDecoder:
     ``max_records``. Never raises on content.
     """
 
-    def __init__(self, *, zipcode: str | None = None, caps: FileCaps = DEFAULT_CAPS) -> None:
+    def __init__(
+        self,
+        *,
+        zipcode: str | None = None,
+        caps: FileCaps = DEFAULT_CAPS,
+        keep_records: bool = False,
+    ) -> None:
         self.zipcode = zipcode
         self.caps = caps
+        self.keep_records = keep_records  # the dataset wants every field, checks only the hash
         self._inflate = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)  # gzip framing only
         self._sha = hashlib.sha256()
         self._compressed = 0
@@ -280,7 +288,7 @@ class ZipcodeFileDecoder:
         # newlines must not cost millions of loop turns before a cap stops it.
         if len(self._records) + sum(self._bad.values()) >= self.caps.max_records:
             raise _Rejected(RejectReason.TOO_MANY_RECORDS, f"over {self.caps.max_records} lines")
-        outcome = _parse_line(raw, self.zipcode) if raw.strip() else "blank_line"
+        outcome = _parse_line(raw, self.zipcode, self.keep_records) if raw.strip() else "blank_line"
         if isinstance(outcome, str):
             self._bad[outcome] += 1
             return
@@ -290,7 +298,9 @@ class ZipcodeFileDecoder:
             self._nonces.add(nonce if nonce is not None else "")
 
 
-def _parse_line(raw: bytes, zipcode: str | None) -> tuple[DecodedRecord, str | None] | str:
+def _parse_line(
+    raw: bytes, zipcode: str | None, keep: bool = False
+) -> tuple[DecodedRecord, str | None] | str:
     """A record and its nonce from one line, or the reason the line gives none."""
     try:
         obj = json.loads(raw)
@@ -308,7 +318,8 @@ def _parse_line(raw: bytes, zipcode: str | None) -> tuple[DecodedRecord, str | N
         return "invalid_record"
     if zipcode is not None and record.zipcode != zipcode:
         return "wrong_zipcode"
-    computed = record.record_hash
+    fields = record.consensus_fields()
+    computed = hash_consensus_fields(fields)  # record.record_hash, without the fields twice
     if claimed is None:
         return "missing_record_hash"
     if claimed != computed:
@@ -322,7 +333,8 @@ def _parse_line(raw: bytes, zipcode: str | None) -> tuple[DecodedRecord, str | N
             zipcode=record.zipcode,
             record_hash=computed,
             scraped_at=scraped.timestamp() if scraped is not None else None,
-            fields=record.consensus_fields(),
+            fields=fields,
+            record=record if keep else None,
         ),
         nonce,
     )
@@ -336,6 +348,7 @@ def decode_zipcode_file(
     max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
     max_records: int = DEFAULT_MAX_RECORDS,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    keep_records: bool = False,
 ) -> DecodedFile | Rejection:
     """Decode a whole file from bytes or an iterable of chunks; never raises on content.
 
@@ -343,7 +356,7 @@ def decode_zipcode_file(
     most ``max_compressed`` bytes.
     """
     caps = FileCaps(max_compressed, max_decompressed, max_records, max_line_bytes)
-    decoder = ZipcodeFileDecoder(zipcode=zipcode, caps=caps)
+    decoder = ZipcodeFileDecoder(zipcode=zipcode, caps=caps, keep_records=keep_records)
     chunks = (
         (data[i : i + _INFLATE_STEP] for i in range(0, len(data), _INFLATE_STEP))
         if isinstance(data, bytes | bytearray | memoryview)

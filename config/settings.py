@@ -133,6 +133,8 @@ class Settings:
     data_api_url: str | None = None
     data_api_hotkey: str | None = None
     watchdog_s: float = 0.0
+    dataset_export: bool = False  # off by default: publishing is opt-in (docs/dataset.md)
+    dataset_url: str | None = None
     # Data API (the subnet owner's service, docs/data_api.md)
     api_host: str = "127.0.0.1"
     api_port: int = 8092
@@ -315,5 +317,7 @@ def _check(settings: Settings) -> None:
         )
     if settings.port > 65535:
         raise SettingsError(f"invalid --port / PORT: {settings.port} is above 65535")
+    if settings.dataset_export and not settings.dataset_url:
+        raise SettingsError("--dataset.export needs --dataset.url / DATASET_URL")
     if settings.role == "data_api":
         check_data_api(settings)

@@ -299,6 +299,23 @@ NEURON_SETTINGS: tuple[Setting, ...] = (
         minimum=0,
     ),
     Setting(
+        "dataset_export",
+        "--dataset.export",
+        "DATASET_EXPORT",
+        bool,
+        "publish each epoch's confirmed records as Parquet to --dataset.url (docs/dataset.md)",
+        roles=("validator",),
+    ),
+    Setting(
+        "dataset_url",
+        "--dataset.url",
+        "DATASET_URL",
+        str,
+        "where the dataset goes: s3://bucket/prefix (S3_ENDPOINT_URL, S3_REGION and the S3 "
+        "or AWS credentials apply) or a local folder",
+        roles=("validator",),
+    ),
+    Setting(
         "watchdog_s",
         "--watchdog.seconds",
         "WATCHDOG_SECONDS",

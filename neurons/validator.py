@@ -53,6 +53,7 @@ from vali_utils.api_blocks import ApiBlocks
 from vali_utils.blocks import EpochBlock, LocalBlockSource
 from vali_utils.cycle import ConsensusCycle
 from vali_utils.data_api_client import ValidatorDataAPI
+from vali_utils.dataset.cycle_export import dataset_export
 from vali_utils.evaluator import EnhancedMinerEvaluator
 from vali_utils.metrics import ValidatorMetrics
 from vali_utils.s3_evaluation_pass import S3EvaluationPass, open_s3
@@ -179,6 +180,7 @@ async def _validate(settings: Settings, stop: asyncio.Event, store: ValidatorSto
                 store=store,
                 honeypots=honeypots,
                 s3=s3,
+                provenance=settings.dataset_export,
             )
             evaluator = EnhancedMinerEvaluator(
                 chain,
@@ -192,6 +194,7 @@ async def _validate(settings: Settings, stop: asyncio.Event, store: ValidatorSto
                 max_cycles=settings.max_cycles,
                 watchdog=watchdog,
                 report_status=report_status,
+                dataset=dataset_export(settings, s3, hotkey),
                 s3_pass=s3_pass,
                 s3_pass_interval_s=max(1.0, settings.cycle_seconds / S3_PASSES_PER_EPOCH),
                 s3_config=settings.s3_eval,

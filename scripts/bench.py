@@ -21,6 +21,8 @@ Reports:
 - ``s3_eval_files_per_s``: see ``scripts/bench_s3.py``.
 - ``status_page_ms`` (the validator's status page, 256 miners, 12 cycles; < 100 ms):
   see ``scripts/bench_status.py``.
+- ``dataset_export_s``, ``dataset_export_extra_mb``, ``dataset_query_files_read``:
+  see ``scripts/bench_dataset.py``.
 - ``validator_rss_growth``, ``validator_rss_idle_growth`` (only with
   ``--only validator_memory``): see
   ``scripts/bench_memory.py``.
@@ -247,6 +249,12 @@ def bench_status_page() -> dict:
     return asyncio.run(run())
 
 
+def bench_dataset() -> dict:
+    from bench_dataset import bench_dataset as run
+
+    return run()
+
+
 def bench_validator_memory() -> dict:
     from bench_memory import bench_validator_memory as run
 
@@ -262,6 +270,7 @@ BENCHMARKS = {
     "api": bench_api,
     "s3_eval": bench_s3_eval,
     "status_page": bench_status_page,
+    "dataset": bench_dataset,
     # Minutes long (64 miner processes): run it on its own, --only validator_memory.
     "validator_memory": bench_validator_memory,
 }

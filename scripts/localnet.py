@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))  # localnet_report, also when loaded by path
 
+from localnet_dataset import validator_dataset  # noqa: E402
 from localnet_report import collect_report, plot, print_table  # noqa: E402
 from localnet_status import address as status_address  # noqa: E402
 from localnet_status import free_port, serve_pages  # noqa: E402
@@ -190,6 +191,7 @@ class Subnet:
         self.owner: dict = {}
         self.data_api: dict | None = None  # url, hotkey once it serves
         self.s3_endpoint: str | None = None
+        self.s3_bucket, self.s3_key = S3_BUCKET, S3_KEY
 
     def setup(self) -> None:
         self.clear_previous_run()
@@ -381,9 +383,11 @@ class Subnet:
             time.sleep(0.2)
         raise RuntimeError(f"the Data API did not start within {STARTUP_TIMEOUT_S:.0f}s")
 
-    def _spawn(self, module: str, argv: list[str], log_name: str) -> subprocess.Popen:
+    def _spawn(
+        self, module: str, argv: list[str], log_name: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
         log = open(self.workdir / "logs" / f"{log_name}.log", "w")  # noqa: SIM115 - lives with the child
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **(env or {})}
         process = subprocess.Popen(
             [sys.executable, "-m", module, *argv],
             stdout=log,
@@ -449,7 +453,10 @@ class Subnet:
                 "--status.port",
                 str(validator["status_port"]),
             ]
-            started.append(self._spawn("neurons.validator", argv, f"validator-{validator['uid']}"))
+            flags, env = validator_dataset(self, validator)  # every validator exports
+            started.append(
+                self._spawn("neurons.validator", argv + flags, f"validator-{validator['uid']}", env)
+            )
         return started
 
     def _check_children(self) -> None:

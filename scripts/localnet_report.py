@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from localnet_dataset import dataset_report, describe
+
 from common.chain import read_chain_file
 
 
@@ -44,6 +46,7 @@ def collect_report(subnet: Any) -> dict:
                     status: sum(r.get("s3_verification", {}).get(status, 0) for r in reports)
                     for status in ("ok", "mismatch", "unavailable", "no_files")
                 },
+                "dataset": dataset_report(subnet, validator, reports),
                 "s3_evaluation_rounds": sorted(
                     (json.loads(p.read_text()) for p in (folder.parent / "s3").glob("s3-*.json")),
                     key=lambda r: (r["epoch"], int(r["round"].rsplit("-r", 1)[-1])),
@@ -136,6 +139,8 @@ def print_table(report: dict) -> None:
             f"{s3}; {len(rounds)} S3 evaluation rounds "
             f"({sum(r['judged'] for r in rounds)} miner evaluations)"
         )
+        if v.get("dataset"):
+            print(describe(v))
     print(
         f"validators agree on plans: {report['validators_agree']} "
         f"(epochs {report['common_epochs']}); "

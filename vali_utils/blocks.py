@@ -82,6 +82,7 @@ class EpochBlock:
     expected_properties_per_zipcode: int = 50
     nonce: str | None = None  # the Data API's epoch nonce; miners' data must carry it
     expected: Mapping[str, int] = field(default_factory=dict)  # per zipcode, when known
+    states: Mapping[str, str] = field(default_factory=dict)  # per zipcode, when known
     layout: BlockLayout | None = None  # the Data API's batches and settings; None: local
     times: BlockTimes | None = None  # the Data API's epoch times; None: local
 

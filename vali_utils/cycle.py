@@ -41,6 +41,7 @@ from common.signed_http import SignedClient
 from consensus.answers import answers_from_manifest
 from consensus.assignment import AssignmentPlan, MinerInfo, ZipcodeAssignmentManager
 from consensus.engine import ConsensusEngine
+from consensus.provenance import ConfirmedSet, confirmed_records
 from consensus.s3_audit import ManifestVerdict, apply_s3_verdicts, rejected_hotkeys
 from consensus.s3_evaluation import consensus_records
 from consensus.tiebreak import TiebreakRequest
@@ -56,6 +57,7 @@ from vali_utils.assignments import (
 )
 from vali_utils.block_plan import BlockPlanner
 from vali_utils.blocks import EpochBlock
+from vali_utils.dataset.publish import uploaded_files
 from vali_utils.exchange import MinerExchange
 from vali_utils.s3_audit import verify_manifests
 from vali_utils.spot_check import Verifier, mostly_failed, spot_checker
@@ -83,6 +85,10 @@ class CycleOutcome:
     responders: int = 0  # miners that sent a manifest
     # Spot checks without a verdict, by reason (spot_check.UNAVAILABLE, TIMEOUT, ERROR).
     spot_check_failures: Counter = field(default_factory=Counter)
+    # What the dataset publishes: the confirmed records with their provenance, and
+    # (hotkey, zipcode) -> the uploaded files (keys) that hold their full fields.
+    confirmed: ConfirmedSet | None = None
+    uploads: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def spot_checks_mostly_failed(self) -> bool:
@@ -118,6 +124,7 @@ class ConsensusCycle:
         store: ValidatorStore | None = None,
         honeypots: HoneypotSource | None = None,
         s3: S3Access | None = None,
+        provenance: bool = False,
     ) -> None:
         self.exchange = MinerExchange(client, concurrency, poll_s, request_timeout_s, store)
         self.engine = engine
@@ -127,6 +134,9 @@ class ConsensusCycle:
         self.store = store
         self.honeypots = honeypots
         self.s3 = s3
+        # The dataset's input (confirmed records with their evidence): ~0.3 s at a full
+        # cycle, so only for a validator that exports.
+        self.provenance = provenance
 
     def plan(
         self, block: EpochBlock, graph: MetagraphSnapshot
@@ -225,6 +235,9 @@ class ConsensusCycle:
         )
         dropped.update(revealed)
         responders = len({a.miner.hotkey for a in assignments if a.manifest is not None})
+        uploads = uploaded_files(
+            (a.miner.hotkey, a.manifest) for a in assignments if a.miner.hotkey not in liars
+        )
         for a in assignments:
             a.release_manifest()  # the submissions hold the answers now
         # Collect's garbage (response bodies, timed-out requests' frames) goes before
@@ -287,6 +300,10 @@ class ConsensusCycle:
             s3_verdicts=s3_verdicts,
             responders=responders,
             spot_check_failures=failures,
+            confirmed=confirmed_records(draft, verdicts, result.zipcodes)
+            if self.provenance
+            else None,
+            uploads=uploads,
         )
 
     def _tiebreak_assignments(

@@ -274,6 +274,7 @@ def epoch_block(block: ZipcodeBlock) -> EpochBlock:
         expected_properties_per_zipcode=round(sum(expected) / len(expected)) if expected else 50,
         nonce=block.nonce,
         expected={z.zipcode: z.expected_properties for b in block.batches for z in b.zipcodes},
+        states={z.zipcode: z.state for b in block.batches for z in b.zipcodes},
         layout=layout,
         times=times,
     )

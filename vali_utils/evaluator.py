@@ -85,6 +85,7 @@ class EnhancedMinerEvaluator:
         s3_config: S3EvalConfig | None = None,
         watchdog: Watchdog | None = None,
         report_status: Callable[[int, dict], Awaitable[None]] | None = None,
+        dataset: Callable[[CycleOutcome], Awaitable[dict]] | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -103,6 +104,7 @@ class EnhancedMinerEvaluator:
         self.scoring = scoring or ScoringConfig()
         self.watchdog = watchdog
         self.report_status = report_status
+        self.dataset = dataset  # publishes the epoch's confirmed records; never raises
         # Weights carry the S3 factor (1 for a miner never evaluated from S3):
         # the same S3EvalConfig as the S3 pass's (settings.s3_eval).
         self.s3_config = s3_config or S3EvalConfig()
@@ -241,6 +243,8 @@ class EnhancedMinerEvaluator:
             remember(outcome)  # the next S3 evaluation rounds check this epoch's uploads
         weights_set = await self._set_weights(epoch, uids)
         report["weights_set"] = weights_set
+        if self.dataset is not None:  # after the weights: an export never delays them
+            report["dataset"] = await self.dataset(outcome)
         if self.reports_dir is not None:
             self.reports_dir.mkdir(parents=True, exist_ok=True)
             (self.reports_dir / f"{cycle_id}.json").write_text(json.dumps(report, indent=1))
@@ -350,6 +354,8 @@ def cycle_report(
         },
         "captured_groups": result.captured_groups,
         "spot_checks": len(outcome.spot_checks),
+        # Records the dataset publishes (confident zipcodes, agreed values, no honeypots).
+        "confirmed_records": len(outcome.confirmed.records) if outcome.confirmed else None,
         "spot_check_failures": dict(outcome.spot_check_failures),
         "spot_checks_mostly_failed": outcome.spot_checks_mostly_failed,
         "tiebreak": dict(result.tiebreak)

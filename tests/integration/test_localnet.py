@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -11,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from sim.world import SyntheticWorld
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -104,6 +107,78 @@ def test_localnet_runs_cycles_and_starves_fabricators(tmp_path):
     assert png.stat().st_size > 1000
     assert "validators agree on plans: True" in proc.stdout
     assert not processes_mentioning(str(workdir))
+    check_dataset(report, workdir, proc.stdout)
+
+
+def query(folder: Path, sql: str) -> list[list]:
+    """DuckDB over a published dataset, through the query command (docs/dataset.md)."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vali_utils.dataset",
+            "--dataset",
+            str(folder),
+            "query",
+            sql,
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=True,
+    )
+    return [list(row.values()) for row in json.loads(out.stdout)]
+
+
+def fabricated_zpids(workdir: Path) -> set[int]:
+    """Listings the fabricators invented (zpids past the world's, sim/adversaries.py),
+    read from the miners' own stores."""
+    out = set()
+    for db in workdir.glob("miner-*/miner.sqlite"):
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute(
+                "SELECT zpid FROM records WHERE CAST(zpid AS INTEGER) >= 3000000000"
+            ).fetchall()
+        out |= {int(z) for (z,) in rows}
+    return out
+
+
+def check_dataset(report: dict, workdir: Path, stdout: str) -> None:
+    """Issue 17: each validator published both epochs; DuckDB counts what consensus confirmed."""
+    invented = fabricated_zpids(workdir)
+    assert invented, "the fabricators stored no invented listing"
+    world = SyntheticWorld(seed=7)  # localnet's default --seed
+    for validator in report["validators"]:
+        dataset = validator["dataset"]
+        assert dataset["url"].startswith("s3://") and f"{dataset['url']} records" in stdout
+        epochs = dataset["epochs"]
+        assert len(epochs) == 2 and all(e["status"] == "published" for e in epochs.values())
+        counts = dict(
+            query(Path(dataset["copy"]), "SELECT epoch, count(*) FROM listings GROUP BY 1")
+        )
+        assert counts == {int(e): d["confirmed_records"] for e, d in epochs.items()}
+        assert all(n > 0 for n in counts.values()), counts
+        zpids = {z for (z,) in query(Path(dataset["copy"]), "SELECT DISTINCT zpid FROM listings")}
+        assert not zpids & invented
+        assert all(world.lookup(z) is not None for z in zpids)
+        history = query(
+            Path(dataset["copy"]), "SELECT epoch, count(*) FROM listing_history GROUP BY 1"
+        )
+        assert {e for e, _ in history} <= {int(e) for e in epochs}
+    # Two validators, one epoch, the same files byte for byte (their manifests' sha256).
+    files = [
+        {
+            e: {f["key"]: f["sha256"] for f in json.loads(path.read_text())["files"]}
+            for e in v["dataset"]["epochs"]
+            if (path := Path(v["dataset"]["copy"]) / f"v1/manifests/epoch={e}.json").exists()
+        }
+        for v in report["validators"]
+    ]
+    common = set(files[0]) & set(files[1])
+    assert common and all(files[0][e] == files[1][e] for e in common)
 
 
 def test_sigterm_stops_every_child(tmp_path):

@@ -155,6 +155,7 @@ def simulate(
     chain_failures: int = 0,
     applied: tuple[str, ...] = (),
     left_unfinished: tuple[int, str] | None = None,
+    dataset=None,
 ) -> Run:
     """Run the evaluator from virtual time ``start`` until it has run ``max_cycles`` or
     ``until`` comes (then it is asked to stop); what its stand-ins saw."""
@@ -191,6 +192,7 @@ def simulate(
                 s3_pass_interval_s=S3_INTERVAL_S,
                 min_eligible_miners=2,
                 max_cycles=max_cycles,
+                dataset=dataset,
                 clock=clock.time,
                 sleep=clock.sleep,
             )

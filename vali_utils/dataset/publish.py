@@ -1,0 +1,300 @@
+"""Publishing one epoch of the dataset: full records from miners' files, Parquet, manifest last.
+
+    exporter = DatasetExporter(storage, reader, hotkey, max_file_bytes=settings.s3.max_file_bytes)
+    summary = await exporter.publish(outcome_job)      # never raises: a dict saying what happened
+
+Layout, under the storage's root (``docs/dataset.md``)::
+
+    v1/listings/epoch={e}/state={ST}/part-0.parquet
+    v1/listing_history/epoch={e}/part-0.parquet
+    v1/listing_state/epoch={e}/part-0.parquet
+    v1/manifests/epoch={e}.json
+
+Atomic by a manifest written last: the part files of an epoch go first, the
+manifest (record count, zipcodes, every file with its sha256, the plan hash,
+the validator's hotkey) after them all. An epoch exists for readers only
+when its manifest does, and readers read exactly the files it lists
+(``vali_utils/dataset/query.py``), so a reader listing the prefix during an
+export, or after one that died half way, never sees part of an epoch. (A
+staging prefix copied into place would not help: S3 has no atomic rename,
+so the copy is as non-atomic as the first write, and costs twice.) An
+export that died is redone whole by the next one of that epoch; an epoch
+whose manifest exists is never written again.
+
+Full records: for each zipcode the exporter reads the uploaded file of the
+reporter holding the most of its confirmed records (``ConfirmedSet.sources``),
+then the next, up to ``files_per_zipcode`` reporters, keeping only records
+whose fields hash to the confirmed value. Reads are bounded like every other
+read of a miner's file (``common/s3_files.py``). An epoch of which more than
+half the confirmed records could not be read (an outage) is not published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from common.manifest import Manifest
+from common.records import PropertyRecord
+from common.s3_files import DecodedFile, decode_zipcode_file
+from consensus.answers import hash_to_int
+from consensus.provenance import ConfirmedRecord, ConfirmedSet
+from vali_utils.dataset.parquet import read_rows, table_bytes
+from vali_utils.dataset.rows import EpochTables, build_epoch, states_from_rows
+from vali_utils.dataset.schema import DATASET_VERSION
+from vali_utils.dataset.storage import DatasetStorage
+from vali_utils.s3_reader import (
+    FolderPadded,
+    ObjectFetcher,
+    ObjectMissing,
+    ObjectTooLarge,
+    StorageUnavailable,
+)
+
+logger = logging.getLogger(__name__)
+
+MANIFESTS = f"{DATASET_VERSION}/manifests/"
+FILES_PER_ZIPCODE = 3  # reporters' files read per zipcode before its missing records are skipped
+FETCH_CONCURRENCY = 16
+# More of an epoch's confirmed records than this unreadable is an outage, not a few bad
+# files: the epoch is not published (it would be published for good, with holes).
+MAX_SKIPPED_SHARE = 0.5
+
+
+class ExportIncomplete(RuntimeError):
+    """Too few of the confirmed records could be read from miners' files to publish."""
+
+
+def manifest_key(epoch: int) -> str:
+    return f"{MANIFESTS}epoch={epoch}.json"
+
+
+def manifest_epoch(key: str) -> int | None:
+    """The epoch of a manifest key, None for any other key."""
+    name = key[len(MANIFESTS) :] if key.startswith(MANIFESTS) else ""
+    if not (name.startswith("epoch=") and name.endswith(".json")):
+        return None
+    digits = name[len("epoch=") : -len(".json")]
+    return int(digits) if digits.isdigit() and len(digits) <= 13 else None
+
+
+def published_epochs(storage: DatasetStorage) -> list[int]:
+    """Epochs whose manifest exists, ascending: the only epochs a reader may see."""
+    return sorted(e for e in map(manifest_epoch, storage.list(MANIFESTS)) if e is not None)
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """What one cycle hands the exporter."""
+
+    epoch: int
+    plan_hash: str
+    confirmed: ConfirmedSet
+    files: Mapping[tuple[str, str], tuple[str, ...]]  # (hotkey, zipcode) -> object keys
+    states: Mapping[str, str] = field(default_factory=dict)  # zipcode -> state (the block's)
+
+
+class DatasetExporter:
+    def __init__(
+        self,
+        storage: DatasetStorage,
+        reader: ObjectFetcher | None,
+        hotkey: str,
+        *,
+        max_file_bytes: int,
+        files_per_zipcode: int = FILES_PER_ZIPCODE,
+        timeout_s: float = 600.0,
+    ) -> None:
+        self.storage = storage
+        self.reader = reader
+        self.hotkey = hotkey
+        self.max_file_bytes = max_file_bytes
+        self.files_per_zipcode = files_per_zipcode
+        self.timeout_s = timeout_s
+
+    async def publish(self, job: ExportJob) -> dict:
+        """Export ``job``'s epoch; returns a summary. Never raises: the cycle is done already.
+
+        A failed export is logged with its traceback and reported
+        (``status: failed``); weights do not wait for it.
+        """
+        started = time.monotonic()
+        try:
+            summary = await asyncio.wait_for(self.export(job), self.timeout_s)
+        except ExportIncomplete as exc:  # an outage: expected now and then, no traceback
+            logger.warning("epoch %d: dataset not exported: %s", job.epoch, exc)
+            summary = {"status": "failed", "error": f"ExportIncomplete: {exc}"[:300]}
+        except Exception as exc:  # boundary: the dataset must never stop a validator
+            logger.exception("epoch %d: dataset export failed", job.epoch)
+            summary = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:300]}
+        summary.update(location=self.storage.location, seconds=round(time.monotonic() - started, 3))
+        return summary
+
+    async def export(self, job: ExportJob) -> dict:
+        """Export, raising on failure (storage, pyarrow missing, timeouts)."""
+        if await asyncio.to_thread(self._has_manifest, job.epoch):
+            logger.info("epoch %d: dataset already published; left as it is", job.epoch)
+            return {"status": "exists", "epoch": job.epoch}
+        found, skipped = await self.full_records(job)
+        confirmed = len(job.confirmed.records)
+        if confirmed and sum(skipped.values()) > MAX_SKIPPED_SHARE * confirmed:
+            raise ExportIncomplete(
+                f"{sum(skipped.values())} of {confirmed} confirmed records unreadable"
+                f" ({dict(skipped)}): S3 or the Data API failing; epoch {job.epoch} not published"
+            )
+        manifest = await asyncio.to_thread(self.write_epoch, job, found, skipped)
+        logger.info(
+            "epoch %d: dataset published to %s: %d records in %d states, %d history rows",
+            job.epoch,
+            self.storage.location,
+            manifest["records"],
+            len(manifest["states"]),
+            manifest["history_rows"],
+        )
+        return {"status": "published", **{k: manifest[k] for k in ("epoch", "records", "skipped")}}
+
+    def _has_manifest(self, epoch: int) -> bool:
+        try:
+            self.storage.get(manifest_key(epoch))
+        except KeyError:
+            return False
+        return True
+
+    async def full_records(
+        self, job: ExportJob
+    ) -> tuple[list[tuple[ConfirmedRecord, PropertyRecord, str]], Counter]:
+        """Each confirmed record with its fields from a reporter's file; what was not found."""
+        by_zipcode: dict[str, list[ConfirmedRecord]] = {}
+        for record in job.confirmed.records:
+            by_zipcode.setdefault(record.zipcode, []).append(record)
+        slots = asyncio.Semaphore(FETCH_CONCURRENCY)
+        skipped: Counter = Counter()
+
+        async def one(zipcode: str, wanted: list[ConfirmedRecord]):
+            async with slots:
+                return await self._zipcode_records(job, zipcode, wanted, skipped)
+
+        parts = await asyncio.gather(*(one(z, w) for z, w in sorted(by_zipcode.items())))
+        return [pair for part in parts for pair in part], skipped
+
+    async def _zipcode_records(
+        self, job: ExportJob, zipcode: str, wanted: list[ConfirmedRecord], skipped: Counter
+    ) -> list[tuple[ConfirmedRecord, PropertyRecord, str]]:
+        missing = {(r.zpid, r.record_hash): r for r in wanted}
+        out = []
+        for hotkey in job.confirmed.sources.get(zipcode, ())[: self.files_per_zipcode]:
+            for key in job.files.get((hotkey, zipcode), ()):
+                decoded = await self._read(key, zipcode)
+                if decoded is None:
+                    continue
+                for line in decoded.records:
+                    confirmed = missing.pop((line.zpid, hash_to_int(line.record_hash)), None)
+                    if confirmed is not None and line.record is not None:
+                        out.append((confirmed, line.record, line.record_hash))
+            if not missing:
+                break
+        skipped["record_not_in_files"] += len(missing)
+        return out
+
+    async def _read(self, key: str, zipcode: str) -> DecodedFile | None:
+        if self.reader is None:
+            return None
+        try:
+            fetched = await self.reader.fetch(key, max_bytes=self.max_file_bytes)
+        except (StorageUnavailable, ObjectMissing, ObjectTooLarge, FolderPadded) as exc:
+            logger.info("dataset: %s unreadable (%s); trying the next reporter", key, exc)
+            return None
+        # About a millisecond per file (50 records): on the loop, between awaits. A thread
+        # hop per file cost as much again in GIL hand-overs as the decoding itself.
+        decoded = decode_zipcode_file(
+            fetched.body, zipcode=zipcode, max_compressed=self.max_file_bytes, keep_records=True
+        )
+        return decoded if isinstance(decoded, DecodedFile) else None
+
+    def write_epoch(
+        self,
+        job: ExportJob,
+        found: list[tuple[ConfirmedRecord, PropertyRecord, str]],
+        skipped: Counter,
+    ) -> dict:
+        """Build the tables, write every part file, then the manifest. Blocking."""
+        previous_epoch, previous = self.previous_state(job.epoch)
+        tables = build_epoch(job.epoch, found, job.states, previous)
+        files = []
+        for key, table, rows in parts(job.epoch, tables):
+            data = table_bytes(table, rows)
+            self.storage.put(key, data)
+            files.append(
+                {
+                    "key": key,
+                    "table": table,
+                    "rows": len(rows),
+                    "bytes": len(data),
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                }
+            )
+        manifest = {
+            "dataset_version": DATASET_VERSION,
+            "epoch": job.epoch,
+            "plan_hash": job.plan_hash,
+            "validator_hotkey": self.hotkey,
+            "records": tables.records,
+            "zipcodes": sorted({r.zipcode for r, _, _ in found}),
+            "states": {s: len(rows) for s, rows in tables.listings.items()},
+            "history_rows": len(tables.history),
+            "previous_epoch": previous_epoch,
+            "skipped": dict(sorted(skipped.items())),
+            "files": files,
+        }
+        self.storage.put(manifest_key(job.epoch), json.dumps(manifest, indent=1).encode())
+        return manifest
+
+    def previous_state(self, epoch: int) -> tuple[int | None, dict]:
+        """The last published ``listing_state`` before ``epoch`` (its epoch, zpid -> state)."""
+        earlier = [e for e in published_epochs(self.storage) if e < epoch]
+        if not earlier:
+            return None, {}
+        manifest = json.loads(self.storage.get(manifest_key(earlier[-1])))
+        key = next(f["key"] for f in manifest["files"] if f["table"] == "listing_state")
+        return earlier[-1], states_from_rows(read_rows(self.storage.get(key)))
+
+
+def uploaded_files(
+    revealed: Iterable[tuple[str, Manifest | None]],
+) -> dict[tuple[str, str], tuple[str, ...]]:
+    """(hotkey, zipcode) -> keys of the files listed by that miner's revealed manifest.
+
+    Takes (the hotkey the assignment went to, its manifest); a manifest
+    signed for another hotkey is skipped, as consensus skips it. Only records
+    whose fields hash to a confirmed value are ever taken from these files.
+    """
+    out: dict[tuple[str, str], tuple[str, ...]] = {}
+    for hotkey, manifest in revealed:
+        if manifest is None or manifest.miner_hotkey != hotkey:
+            continue
+        for entry in manifest.zipcodes:
+            keys = tuple(f.key for f in entry.files) or ((entry.s3_key,) if entry.s3_key else ())
+            out.setdefault((hotkey, entry.zipcode), keys)
+    return out
+
+
+def parts(epoch: int, tables: EpochTables) -> list[tuple[str, str, list[dict]]]:
+    """(key, table, rows) of every part file of an epoch, in writing order."""
+    root = DATASET_VERSION
+    out = [
+        (f"{root}/listings/epoch={epoch}/state={state}/part-0.parquet", "listings", rows)
+        for state, rows in tables.listings.items()
+    ]
+    out.append(
+        (f"{root}/listing_history/epoch={epoch}/part-0.parquet", "listing_history", tables.history)
+    )
+    out.append(
+        (f"{root}/listing_state/epoch={epoch}/part-0.parquet", "listing_state", tables.state)
+    )
+    return out
