@@ -27,6 +27,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -65,55 +66,41 @@ class BlockProvider(Protocol):
 S3Pass = Callable[[ScoringState, int, float], Awaitable[ScoringState | None]]
 
 
+@dataclass(eq=False)
 class EnhancedMinerEvaluator:
-    def __init__(
-        self,
-        chain: Chain,
-        sync: MetagraphSync,
-        cycle: ConsensusCycle,
-        blocks: BlockProvider,
-        store: ValidatorStore,
-        schedule: EpochClock,
-        *,
-        reports_dir: Path | None = None,
-        metrics: ValidatorMetrics | None = None,
-        s3_pass: S3Pass | None = None,
-        s3_pass_interval_s: float = 60.0,
-        min_eligible_miners: int = 2,
-        max_cycles: int = 0,
-        scoring: ScoringConfig | None = None,
-        s3_config: S3EvalConfig | None = None,
-        watchdog: Watchdog | None = None,
-        report_status: Callable[[int, dict], Awaitable[None]] | None = None,
-        dataset: Callable[[CycleOutcome], Awaitable[dict]] | None = None,
-        clock: Callable[[], float] = time.time,
-        sleep: Sleep = asyncio.sleep,
-    ) -> None:
-        self.chain = chain
-        self.sync = sync
-        self.cycle = cycle
-        self.blocks = blocks
-        self.store = store
-        self.schedule = schedule
-        self.reports_dir = reports_dir
-        self.metrics = metrics or ValidatorMetrics()
-        self.s3_pass = s3_pass
-        self.s3_pass_interval_s = s3_pass_interval_s
-        self.min_eligible_miners = min_eligible_miners
-        self.max_cycles = max_cycles
-        self.scoring = scoring or ScoringConfig()
-        self.watchdog = watchdog
-        self.report_status = report_status
-        self.dataset = dataset  # publishes the epoch's confirmed records; never raises
-        # Weights carry the S3 factor (1 for a miner never evaluated from S3):
-        # the same S3EvalConfig as the S3 pass's (settings.s3_eval).
-        self.s3_config = s3_config or S3EvalConfig()
-        self.clock = clock
-        self.sleep = sleep
-        self.state = ScoringState()
-        self.cycles_run = 0
-        self.handled_epoch: int | None = None  # last epoch given a cycle or a fallback
-        self._stop = asyncio.Event()
+    """The validator's loop: a consensus cycle an epoch, S3 evaluation between, weights."""
+
+    chain: Chain
+    sync: MetagraphSync
+    cycle: ConsensusCycle
+    blocks: BlockProvider
+    store: ValidatorStore
+    schedule: EpochClock
+    _: KW_ONLY
+    reports_dir: Path | None = None
+    metrics: ValidatorMetrics | None = None  # None: a registry of its own
+    s3_pass: S3Pass | None = None
+    s3_pass_interval_s: float = 60.0
+    min_eligible_miners: int = 2
+    max_cycles: int = 0
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    # Weights carry the S3 factor (1 for a miner never evaluated from S3):
+    # the same S3EvalConfig as the S3 pass's (settings.s3_eval).
+    s3_config: S3EvalConfig = field(default_factory=S3EvalConfig)
+    watchdog: Watchdog | None = None
+    report_status: Callable[[int, dict], Awaitable[None]] | None = None
+    dataset: Callable[[CycleOutcome], Awaitable[dict]] | None = None  # never raises
+    clock: Callable[[], float] = time.time
+    sleep: Sleep = asyncio.sleep
+    # What a run keeps between cycles.
+    state: ScoringState = field(default_factory=ScoringState, init=False)
+    cycles_run: int = field(default=0, init=False)
+    handled_epoch: int | None = field(default=None, init=False)  # last with a cycle or fallback
+    _stop: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+
+    def __post_init__(self) -> None:
+        if self.metrics is None:
+            self.metrics = ValidatorMetrics()
 
     async def run(self, stop: asyncio.Event) -> None:
         self._stop = stop

@@ -26,36 +26,23 @@ def processes_mentioning(text: str) -> list[str]:
     return [line for line in out.splitlines() if text in line and "ps -eo" not in line]
 
 
+def run_localnet(*args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """A whole local subnet run to its end (``--json`` among ``args``): the process and
+    its report, whose validators agree on every plan."""
+    argv = [sys.executable, str(LOCALNET), *args]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=400, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    report = json.loads(Path(args[args.index("--json") + 1]).read_text())
+    assert report["validators_agree"] is True
+    return proc, report
+
+
 def test_localnet_runs_cycles_and_starves_fabricators(tmp_path):
     workdir = tmp_path / "net"
     out, png = tmp_path / "out.json", tmp_path / "out.png"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(LOCALNET),
-            "--miners",
-            "12",
-            "--validators",
-            "2",
-            "--cycles",
-            "2",
-            "--adversary",
-            "fabricate=0.25",
-            "--workdir",
-            str(workdir),
-            "--json",
-            str(out),
-            "--plot",
-            str(png),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=400,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    report = json.loads(out.read_text())
-    assert report["validators_agree"] is True
+    args = ["--miners", "12", "--validators", "2", "--cycles", "2"]
+    args += ["--adversary", "fabricate=0.25", "--workdir", str(workdir)]
+    proc, report = run_localnet(*args, "--json", str(out), "--plot", str(png))
     assert len(report["common_epochs"]) >= 1
     shares = report["weight_share_by_behaviour"]
     assert shares["fabricate"] < 0.02
@@ -220,27 +207,8 @@ def test_sigterm_stops_every_child(tmp_path):
 def test_localnet_cartel_disputes_are_resolved_by_tiebreakers(tmp_path):
     """Issue 9: a cartel's invented listings are disputed and settled by fresh miners."""
     out = tmp_path / "out.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(LOCALNET),
-            "--adversary",
-            "cartel=0.3",
-            "--workdir",
-            str(tmp_path / "net"),
-            "--json",
-            str(out),
-            "--plot",
-            str(tmp_path / "out.png"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=400,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    report = json.loads(out.read_text())
-    assert report["validators_agree"] is True
+    args = ["--adversary", "cartel=0.3", "--workdir", str(tmp_path / "net")]
+    proc, report = run_localnet(*args, "--json", str(out), "--plot", str(tmp_path / "out.png"))
     tiebreaks = [v["tiebreak"] for v in report["validators"]]
     for tb in tiebreaks:
         assert tb["resolved"] >= 1, tiebreaks

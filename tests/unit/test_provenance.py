@@ -10,16 +10,7 @@ from consensus.answers import hash_to_int
 from consensus.engine import ConsensusEngine
 from consensus.provenance import confirmed_records
 from consensus.types import Honeypot, HoneypotKind, Verdict
-from tests.unit.consensus_builders import (
-    PRICE,
-    answer,
-    changed,
-    listing,
-    make_plan,
-    make_truth,
-    record_hash,
-    submissions,
-)
+from tests.unit import consensus_builders as cb
 
 pytestmark = pytest.mark.unit
 SEED = b"provenance"
@@ -34,18 +25,18 @@ def finalized(plan, subs, verdict=None, honeypots=None):
 
 
 def test_every_agreed_record_once_sorted_with_who_reported_it():
-    plan = make_plan(zipcodes_per_batch=3, miners_per_group=5)
-    truth = make_truth(plan, n_records=6)
+    plan = cb.make_plan(zipcodes_per_batch=3, miners_per_group=5)
+    truth = cb.make_truth(plan, n_records=6)
     fabricator = plan.groups[0].miners[0].hotkey
-    invented = listing("10001", 99)
+    invented = cb.listing("10001", 99)
 
     def answer_for(miner, group):
         out = {z: truth[z] for z in group.zipcodes}
         if miner.hotkey == fabricator:
             out["10001"] = [*truth["10001"], invented]
-        return {z: answer(records) for z, records in out.items()}
+        return {z: cb.answer(records) for z, records in out.items()}
 
-    confirmed, result = finalized(plan, submissions(plan, answer_for))
+    confirmed, result = finalized(plan, cb.submissions(plan, answer_for))
     keys = [(r.zipcode, r.zpid) for r in confirmed.records]
     assert keys == sorted((z, int(f[0])) for z, fs in truth.items() for f in fs)
     assert int(invented[0]) not in {r.zpid for r in confirmed.records}
@@ -55,7 +46,7 @@ def test_every_agreed_record_once_sorted_with_who_reported_it():
     for z, fs in truth.items():
         for f in fs:
             record = by_key[(z, int(f[0]))]
-            assert record.record_hash == hash_to_int(record_hash(f))
+            assert record.record_hash == hash_to_int(cb.record_hash(f))
             assert record.confidence == pytest.approx(result.zipcodes[z].confidence, abs=1e-6)
     # Every miner holds all 6 of each of its zipcodes' records: ties go by hotkey.
     assert confirmed.sources["10001"] == tuple(
@@ -64,23 +55,23 @@ def test_every_agreed_record_once_sorted_with_who_reported_it():
 
 
 def test_shared_coldkeys_count_once():
-    plan = make_plan(zipcodes_per_batch=1, miners_per_group=5)
-    truth = make_truth(plan, n_records=3)
+    plan = cb.make_plan(zipcodes_per_batch=1, miners_per_group=5)
+    truth = cb.make_truth(plan, n_records=3)
     first = plan.groups[0]
     pooled = replace(first, miners=tuple(replace(m, coldkey="pool") for m in first.miners))
     plan = replace(plan, groups=[pooled, *plan.groups[1:]])
     confirmed, _ = finalized(
-        plan, submissions(plan, lambda m, g: {z: answer(truth[z]) for z in g.zipcodes})
+        plan, cb.submissions(plan, lambda m, g: {z: cb.answer(truth[z]) for z in g.zipcodes})
     )
     assert confirmed.records and {(r.miners, r.coldkeys) for r in confirmed.records} == {(10, 6)}
 
 
 def test_spot_checked_marks_only_matched_records():
-    plan = make_plan(zipcodes_per_batch=3, miners_per_group=5)
-    truth = make_truth(plan, n_records=8)
+    plan = cb.make_plan(zipcodes_per_batch=3, miners_per_group=5)
+    truth = cb.make_truth(plan, n_records=8)
     confirmed, _ = finalized(
         plan,
-        submissions(plan, lambda m, g: {z: answer(truth[z]) for z in g.zipcodes}),
+        cb.submissions(plan, lambda m, g: {z: cb.answer(truth[z]) for z in g.zipcodes}),
         verdict=lambda r: Verdict.MATCH,
     )
     checked = [r for r in confirmed.records if r.spot_checked]
@@ -88,20 +79,20 @@ def test_spot_checked_marks_only_matched_records():
 
 
 def test_disputed_honeypot_and_unconfident_zipcodes_are_left_out():
-    plan = make_plan(zipcodes_per_batch=3, miners_per_group=5)
-    truth = make_truth(plan, n_records=6)
+    plan = cb.make_plan(zipcodes_per_batch=3, miners_per_group=5)
+    truth = cb.make_truth(plan, n_records=6)
     disputed = truth["10002"][0]
 
     def answer_for(miner, group):
         out = {z: list(truth[z]) for z in group.zipcodes}
         if group.overlap_group == 1:  # the second group sees another price
-            out["10002"][0] = changed(disputed, PRICE, disputed[PRICE] + 5)
+            out["10002"][0] = cb.changed(disputed, cb.PRICE, disputed[cb.PRICE] + 5)
             # ...and half the records of 10003 differently: no confidence there
-            out["10003"] = [changed(f, PRICE, f[PRICE] + 1) for f in truth["10003"]]
-        return {z: answer(records) for z, records in out.items()}
+            out["10003"] = [cb.changed(f, cb.PRICE, f[cb.PRICE] + 1) for f in truth["10003"]]
+        return {z: cb.answer(records) for z, records in out.items()}
 
     honeypots = {"10001": Honeypot("10001", HoneypotKind.NO_RESIDENTIAL)}
-    confirmed, result = finalized(plan, submissions(plan, answer_for), honeypots=honeypots)
+    confirmed, result = finalized(plan, cb.submissions(plan, answer_for), honeypots=honeypots)
     assert result.zipcodes["10003"].confidence < 0.7
     zipcodes = {r.zipcode for r in confirmed.records}
     assert zipcodes == {"10002"}

@@ -38,7 +38,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 
 from common.manifest import Manifest
 from common.records import PropertyRecord
@@ -100,23 +100,17 @@ class ExportJob:
     states: Mapping[str, str] = field(default_factory=dict)  # zipcode -> state (the block's)
 
 
+@dataclass(eq=False)
 class DatasetExporter:
-    def __init__(
-        self,
-        storage: DatasetStorage,
-        reader: ObjectFetcher | None,
-        hotkey: str,
-        *,
-        max_file_bytes: int,
-        files_per_zipcode: int = FILES_PER_ZIPCODE,
-        timeout_s: float = 600.0,
-    ) -> None:
-        self.storage = storage
-        self.reader = reader
-        self.hotkey = hotkey
-        self.max_file_bytes = max_file_bytes
-        self.files_per_zipcode = files_per_zipcode
-        self.timeout_s = timeout_s
+    """Publishes one epoch's confirmed records, read from the reporters' own files."""
+
+    storage: DatasetStorage
+    reader: ObjectFetcher | None  # None: a validator that cannot read miners' files
+    hotkey: str
+    _: KW_ONLY
+    max_file_bytes: int
+    files_per_zipcode: int = FILES_PER_ZIPCODE
+    timeout_s: float = 600.0
 
     async def publish(self, job: ExportJob) -> dict:
         """Export ``job``'s epoch; returns a summary. Never raises: the cycle is done already.
