@@ -23,8 +23,9 @@ from pathlib import Path
 import pytest
 
 from sim.fake_rapidapi import VALID_KEY, FakeRapidApi
+from sim.processes import spawn_miner
 from tests.integration.data_api_harness import free_port, make_subnet
-from tests.integration.neurons import ROOT, spawn_miner
+from tests.integration.neurons import ROOT
 from tests.integration.test_data_api_process import clean_env, spawn, wait_for_endpoint
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
