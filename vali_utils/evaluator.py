@@ -43,7 +43,7 @@ from consensus.scoring import ScoringState, apply_cycle, compute_weights
 from vali_utils.blocks import EpochBlock
 from vali_utils.cycle import ConsensusCycle, CycleOutcome, eligible_miners
 from vali_utils.metrics import ValidatorMetrics
-from vali_utils.store import ValidatorStore
+from vali_utils.store import REPORT_EPOCHS, ValidatorStore
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,16 @@ class BlockProvider(Protocol):
 # An S3 evaluation pass: (scoring state, epoch, wall-clock deadline) -> the new
 # state, or None when it had nothing to evaluate.
 S3Pass = Callable[[ScoringState, int, float], Awaitable[ScoringState | None]]
+
+
+def write_report(folder: Path, epoch: int, report: dict) -> None:
+    """``folder/epoch-<epoch>.json``; reports of epochs before the store's report window go."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"epoch-{epoch}.json").write_text(json.dumps(report, indent=1))
+    for old in folder.glob("epoch-*.json"):
+        number = old.stem.removeprefix("epoch-")
+        if number.isdigit() and int(number) < epoch - REPORT_EPOCHS:
+            old.unlink(missing_ok=True)
 
 
 @dataclass(eq=False)
@@ -233,8 +243,7 @@ class EnhancedMinerEvaluator:
         if self.dataset is not None:  # after the weights: an export never delays them
             report["dataset"] = await self.dataset(outcome)
         if self.reports_dir is not None:
-            self.reports_dir.mkdir(parents=True, exist_ok=True)
-            (self.reports_dir / f"{cycle_id}.json").write_text(json.dumps(report, indent=1))
+            write_report(self.reports_dir, epoch, report)
         if self.report_status is not None:
             await self.report_status(epoch, report)
         logger.info(

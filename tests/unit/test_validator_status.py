@@ -12,6 +12,7 @@ import pytest
 
 from consensus.scoring import MinerScore, ScoringState
 from neurons.validator_status import read_status, render
+from vali_utils.evaluator import write_report
 from vali_utils.store import REPORT_EPOCHS, ValidatorStore
 
 pytestmark = pytest.mark.unit
@@ -108,3 +109,15 @@ def test_reports_older_than_the_report_window_leave_the_store_and_their_cycles_s
     assert [epoch for epoch, _ in rows] == list(range(100, last + 1))  # every cycle's row
     kept = [epoch for epoch, has_report in rows if has_report]
     assert kept == list(range(last - REPORT_EPOCHS, last + 1))
+
+
+def test_report_files_keep_the_store_s_report_window(tmp_path):
+    folder = tmp_path / "cycles"
+    last = 100 + REPORT_EPOCHS + 5
+    for epoch in range(100, last + 1):
+        write_report(folder, epoch, {"epoch": epoch})
+    (folder / "epoch-notes.json").write_text("{}")  # not a report of ours: left alone
+    kept = sorted(int(p.stem.split("-")[1]) for p in folder.glob("epoch-[0-9]*.json"))
+    assert kept == list(range(last - REPORT_EPOCHS, last + 1))
+    assert json.loads((folder / f"epoch-{last}.json").read_text()) == {"epoch": last}
+    assert (folder / "epoch-notes.json").exists()
