@@ -109,6 +109,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         await chain.close()
         raise SystemExit(EXIT_STORE_UNAVAILABLE) from None
     endpoint = db_path.parent / ENDPOINT_FILE
+    endpoint.parent.mkdir(parents=True, exist_ok=True)  # not made by a PostgreSQL store
     document = {"url": api.url, "hotkey": owner, "pid": os.getpid(), "netuid": settings.netuid}
     tmp = endpoint.with_name(f".{ENDPOINT_FILE}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(document))

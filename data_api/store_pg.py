@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 3  # libpq's connect_timeout: a host that is gone fails fast
 POOL_WAIT_S = 3.0  # a request waits this long for a free connection, then 503
+DOWN_POOL_WAIT_S = 0.5  # ... and this long once the database is known to be down
 OPERATION_TIMEOUT_S = 5.0  # one store call, end to end (a partition must not hang requests)
 HEALTH_TIMEOUT_S = 2.0  # /v1/health answers within this even when the database is gone
 OPEN_TIMEOUT_S = 10.0  # at start: the first connections and the migration
@@ -120,8 +121,12 @@ class PostgresStore:
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[AsyncConnection]:
         """A pooled connection; a failure to reach the database becomes StoreUnavailable."""
+        wait = DOWN_POOL_WAIT_S if self._down else POOL_WAIT_S  # fail fast in an outage
         try:
-            async with asyncio.timeout(OPERATION_TIMEOUT_S), self._pool.connection() as conn:
+            async with (
+                asyncio.timeout(OPERATION_TIMEOUT_S),
+                self._pool.connection(timeout=wait) as conn,
+            ):
                 yield conn
         except (psycopg.OperationalError, TimeoutError) as exc:
             self._failed(exc)

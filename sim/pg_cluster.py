@@ -1,4 +1,4 @@
-"""A throw-away PostgreSQL cluster under a temporary folder, for tests and the benchmark.
+"""A throw-away PostgreSQL cluster in a temporary folder, for tests and the benchmark.
 
 Debian's ``postgresql`` package puts ``initdb`` and ``pg_ctl`` under
 ``/usr/lib/postgresql/<version>/bin``; they refuse to run as root, so as root
@@ -6,7 +6,13 @@ they run as the ``postgres`` user on a folder that user owns. The cluster
 listens on 127.0.0.1 at a free port, trusts local connections, and is gone
 with its folder once stopped.
 
-    cluster = PostgresCluster.start(tmp_path / "pg")     # PostgresMissing when not installed
+The folder is a fresh one directly in the system's temporary folder, not
+under pytest's ``tmp_path``: every pytest session resets
+``/tmp/pytest-of-<user>`` to mode 0700, after which the ``postgres`` user
+could no longer reach a cluster below it (a concurrent session would break
+a running one).
+
+    cluster = PostgresCluster.start()                    # PostgresMissing when not installed
     url = cluster.create_database("api_test")            # postgresql://postgres@127.0.0.1:P/api_test
     cluster.stop()
 """
@@ -19,6 +25,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,26 +72,20 @@ class PostgresCluster:
         return self.root / "data"
 
     @classmethod
-    def start(cls, root: Path, fsync: bool = False) -> PostgresCluster:
-        """initdb and start a cluster in ``root`` (made); raises PostgresMissing.
+    def start(cls, fsync: bool = False) -> PostgresCluster:
+        """initdb and start a cluster in a new temporary folder; raises PostgresMissing.
 
         ``fsync=True`` keeps PostgreSQL's durable defaults (the benchmark's
         figures should be what an operator gets).
         """
         bin_dir = server_bin()
         as_postgres: list[str] = []
-        root.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0 and shutil.which("runuser") is None:
+            raise PostgresMissing("running as root without runuser to drop to postgres")
+        root = Path(tempfile.mkdtemp(prefix="pg-cluster-"))
         if os.geteuid() == 0:
-            if shutil.which("runuser") is None:
-                raise PostgresMissing("running as root without runuser to drop to postgres")
             as_postgres = ["runuser", "-u", "postgres", "--"]
             shutil.chown(root, "postgres", "postgres")
-            # The postgres user must reach the folder through its parents (pytest's
-            # are 0700): let others traverse them, nothing more.
-            for parent in root.parents:
-                mode = parent.stat().st_mode
-                if not mode & 0o001:
-                    parent.chmod(mode | 0o001)
         cluster = cls(root, free_port(), bin_dir, as_postgres)
         cluster._run("initdb", "-D", str(cluster.data), "-A", "trust", "-U", "postgres")
         options = f"-p {cluster.port} -k {root} {SERVER_OPTIONS}"
@@ -96,12 +97,18 @@ class PostgresCluster:
         return cluster
 
     def _run(self, program: str, *args: str) -> None:
-        subprocess.run(
+        done = subprocess.run(
             [*self._as_postgres, str(self.bin / program), *args],
-            check=True,
             capture_output=True,
+            text=True,
             timeout=START_TIMEOUT_S,
         )
+        if done.returncode != 0:
+            log = self.root / "log"
+            tail = log.read_text()[-2000:] if log.is_file() else ""
+            raise RuntimeError(
+                f"{program} {args[:3]} failed ({done.returncode}): {done.stdout}{done.stderr}{tail}"
+            )
 
     def pg_ctl(self, action: str, *args: str) -> None:
         """``pg_ctl start|stop|restart`` on this cluster, waiting until it is done."""

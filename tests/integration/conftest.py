@@ -38,11 +38,11 @@ def s3_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory) -> Iterator[PostgresCluster]:
+def postgres() -> Iterator[PostgresCluster]:
     """One throw-away PostgreSQL cluster for the whole run; each test makes its own database."""
     pytest.importorskip("psycopg", reason="the postgres extra (psycopg) is not installed")
     try:
-        cluster = PostgresCluster.start(tmp_path_factory.mktemp("postgres"))
+        cluster = PostgresCluster.start()
     except PostgresMissing as exc:
         pytest.skip(f"PostgreSQL tests need Debian's postgresql package: {exc}")
     yield cluster
