@@ -109,9 +109,7 @@ def test_instances_starting_together_migrate_once(postgres):
     asyncio.run(scenario())
 
 
-def test_an_unreachable_database_gives_503s_then_service_again_without_a_restart(
-    subnet, postgres
-):
+def test_an_unreachable_database_gives_503s_then_service_again_without_a_restart(subnet, postgres):
     url = postgres.create_database("outage")
     validator = subnet.people["validator"]
     path = "/v1/epochs/current"
