@@ -6,7 +6,11 @@ parameterised. What must hold across instances holds in the database:
 
 - a nonce is one ``INSERT ... ON CONFLICT DO NOTHING``, and the caller's rate
   counter is bumped in the same statement only when the nonce was new: one
-  round trip admits a request, and a replay never spends its victim's limit;
+  round trip admits a request, and a replay never spends its victim's limit.
+  These go through a pool of their own with ``synchronous_commit=off``: a
+  crash of the database may forget the last instants of nonces and counters
+  (the trade SQLite's ``synchronous=NORMAL`` makes), and no request waits for
+  a WAL flush to be admitted. Everything else commits durably;
 - a block is ``INSERT ... ON CONFLICT DO NOTHING`` then read back: the first
   instance's bytes are every instance's bytes;
 - an upload grant counts and inserts under a transaction-scoped advisory lock
@@ -64,18 +68,36 @@ SELECT count FROM counted
 """
 
 
+def _pool(url: str, size: int, name: str, options: str = "") -> AsyncConnectionPool:
+    """A pool of autocommit connections, opened by the caller."""
+    settings: dict = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S}
+    if options:
+        settings["options"] = options
+    return AsyncConnectionPool(
+        url,
+        min_size=min(2, size),
+        max_size=size,
+        kwargs=settings,
+        timeout=POOL_WAIT_S,
+        open=False,
+        name=name,
+    )
+
+
 class PostgresStore:
     kind = "postgresql"
 
     def __init__(
         self,
         pool: AsyncConnectionPool,
+        guards: AsyncConnectionPool,
         requests_per_minute: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if requests_per_minute < 1:
             raise ValueError("requests_per_minute must be >= 1")
-        self._pool = pool
+        self._pool = pool  # durable commits: blocks, grants, reports, references
+        self._guards = guards  # nonces and rate counters (module doc)
         self._per_window = requests_per_minute * RATE_WINDOW_S // 60 or 1
         self._clock = clock
         self._pruned_before = -1  # upload grants of epochs up to this one are pruned
@@ -92,40 +114,36 @@ class PostgresStore:
         Raises ``StoreUnavailable`` when the database cannot be reached within
         ``OPEN_TIMEOUT_S``, and ``SchemaTooNew`` for a database newer than this code.
         """
-        pool = AsyncConnectionPool(
-            url,
-            min_size=min(2, pool_size),
-            max_size=pool_size,
-            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
-            timeout=POOL_WAIT_S,
-            open=False,
-            name="data-api",
-        )
+        pool = _pool(url, pool_size, "data-api")
+        guards = _pool(url, pool_size, "data-api-guards", "-c synchronous_commit=off")
         try:
             await pool.open(wait=True, timeout=OPEN_TIMEOUT_S)
             async with pool.connection() as conn:
                 await migrate(conn)
+            await guards.open(wait=True, timeout=OPEN_TIMEOUT_S)
         except psycopg.OperationalError as exc:
-            await pool.close()
+            await asyncio.gather(pool.close(), guards.close())
             raise StoreUnavailable(str(exc)) from exc
         except BaseException:
-            await pool.close()
+            await asyncio.gather(pool.close(), guards.close())
             raise
-        return cls(pool, requests_per_minute)
+        return cls(pool, guards, requests_per_minute)
 
     async def close(self) -> None:
         for task in self._checks:
             task.cancel()
-        await self._pool.close()
+        await asyncio.gather(self._pool.close(), self._guards.close())
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[AsyncConnection]:
-        """A pooled connection; a failure to reach the database becomes StoreUnavailable."""
+    async def _connection(self, guards: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection (the guards' pool when ``guards``); a failure to reach
+        the database becomes StoreUnavailable."""
         wait = DOWN_POOL_WAIT_S if self._down else POOL_WAIT_S  # fail fast in an outage
+        pool = self._guards if guards else self._pool
         try:
             async with (
                 asyncio.timeout(OPERATION_TIMEOUT_S),
-                self._pool.connection(timeout=wait) as conn,
+                pool.connection(timeout=wait) as conn,
             ):
                 yield conn
         except (psycopg.OperationalError, TimeoutError) as exc:
@@ -142,9 +160,10 @@ class PostgresStore:
         logger.warning("PostgreSQL unreachable, answering 503 until it is back: %s", exc)
         # The idle connections are likely broken too (a restart, a fail-over): have the
         # pool test and replace them now rather than fail one request each.
-        task = asyncio.create_task(self._pool.check(), name="pg-pool-check")
-        self._checks.add(task)
-        task.add_done_callback(self._checks.discard)
+        for pool in (self._pool, self._guards):
+            task = asyncio.create_task(pool.check(), name=f"{pool.name}-check")
+            self._checks.add(task)
+            task.add_done_callback(self._checks.discard)
 
     # --- guards --------------------------------------------------------------------------
 
@@ -161,7 +180,7 @@ class PostgresStore:
             "expires": now + NONCE_RETENTION_S,
             "window": window,
         }
-        async with self._connection() as conn:
+        async with self._connection(guards=True) as conn:
             row = await (await conn.execute(ADMIT, params)).fetchone()
         if row is None:
             raise http_auth.ReplayedRequest("this nonce was already accepted from this hotkey")
@@ -175,7 +194,7 @@ class PostgresStore:
         if now < self._next_sweep:
             return
         self._next_sweep = now + SWEEP_INTERVAL_S
-        async with self._connection() as conn:
+        async with self._connection(guards=True) as conn:
             await conn.execute("DELETE FROM nonces WHERE expires_at < %s", (now,))
             await conn.execute(
                 "DELETE FROM rate_counters WHERE window_id < %s",
