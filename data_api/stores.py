@@ -155,7 +155,15 @@ class SqliteStore:
     async def recent_zipcodes(self, epoch_id: int, epochs: int) -> list[frozenset[str]]:
         return await asyncio.to_thread(self.sync.recent_zipcodes, epoch_id, epochs)
 
-    async def save_block(self, epoch_id, block_id, block_json, zipcodes, honeypots, now=None):
+    async def save_block(
+        self,
+        epoch_id: int,
+        block_id: str,
+        block_json: bytes,
+        zipcodes: Sequence[str],
+        honeypots: Sequence[IssuedHoneypot],
+        now: float | None = None,
+    ) -> tuple[bytes, bool]:
         return await asyncio.to_thread(
             self.sync.save_block, epoch_id, block_id, block_json, zipcodes, honeypots, now
         )
@@ -163,7 +171,14 @@ class SqliteStore:
     async def honeypots(self, epoch_id: int) -> tuple[str, list[IssuedHoneypot]] | None:
         return await asyncio.to_thread(self.sync.honeypots, epoch_id)
 
-    async def upsert_reference(self, zipcode, source, records, added_by, now=None) -> None:
+    async def upsert_reference(
+        self,
+        zipcode: str,
+        source: str,
+        records: Sequence[tuple[str, str]],
+        added_by: str,
+        now: float | None = None,
+    ) -> None:
         await asyncio.to_thread(self.sync.upsert_reference, zipcode, source, records, added_by, now)
 
     async def delete_reference(self, zipcode: str, source: str | None = None) -> int:
@@ -179,7 +194,16 @@ class SqliteStore:
         return await asyncio.to_thread(self.sync.reference_records, list(zipcodes))
 
     async def grant_upload(
-        self, hotkey, epoch_id, source, zipcode, content_hash, *, cap, keep_epochs, now=None
+        self,
+        hotkey: str,
+        epoch_id: int,
+        source: str,
+        zipcode: str,
+        content_hash: str,
+        *,
+        cap: int,
+        keep_epochs: int,
+        now: float | None = None,
     ) -> int | None:
         return await asyncio.to_thread(
             self.sync.grant_upload,
@@ -193,7 +217,9 @@ class SqliteStore:
             now=now,
         )
 
-    async def save_status(self, epoch_id, hotkey, report_json, now=None) -> float:
+    async def save_status(
+        self, epoch_id: int, hotkey: str, report_json: str, now: float | None = None
+    ) -> float:
         return await asyncio.to_thread(self.sync.save_status, epoch_id, hotkey, report_json, now)
 
     async def status_reports(self, epoch_id: int) -> dict[str, dict]:
