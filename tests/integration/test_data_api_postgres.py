@@ -160,3 +160,16 @@ def test_an_unreachable_database_gives_503s_then_service_again_without_a_restart
             await relay.stop()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.slow
+def test_the_process_exits_4_when_its_database_is_unreachable_at_start(subnet, tmp_path):
+    from tests.integration.data_api_harness import free_port
+    from tests.integration.test_data_api_process import spawn
+
+    url = f"postgresql://api:do-not-log-me@127.0.0.1:{free_port()}/data_api"  # nobody listens
+    process = spawn(subnet, tmp_path, "--api.database.url", url)
+    assert process.wait(timeout=60) == 4
+    log = (tmp_path / "data_api.log").read_text()
+    assert "database unreachable at start" in log
+    assert "do-not-log-me" not in log
