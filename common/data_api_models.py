@@ -245,3 +245,7 @@ class Health(_Body):
     # Whether the bucket answers (None: this Data API serves no S3). Validators
     # watch it through each upload window (vali_utils/storage_watch.py).
     storage: Literal["ok", "failing"] | None = None
+    # The Data API's own database (docs/data_api.md, operations): when it fails,
+    # every signed call answers 503 with Retry-After until it is back.
+    store: Literal["sqlite", "postgresql"] | None = None
+    store_status: Literal["ok", "failing"] | None = None

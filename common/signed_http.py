@@ -35,7 +35,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 from bittensor import http_auth
@@ -48,6 +48,7 @@ from common.signed_client import SignedAnswer, SignedClient, answer_cap
 
 __all__ = [  # the client lives in common/signed_client.py; callers import it from here too
     "AccessPolicy",
+    "Admission",
     "RateLimiter",
     "RequestRefused",
     "SignedAnswer",
@@ -88,6 +89,31 @@ def new_request_id() -> str:
 
 # One nonce store per process: every signed endpoint in it shares replay memory.
 PROCESS_NONCE_STORE = http_auth.InMemoryNonceStore(retention=NONCE_RETENTION_S)
+
+
+class Admission(Protocol):
+    """Replay check and rate limit in one awaited step, for guard state kept in a database
+    that several servers share (``data_api/stores.py``).
+
+    ``admit`` stores the nonce and counts the request; it returns 0.0 when the
+    call may go on, else the seconds until the caller's limit lets it. Raises
+    ``http_auth.ReplayedRequest`` for a nonce already accepted, and
+    ``RequestRefused`` (a 503) when the state cannot be reached.
+    """
+
+    async def admit(self, hotkey: str, nonce_ns: int) -> float: ...
+
+
+class _AdmittedLater:
+    """The nonce store ``verify`` sees when an ``Admission`` does the replay check next."""
+
+    retention = NONCE_RETENTION_S
+
+    def check_and_store(self, hotkey_ss58: str, nonce_ns: int) -> bool:
+        return True
+
+
+_ADMITTED_LATER = _AdmittedLater()
 
 
 def error_response(status: int, code: str, message: str, request_id: str | None) -> web.Response:
@@ -156,6 +182,8 @@ class AccessPolicy:
     max_body_bytes: int = 4 * 1024 * 1024
     rate_limiter: Any = None  # RateLimiter or anything with take(hotkey) -> seconds to wait
     nonce_store: Any = field(default=PROCESS_NONCE_STORE)
+    # When set, replaces nonce_store and rate_limiter: both in one awaited step.
+    admission: Admission | None = None
     only_hotkeys: frozenset[str] | None = None
     # Shared by every policy of one server: its deadline and slots hold per process.
     body_gate: BodyGate = field(default_factory=BodyGate)
@@ -344,6 +372,8 @@ def signed_route(
                 response.headers["Retry-After"] = "1"
             response.force_close()  # what is left of the body is never read
             return response
+        admission = policy.admission
+        wait = 0.0
         try:
             caller = http_auth.verify(
                 request.headers,
@@ -351,10 +381,14 @@ def signed_route(
                 method=request.method,
                 path=request.path_qs,
                 self_hotkey_ss58=policy.self_hotkey,
-                nonce_store=policy.nonce_store,
+                nonce_store=policy.nonce_store if admission is None else _ADMITTED_LATER,
             )
+            if admission is not None:
+                wait = await admission.admit(caller.hotkey_ss58, caller.nonce_ns)
         except http_auth.AuthError as exc:
             return error_response(401, type(exc).__name__, str(exc), request_id)
+        except RequestRefused as refused:  # the shared guard state is out of reach
+            return refused.response(request_id)
         hotkey = caller.hotkey_ss58
         request[CALLER] = hotkey
         graph = policy.metagraph()
@@ -363,12 +397,12 @@ def signed_route(
             response = error_response(403, "forbidden", "caller is not registered", request_id)
             response[AUTH_REASON] = "not_registered"
             return response
-        if policy.rate_limiter is not None:
+        if admission is None and policy.rate_limiter is not None:
             wait = policy.rate_limiter.take(hotkey)
-            if wait > 0:
-                response = error_response(429, "rate_limited", "too many requests", request_id)
-                response.headers["Retry-After"] = str(max(1, round(wait + 0.5)))
-                return response
+        if wait > 0:
+            response = error_response(429, "rate_limited", "too many requests", request_id)
+            response.headers["Retry-After"] = str(max(1, round(wait + 0.5)))
+            return response
         parsed_body = parsed_query = None
         if body is not None:
             try:

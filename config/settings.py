@@ -140,6 +140,9 @@ class Settings:
     api_port: int = 8092
     api_reuse_port: bool = False
     api_db: Path | None = None  # default: <workdir>/data_api/data_api.sqlite
+    # Several instances share one PostgreSQL store (docs/data_api.md); None: SQLite.
+    api_database_url: str | None = None
+    api_database_pool: int = 10
     api_secret: str | None = None
     api_min_validator_stake: float = 0.0
     api_requests_per_minute: int = 600

@@ -41,6 +41,24 @@ DATA_API_SETTINGS: tuple[Setting, ...] = (
         roles=("data_api",),
     ),
     Setting(
+        "api_database_url",
+        "--api.database.url",
+        "DATA_API_DATABASE_URL",
+        str,
+        "postgresql://user:password@host:5432/dbname to share one store between several "
+        "Data API instances (docs/data_api.md); unset: the SQLite file --api.db",
+        roles=("data_api",),
+    ),
+    Setting(
+        "api_database_pool",
+        "--api.database.pool",
+        "DATA_API_DATABASE_POOL",
+        int,
+        "PostgreSQL connections each Data API instance keeps at most",
+        roles=("data_api",),
+        minimum=1,
+    ),
+    Setting(
         "api_secret",
         "--api.secret",
         "DATA_API_SECRET",
@@ -200,6 +218,11 @@ def check_data_api(settings) -> None:
     if settings.api_secret is not None and len(settings.api_secret) < MIN_SECRET_CHARS:
         raise SettingsError(
             f"invalid --api.secret / DATA_API_SECRET: needs at least {MIN_SECRET_CHARS} characters"
+        )
+    url = settings.api_database_url
+    if url is not None and not url.startswith(("postgresql://", "postgres://")):
+        raise SettingsError(
+            "invalid --api.database.url / DATA_API_DATABASE_URL: must start with postgresql://"
         )
     if not settings.max_state_share <= 1:
         raise SettingsError(

@@ -1,7 +1,8 @@
 """Assembly: routes, who may call each, and a running server on a host and port.
 
-    api = await start_data_api(owner_hotkey, lambda: sync.snapshot, options, db_path,
+    api = await start_data_api(owner_hotkey, lambda: sync.snapshot, options, database,
                                secret, s3=None, host="127.0.0.1", port=0)
+    # database: a SQLite file path, or a "postgresql://..." URL (data_api/stores.py)
     api.url            # "http://127.0.0.1:40123"
     await api.close()
 
@@ -31,19 +32,18 @@ from common.data_api_models import (
     UploadUrlRequest,
 )
 from common.http_server import BodyGate, ConnectionGate, RunningServer, ServerLimits, serve_app
-from common.signed_http import AccessPolicy, signed_route
-from data_api.guards import SqliteNonceStore, SqliteRateLimiter, guard_connection
+from common.signed_http import AccessPolicy, Admission, signed_route
 from data_api.metrics import ApiMetrics
 from data_api.routes import ApiOptions, Routes
 from data_api.s3 import S3Gateway, TokenSealer
 from data_api.service import BlockService
-from data_api.store import ApiStore
+from data_api.stores import DataStore, StoreUnavailable, open_store
 from data_api.universe import Universe, load_universe
 
 logger = logging.getLogger(__name__)
 
 EPOCH = r"{epoch_id:[0-9]{1,13}}"  # 13 digits stay inside int64; more is a 404
-CHECKPOINT_INTERVAL_S = 2.0  # WAL growth between checkpoints: ~2 pages a request
+MAINTENANCE_INTERVAL_S = 2.0  # SQLite: WAL growth between checkpoints, ~2 pages a request
 
 
 def build_app(
@@ -51,8 +51,7 @@ def build_app(
     owner_hotkey: str,
     metagraph: Callable[[], MetagraphSnapshot | None],
     options: ApiOptions,
-    nonce_store: object,
-    rate_limiter: object,
+    admission: Admission,
     connections: ConnectionGate,
     bodies: BodyGate,
 ) -> web.Application:
@@ -63,8 +62,7 @@ def build_app(
             self_hotkey=owner_hotkey,
             metagraph=metagraph,
             max_body_bytes=options.max_body_bytes,
-            rate_limiter=rate_limiter,
-            nonce_store=nonce_store,
+            admission=admission,
             body_gate=bodies,
             **who,
         )
@@ -105,35 +103,35 @@ class RunningApi:
     url: str
     port: int
     owner_hotkey: str
-    store: ApiStore
+    store: DataStore
     blocks: BlockService
     metrics: ApiMetrics
     _server: RunningServer
-    _guard_conn: sqlite3.Connection
-    _checkpoints: asyncio.Task
+    _maintenance: asyncio.Task
 
     async def close(self) -> None:
-        self._checkpoints.cancel()
+        self._maintenance.cancel()
         await self._server.close()
-        await asyncio.to_thread(self.store.close)
-        self._guard_conn.close()
+        await self.store.close()
 
 
-async def _checkpoint_forever(store: ApiStore) -> None:
-    """Checkpoint the WAL on a thread, since the request path never does (see guards)."""
+async def _maintain_forever(store: DataStore) -> None:
+    """The store's upkeep (SQLite: WAL checkpoints, which the request path never does)."""
     while True:
-        await asyncio.sleep(CHECKPOINT_INTERVAL_S)
+        await asyncio.sleep(MAINTENANCE_INTERVAL_S)
         try:
-            await asyncio.to_thread(store.checkpoint)
+            await store.maintain()
         except sqlite3.Error as exc:  # busy or locked: the next round catches up
             logger.warning("WAL checkpoint failed: %s", exc)
+        except StoreUnavailable:  # logged by the store, once per outage
+            pass
 
 
 async def start_data_api(
     owner_hotkey: str,
     metagraph: Callable[[], MetagraphSnapshot | None],
     options: ApiOptions,
-    db_path: Path,
+    database: Path | str,
     secret: bytes,
     s3: S3Gateway | None = None,
     host: str = "127.0.0.1",
@@ -142,18 +140,20 @@ async def start_data_api(
     now: Callable[[], float] = time.time,
     reuse_port: bool = False,
     limits: ServerLimits | None = None,
+    pool_size: int = 10,
 ) -> RunningApi:
     """Open the store, build the app and serve it on ``host:port`` (0: a free port).
 
     ``now`` is the epoch clock's time source (tests move it; signatures are
     always checked against the real clock). ``limits``: connections, deadlines and
     body slots (``common/http_server.py``; defaults from ``config/settings.py``).
-    Raises OSError when the port is taken.
+    ``database`` is a SQLite file or a ``postgresql://`` URL (``pool_size``
+    connections). Raises OSError when the port is taken, StoreUnavailable
+    when PostgreSQL cannot be reached.
     """
     if universe is None:
         universe = await asyncio.to_thread(load_universe)
-    store = await asyncio.to_thread(ApiStore.open, db_path)
-    guard_conn = await asyncio.to_thread(guard_connection, db_path)
+    store = await open_store(database, options.requests_per_minute, pool_size)
     metrics = ApiMetrics()
     blocks = BlockService(
         store, universe, secret, options.epoch, options.blocks, now, metrics.blocks_issued.inc
@@ -168,23 +168,20 @@ async def start_data_api(
         owner_hotkey,
         metagraph,
         options,
-        SqliteNonceStore(guard_conn),
-        SqliteRateLimiter(guard_conn, options.requests_per_minute),
+        store,
         connections,
         BodyGate(limits),
     )
     # reuse_port: several service processes (workers) may serve one port on Linux;
-    # they share blocks, nonces and rate counters through the database. Each
+    # they, and instances on other hosts sharing a PostgreSQL store, share blocks,
+    # nonces and rate counters through the database. Each
     # process holds its own connection cap and body slots.
     try:
         server = await serve_app(app, connections, host, port, reuse_port=reuse_port)
     except OSError:
-        store.close()
-        guard_conn.close()
+        await store.close()
         raise
     bound = server.port  # the real port when port=0
     url = f"http://{host}:{bound}"
-    checkpoints = asyncio.create_task(_checkpoint_forever(store), name="wal-checkpoints")
-    return RunningApi(
-        url, bound, owner_hotkey, store, blocks, metrics, server, guard_conn, checkpoints
-    )
+    maintenance = asyncio.create_task(_maintain_forever(store), name="store-maintenance")
+    return RunningApi(url, bound, owner_hotkey, store, blocks, metrics, server, maintenance)

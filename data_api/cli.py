@@ -7,13 +7,15 @@
 
 ``--records`` takes property records (one JSON object a line, the miners'
 record format) and computes their record hashes the way validators do. The
-database is ``--api.db``, else ``DATA_API_DB``, else under ``WORKDIR`` (both
-read from ``--env-file``). A remote owner uses ``POST /v1/owner/references``.
+database is ``--api.database.url`` or ``DATA_API_DATABASE_URL`` (PostgreSQL,
+shared by every instance), else ``--api.db``, else ``DATA_API_DB``, else under
+``WORKDIR`` (read from ``--env-file``). A remote owner uses ``POST /v1/owner/references``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from pathlib import Path
@@ -25,7 +27,8 @@ from common.protocol import Source
 from common.records import RecordDigester
 from config.sections import read_environment
 from config.settings import DEFAULT_WORKDIR, setting_from_environment
-from data_api.store import ApiStore, default_db_path
+from data_api.store import default_db_path
+from data_api.stores import StoreUnavailable, open_store
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m data_api honeypot", description="the owner's honeypot references"
     )
     parser.add_argument("--api.db", dest="db", type=Path, help="database [DATA_API_DB]")
+    parser.add_argument(
+        "--api.database.url", dest="url", help="PostgreSQL URL [DATA_API_DATABASE_URL]"
+    )
     parser.add_argument("--env-file", type=Path, default=Path(".env"), help="dotenv file to load")
     actions = parser.add_subparsers(dest="action", required=True)
     add = actions.add_parser("add", help="store (or replace) a zipcode's reference for a source")
@@ -47,11 +53,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _database(args: argparse.Namespace) -> Path:
-    """``--api.db``, else DATA_API_DB, else the default under WORKDIR (as the Data API's)."""
+def _database(args: argparse.Namespace) -> Path | str:
+    """The Data API's database, chosen as the service chooses it: a PostgreSQL URL
+    (flag, then DATA_API_DATABASE_URL), else ``--api.db``, DATA_API_DB, the default."""
+    if args.url is not None:
+        return args.url
     if args.db is not None:
         return args.db
     environ = read_environment(args.env_file)
+    url = setting_from_environment("api_database_url", environ)
+    if url is not None:
+        return url
     database = setting_from_environment("api_db", environ)
     if database is not None:
         return database
@@ -97,20 +109,30 @@ def main(argv: list[str]) -> int:
     except (OSError, ValueError, ValidationError) as exc:
         print(f"honeypot: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
-    store = ApiStore.open(database)
     try:
-        if args.action == "add":
-            store.upsert_reference(
+        asyncio.run(_apply(args, database, reference if args.action == "add" else None))
+    except StoreUnavailable as exc:
+        print(f"honeypot: database unreachable: {exc.detail.splitlines()[0]}", file=sys.stderr)
+        return 3
+    return 0
+
+
+async def _apply(
+    args: argparse.Namespace, database: Path | str, reference: HoneypotReference | None
+) -> None:
+    store = await open_store(database)
+    try:
+        if reference is not None:
+            await store.upsert_reference(
                 reference.zipcode, reference.source.value, reference.records, "cli"
             )
             count, where = len(reference.records), f"{reference.zipcode}/{reference.source}"
             print(f"stored {count} records for {where}")
         elif args.action == "list":
-            for row in store.references():
+            for row in await store.references():
                 print(f"{row.zipcode}\t{row.source}\t{row.record_count} records\tby {row.added_by}")
         else:
-            removed = store.delete_reference(args.zipcode, args.source)
+            removed = await store.delete_reference(args.zipcode, args.source)
             print(f"removed {removed} reference(s) for {args.zipcode}")
     finally:
-        store.close()
-    return 0
+        await store.close()

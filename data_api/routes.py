@@ -46,7 +46,7 @@ from data_api.s3 import (
     read_prefix,
 )
 from data_api.service import BlockService, CachedBlock, utc
-from data_api.store import ApiStore
+from data_api.stores import DataStore
 from data_api.universe import Universe
 
 logger = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class Routes:
         owner_hotkey: str,
         options: ApiOptions,
         blocks: BlockService,
-        store: ApiStore,
+        store: DataStore,
         s3: S3Gateway | None,
         universe: Universe,
         metrics: ApiMetrics,
@@ -125,6 +125,8 @@ class Routes:
             storage=None
             if self.storage is None
             else ("ok" if await self.storage.reachable() else "failing"),
+            store=self.store.kind,
+            store_status="ok" if await self.store.reachable() else "failing",
         )
         return web.Response(body=body.model_dump_json(), content_type="application/json")
 
@@ -180,9 +182,7 @@ class Routes:
         if epoch_id < self.blocks.current_epoch() - STATUS_EPOCHS_BACK:
             raise RequestRefused(409, "epoch_too_old", "reports are taken for recent epochs only")
         report: StatusReport = call.body
-        received = await asyncio.to_thread(
-            self.store.save_status, epoch_id, call.caller, report.model_dump_json()
-        )
+        received = await self.store.save_status(epoch_id, call.caller, report.model_dump_json())
         logger.info(
             "status of epoch %d from %s: %d/%d completed, weights %s (request %s)",
             epoch_id,
@@ -237,8 +237,7 @@ class Routes:
         except InvalidKey as exc:
             raise RequestRefused(422, "invalid_key", str(exc)) from None
         limits = self.options.uploads
-        granted = await asyncio.to_thread(
-            self.store.grant_upload,
+        granted = await self.store.grant_upload(
             call.caller,
             epoch_id,
             asked.source.value,
@@ -336,8 +335,7 @@ class Routes:
         if len(set(zpids)) != len(zpids):
             raise RequestRefused(422, "duplicate_zpid", "a zpid appears twice in records")
         now = self.blocks.now()
-        await asyncio.to_thread(
-            self.store.upsert_reference,
+        await self.store.upsert_reference(
             reference.zipcode,
             reference.source.value,
             reference.records,
@@ -359,7 +357,7 @@ class Routes:
         )
 
     async def list_references(self, call: SignedCall) -> ReferenceList:
-        rows = await asyncio.to_thread(self.store.references)
+        rows = await self.store.references()
         return ReferenceList(
             references=[
                 ReferenceSummary(

@@ -8,7 +8,8 @@ metagraph sync, the block secret, the store, the S3 gateway, the server.
 
 Once serving, it writes ``endpoint.json`` (url, hotkey, pid) next to its
 database, so a launcher that asked for ``--api.port 0`` learns the port.
-Exit codes as the neurons: 0 stopped, 2 invalid setting, 3 chain unavailable.
+Exit codes as the neurons: 0 stopped, 2 invalid setting, 3 chain unavailable;
+and 4 when the PostgreSQL store cannot be reached at start.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 from pathlib import Path
 
 from common.chain import open_chain
@@ -32,10 +34,17 @@ from data_api.routes import ApiOptions
 from data_api.s3 import S3Gateway
 from data_api.secret import resolve_secret
 from data_api.store import default_db_path
+from data_api.stores import StoreUnavailable
 
 logger = logging.getLogger("data_api.server")
 
 ENDPOINT_FILE = "endpoint.json"
+EXIT_STORE_UNAVAILABLE = 4  # PostgreSQL did not answer at start (a supervisor retries)
+
+
+def redacted(url: str | None) -> str:
+    """A database URL without its password, for the log."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url or "")
 
 
 def s3_gateway(settings: Settings) -> S3Gateway | None:
@@ -78,30 +87,40 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     if gateway is not None:
         await asyncio.to_thread(_check_bucket, gateway, settings.preset == "local")
     db_path = Path(settings.api_db or default_db_path(settings.workdir))
-    api = await start_data_api(
-        owner,
-        lambda: sync.snapshot,
-        ApiOptions.from_settings(settings),
-        db_path,
-        secret,
-        gateway,
-        settings.api_host,
-        settings.api_port,
-        reuse_port=settings.api_reuse_port,
-        limits=ServerLimits.from_settings(settings),
-    )
+    # endpoint.json goes beside the SQLite file even when the store is PostgreSQL.
+    database = settings.api_database_url or db_path
+    try:
+        api = await start_data_api(
+            owner,
+            lambda: sync.snapshot,
+            ApiOptions.from_settings(settings),
+            database,
+            secret,
+            gateway,
+            settings.api_host,
+            settings.api_port,
+            reuse_port=settings.api_reuse_port,
+            limits=ServerLimits.from_settings(settings),
+            pool_size=settings.api_database_pool,
+        )
+    except StoreUnavailable as exc:
+        logger.error("database unreachable at start: %s", exc.detail)
+        await chain.close()
+        raise SystemExit(EXIT_STORE_UNAVAILABLE) from None
     endpoint = db_path.parent / ENDPOINT_FILE
+    endpoint.parent.mkdir(parents=True, exist_ok=True)  # not made by a PostgreSQL store
     document = {"url": api.url, "hotkey": owner, "pid": os.getpid(), "netuid": settings.netuid}
     tmp = endpoint.with_name(f".{ENDPOINT_FILE}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(document))
     os.replace(tmp, endpoint)  # a launcher polling for it never reads half a file
     logger.info(
-        "Data API serving on %s as %s (netuid %s, epochs of %gs, database %s)",
+        "Data API serving on %s as %s (netuid %s, epochs of %gs, %s store %s)",
         api.url,
         owner,
         settings.netuid,
         settings.cycle_seconds,
-        db_path,
+        api.store.kind,
+        db_path if api.store.kind == "sqlite" else redacted(settings.api_database_url),
     )
     try:
         await serve_until_stopped(stop, sync, "Data API")

@@ -3,7 +3,8 @@
 The first request for the current epoch's block derives it
 (``blocks.derive_block``, in a thread) from the secret, the persisted history
 and the owner's references, and persists it; every later request, from any
-validator and after any restart, gets the persisted bytes. A past epoch
+validator, any instance sharing the store, and after any restart, gets the
+persisted bytes. A past epoch
 serves its persisted block or has none. Concurrent first requests share
 one derivation (a shared task, not a lock held across awaits).
 
@@ -34,7 +35,8 @@ from common.epochs import EpochClock
 from common.protocol import Source
 from config.data_api import BlockConfig
 from data_api.blocks import REFERENCE, DerivedBlock, derive_block
-from data_api.store import ApiStore, IssuedHoneypot
+from data_api.store import IssuedHoneypot
+from data_api.stores import DataStore
 from data_api.universe import Universe
 
 logger = logging.getLogger(__name__)
@@ -94,7 +96,7 @@ def block_model(derived: DerivedBlock, clock: EpochClock, config: BlockConfig) -
 class BlockService:
     def __init__(
         self,
-        store: ApiStore,
+        store: DataStore,
         universe: Universe,
         secret: bytes,
         clock: EpochClock,
@@ -147,29 +149,35 @@ class BlockService:
         return cached
 
     async def _load(self, epoch_id: int, derive: bool) -> CachedBlock | None:
-        raw = await asyncio.to_thread(self.store.block_json, epoch_id)
+        raw = await self.store.block_json(epoch_id)
         if raw is None:
             if not derive:
                 return None
-            raw = await asyncio.to_thread(self._derive_and_save, epoch_id)
+            raw = await self._derive_and_save(epoch_id)
         block = ZipcodeBlock.model_validate_json(raw)
         return CachedBlock(epoch_id, block.block_id, raw, block.nonce, frozenset(block.zipcodes()))
 
-    def _derive_and_save(self, epoch_id: int) -> bytes:
-        started = time.perf_counter()
-        recent = self.store.recent_zipcodes(epoch_id, self.config.rotation_epochs)
-        references = self.store.reference_zipcodes()
+    def _derive(
+        self, epoch_id: int, recent: list[frozenset[str]], references: list[str]
+    ) -> tuple[DerivedBlock, bytes]:
+        """The block and its wire bytes (CPU work: run on a thread)."""
         derived = derive_block(
             self._secret, epoch_id, self.universe, self.config, recent, references
         )
-        raw = block_model(derived, self.clock, self.config).model_dump_json().encode()
+        return derived, block_model(derived, self.clock, self.config).model_dump_json().encode()
+
+    async def _derive_and_save(self, epoch_id: int) -> bytes:
+        started = time.perf_counter()
+        recent = await self.store.recent_zipcodes(epoch_id, self.config.rotation_epochs)
+        references = await self.store.reference_zipcodes()
+        derived, raw = await asyncio.to_thread(self._derive, epoch_id, recent, references)
         chosen = [z for z, kind in derived.honeypots if kind == REFERENCE]
-        records = self.store.reference_records(chosen)
+        records = await self.store.reference_records(chosen)
         honeypots = [
             IssuedHoneypot(zipcode, kind, records.get(zipcode, {}) if kind == REFERENCE else {})
             for zipcode, kind in derived.honeypots
         ]
-        stored, inserted = self.store.save_block(
+        stored, inserted = await self.store.save_block(
             epoch_id, derived.block_id, raw, derived.zipcodes, honeypots, self.now()
         )
         if inserted:
@@ -192,7 +200,7 @@ class BlockService:
 
         Callers check ``is_revealed`` first: this does not.
         """
-        issued = await asyncio.to_thread(self.store.honeypots, epoch_id)
+        issued = await self.store.honeypots(epoch_id)
         if issued is None:
             return None
         block_id, honeypots = issued

@@ -17,7 +17,8 @@ Reports:
   twice the records per answer divided by time at the base size.
 - ``dispatch_s`` and ``ack_p99_ms``: see ``scripts/bench_net.py``.
 - ``scrape_records_per_s``: see ``scripts/bench_scrape.py``.
-- ``api_rps``, ``api_p99_ms``: see ``scripts/bench_api.py``.
+- ``api_rps``, ``api_p99_ms``: see ``scripts/bench_api.py``; ``api_pg1_*`` and
+  ``api_pg2_*``: the same on PostgreSQL with one and two service processes.
 - ``s3_eval_files_per_s``: see ``scripts/bench_s3.py``.
 - ``status_page_ms`` (the validator's status page, 256 miners, 12 cycles; < 100 ms):
   see ``scripts/bench_status.py``.
@@ -235,6 +236,24 @@ def bench_api() -> dict:
     return asyncio.run(run())
 
 
+def bench_api_postgres() -> dict:
+    """The same load on PostgreSQL, one instance and two (skipped without PostgreSQL)."""
+    import asyncio
+
+    from bench_api import bench_api as run
+
+    from sim.pg_cluster import PostgresMissing
+
+    try:
+        return {
+            **asyncio.run(run(store="postgresql", instances=1)),
+            **asyncio.run(run(store="postgresql", instances=2)),
+        }
+    except (PostgresMissing, ImportError) as exc:  # psycopg (extra) or the server missing
+        print(f"api_pg skipped: {exc}", file=sys.stderr)
+        return {}
+
+
 def bench_s3_eval() -> dict:
     from bench_s3 import bench_s3_eval as run
 
@@ -268,6 +287,7 @@ BENCHMARKS = {
     "ack": bench_ack,
     "scrape": bench_scrape,
     "api": bench_api,
+    "api_pg": bench_api_postgres,
     "s3_eval": bench_s3_eval,
     "status_page": bench_status_page,
     "dataset": bench_dataset,

@@ -1,4 +1,5 @@
-"""The Data API on loopback: real wallets, a local chain file, SQLite, the service's rules.
+"""The Data API on loopback: real wallets, a local chain file, the service's rules, each
+test once on SQLite and once on PostgreSQL (the ``database`` fixture).
 
 Guards against the seed's mock, which never checked a signature, let any
 40-character string act as a validator, kept tokens in memory and reshuffled
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -38,9 +40,9 @@ def subnet(tmp_path_factory) -> Subnet:
 # --- blocks -----------------------------------------------------------------------------
 
 
-def test_registered_validator_gets_the_current_block(subnet, tmp_path):
+def test_registered_validator_gets_the_current_block(subnet, database):
     async def scenario():
-        async with running(subnet, tmp_path / "api.sqlite") as api, aiohttp.ClientSession() as s:
+        async with running(subnet, database) as api, aiohttp.ClientSession() as s:
             status, payload, headers = await call(
                 s, api, subnet.people["validator"], "GET", "/v1/epochs/current"
             )
@@ -68,8 +70,8 @@ def test_registered_validator_gets_the_current_block(subnet, tmp_path):
     asyncio.run(scenario())
 
 
-def test_every_validator_and_every_restart_get_the_same_bytes(subnet, tmp_path):
-    db = tmp_path / "api.sqlite"
+def test_every_validator_and_every_restart_get_the_same_bytes(subnet, database):
+    db = database
 
     async def fetch(api, who: str, path: str = "/v1/epochs/current") -> bytes:
         async with aiohttp.ClientSession() as s:
@@ -104,9 +106,9 @@ def test_every_validator_and_every_restart_get_the_same_bytes(subnet, tmp_path):
     asyncio.run(scenario())
 
 
-def test_no_block_before_its_epoch_starts_nor_for_unserved_past_epochs(subnet, tmp_path):
+def test_no_block_before_its_epoch_starts_nor_for_unserved_past_epochs(subnet, database):
     async def scenario():
-        async with running(subnet, tmp_path / "api.sqlite") as api, aiohttp.ClientSession() as s:
+        async with running(subnet, database) as api, aiohttp.ClientSession() as s:
             for epoch in (subnet.epoch + 1, subnet.epoch + 1000, 10**12, 10**13 - 1):
                 for what in ("block", "honeypots"):
                     status, payload, _ = await call(
@@ -120,13 +122,13 @@ def test_no_block_before_its_epoch_starts_nor_for_unserved_past_epochs(subnet, t
             )
             assert status == 404
             assert_json_error(status, payload, "no_block")
-            assert api.store.block_json(subnet.epoch - 3) is None
+            assert await api.store.block_json(subnet.epoch - 3) is None
 
     asyncio.run(scenario())
 
 
-def test_a_replay_is_refused_by_every_worker_sharing_the_database(subnet, tmp_path):
-    db = tmp_path / "api.sqlite"
+def test_a_replay_is_refused_by_every_instance_sharing_the_database(subnet, database):
+    db = database
 
     async def scenario():
         async with (
@@ -171,13 +173,13 @@ def test_a_replay_is_refused_by_every_worker_sharing_the_database(subnet, tmp_pa
     ],
 )
 def test_callers_who_may_not_are_refused_with_the_right_code(
-    subnet, tmp_path, case, expected, code, reason
+    subnet, database, case, expected, code, reason
 ):
     people = subnet.people
     path = "/v1/epochs/current"
 
     async def scenario():
-        async with running(subnet, tmp_path / "api.sqlite") as api, aiohttp.ClientSession() as s:
+        async with running(subnet, database) as api, aiohttp.ClientSession() as s:
             signer, kwargs = people["validator"], {}
             if case == "unsigned":
                 signer = None
@@ -220,12 +222,12 @@ def test_callers_who_may_not_are_refused_with_the_right_code(
     asyncio.run(scenario())
 
 
-def test_owner_routes_take_only_the_owners_signature(subnet, tmp_path):
+def test_owner_routes_take_only_the_owners_signature(subnet, database):
     reference = {"zipcode": "77494", "source": "ZILLOW_SOLD", "records": [["1", "a" * 32]]}
     body = json.dumps(reference).encode()
 
     async def scenario():
-        async with running(subnet, tmp_path / "api.sqlite") as api, aiohttp.ClientSession() as s:
+        async with running(subnet, database) as api, aiohttp.ClientSession() as s:
             for who in ("validator", "miner", "stranger"):
                 status, payload, _ = await call(
                     s, api, subnet.people[who], "POST", "/v1/owner/references", body
@@ -255,14 +257,14 @@ def test_owner_routes_take_only_the_owners_signature(subnet, tmp_path):
 # --- honeypots ----------------------------------------------------------------------------
 
 
-def test_honeypots_are_hidden_before_the_deadline_and_revealed_after(subnet, tmp_path):
+def test_honeypots_are_hidden_before_the_deadline_and_revealed_after(subnet, database):
     records = [[str(1000 + i), f"{i:032x}"] for i in range(12)]
     reference = {"zipcode": "77494", "source": "ZILLOW_SOLD", "records": records}
     clock = subnet.clock(into_epoch_s=60)
 
     async def scenario():
         async with (
-            running(subnet, tmp_path / "api.sqlite", clock) as api,
+            running(subnet, database, clock) as api,
             aiohttp.ClientSession() as s,
         ):
             status, _, _ = await call(
@@ -310,10 +312,10 @@ def test_honeypots_are_hidden_before_the_deadline_and_revealed_after(subnet, tmp
 # --- limits and malformed input ------------------------------------------------------------
 
 
-def test_rate_limit_answers_429_with_retry_after(subnet, tmp_path):
+def test_rate_limit_answers_429_with_retry_after(subnet, database):
     async def scenario():
         async with (
-            running(subnet, tmp_path / "api.sqlite", requests_per_minute=5) as api,
+            running(subnet, database, requests_per_minute=5) as api,
             aiohttp.ClientSession() as s,
         ):
             validator = subnet.people["validator"]
@@ -335,7 +337,7 @@ def test_rate_limit_answers_429_with_retry_after(subnet, tmp_path):
     asyncio.run(scenario())
 
 
-def test_malformed_and_oversized_requests_get_json_errors(subnet, tmp_path):
+def test_malformed_and_oversized_requests_get_json_errors(subnet, database):
     validator = subnet.people["validator"]
     status_path = f"/v1/epochs/{subnet.epoch}/status"
     upload = model(upload_request(subnet.epoch, "77494", b"data"))
@@ -359,7 +361,7 @@ def test_malformed_and_oversized_requests_get_json_errors(subnet, tmp_path):
     ]
 
     async def scenario():
-        async with running(subnet, tmp_path / "api.sqlite") as api, aiohttp.ClientSession() as s:
+        async with running(subnet, database) as api, aiohttp.ClientSession() as s:
             for method, path, body, signer, expected, code in cases:
                 status, payload, _ = await call(s, api, signer, method, path, body)
                 assert status == expected, (path, body[:40], payload)
@@ -371,7 +373,7 @@ def test_malformed_and_oversized_requests_get_json_errors(subnet, tmp_path):
 # --- status reports, metrics, health --------------------------------------------------------
 
 
-def test_validators_report_their_cycle(subnet, tmp_path):
+def test_validators_report_their_cycle(subnet, database):
     report = StatusReport(
         block_id="e1-abc",
         plan_hash="ab" * 8,
@@ -383,7 +385,7 @@ def test_validators_report_their_cycle(subnet, tmp_path):
     )
 
     async def scenario():
-        async with running(subnet, tmp_path / "api.sqlite") as api, aiohttp.ClientSession() as s:
+        async with running(subnet, database) as api, aiohttp.ClientSession() as s:
             path = f"/v1/epochs/{subnet.epoch}/status"
             status, payload, _ = await call(
                 s, api, subnet.people["validator"], "POST", path, model(report)
@@ -391,7 +393,7 @@ def test_validators_report_their_cycle(subnet, tmp_path):
             assert status == 200, payload
             assert payload["epoch_id"] == subnet.epoch
             assert payload["validator_hotkey"] == subnet.people["validator"].hotkey
-            stored = api.store.status_reports(subnet.epoch)
+            stored = await api.store.status_reports(subnet.epoch)
             assert stored[subnet.people["validator"].hotkey]["completed"] == 1900
             future = f"/v1/epochs/{subnet.epoch + 1}/status"
             status, payload, _ = await call(
@@ -411,9 +413,9 @@ def test_validators_report_their_cycle(subnet, tmp_path):
     asyncio.run(scenario())
 
 
-def test_metrics_and_health_are_open_and_count_what_happened(subnet, tmp_path):
+def test_metrics_and_health_are_open_and_count_what_happened(subnet, database):
     async def scenario():
-        async with running(subnet, tmp_path / "api.sqlite") as api, aiohttp.ClientSession() as s:
+        async with running(subnet, database) as api, aiohttp.ClientSession() as s:
             for _ in range(3):
                 await call(s, api, subnet.people["validator"], "GET", "/v1/epochs/current")
             await call(s, api, subnet.people["stranger"], "GET", "/v1/epochs/current")
@@ -423,6 +425,9 @@ def test_metrics_and_health_are_open_and_count_what_happened(subnet, tmp_path):
                 health = await response.json()
             assert health["status"] == "ok" and health["hotkey"] == subnet.owner.hotkey
             assert health["epoch_id"] == subnet.epoch
+            assert health["store"] == api.store.kind
+            assert health["store"] == ("sqlite" if isinstance(database, Path) else "postgresql")
+            assert health["store_status"] == "ok"
             async with s.get(api.url + "/metrics") as response:
                 assert response.status == 200
                 assert response.content_type == "text/plain"

@@ -33,7 +33,8 @@ def clean_env() -> dict[str, str]:
     return env | {"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
 
 
-def spawn(subnet, workdir: Path) -> subprocess.Popen:
+def spawn(subnet, workdir: Path, *flags: str) -> subprocess.Popen:
+    """``python -m data_api`` on a free port for ``subnet``, with ``flags`` added."""
     log = open(workdir / "data_api.log", "a")  # noqa: SIM115 - closed with the process by the OS
     argv = [
         sys.executable,
@@ -59,6 +60,7 @@ def spawn(subnet, workdir: Path) -> subprocess.Popen:
         "3600",
         "--metagraph.refresh",
         "1",
+        *flags,
     ]
     return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=clean_env())
 

@@ -39,14 +39,14 @@ def subnet(tmp_path_factory) -> Subnet:
     return make_subnet(tmp_path_factory.mktemp("data-api-s3"))
 
 
-def test_miners_upload_only_under_their_own_prefix(subnet, tmp_path, s3_endpoint):
+def test_miners_upload_only_under_their_own_prefix(subnet, database, s3_endpoint):
     miner = subnet.people["miner"]
     data = b"gzip bytes of a zipcode file"
     clock = subnet.clock(into_epoch_s=60)
 
     async def scenario():
         async with (
-            running(subnet, tmp_path / "api.sqlite", clock, s3=s3_endpoint) as api,
+            running(subnet, database, clock, s3=s3_endpoint) as api,
             aiohttp.ClientSession() as s,
         ):
             status, payload, _ = await call(
@@ -117,14 +117,14 @@ def test_miners_upload_only_under_their_own_prefix(subnet, tmp_path, s3_endpoint
     asyncio.run(scenario())
 
 
-def test_validators_read_a_miners_files_through_presigned_urls(subnet, tmp_path, s3_endpoint):
+def test_validators_read_a_miners_files_through_presigned_urls(subnet, database, s3_endpoint):
     miner = subnet.people["miner2"]
     files = [f"file {i} of miner2".encode() for i in range(3)]
     clock = subnet.clock(into_epoch_s=60)
 
     async def scenario():
         async with (
-            running(subnet, tmp_path / "api.sqlite", clock, s3=s3_endpoint) as api,
+            running(subnet, database, clock, s3=s3_endpoint) as api,
             aiohttp.ClientSession() as s,
         ):
             validator = subnet.people["validator"]

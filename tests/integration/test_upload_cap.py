@@ -38,10 +38,10 @@ def subnet(tmp_path_factory) -> Subnet:
     return make_subnet(tmp_path_factory.mktemp("upload-cap"))
 
 
-def test_presigns_past_the_cap_are_refused_across_workers(subnet, tmp_path, s3_endpoint):
+def test_presigns_past_the_cap_are_refused_across_workers(subnet, database, s3_endpoint):
     miner, other = subnet.people["miner"], subnet.people["miner2"]
     clock = subnet.clock(into_epoch_s=60)
-    db = tmp_path / "api.sqlite"
+    db = database
     limits = UploadLimits(files_per_zipcode=CAP)
 
     async def scenario():

@@ -97,3 +97,19 @@ def test_local_preset_generates_a_secret_once(tmp_path):
     assert local_secret_path(Path(tmp_path)).read_text().strip().encode() == first
     given = load(["--workdir", str(tmp_path)], DATA_API_SECRET=SECRET)
     assert resolve_secret(given) == SECRET.encode()
+
+
+def test_a_postgresql_url_selects_the_shared_store_and_anything_else_is_refused():
+    assert (load().api_database_url, load().api_database_pool) == (None, 10)  # SQLite
+    url = "postgresql://api:pw@db.internal:5432/data_api"
+    s = load(["--api.database.pool", "4"], DATA_API_DATABASE_URL=url)
+    assert (s.api_database_url, s.api_database_pool) == (url, 4)
+    with pytest.raises(SettingsError, match="DATA_API_DATABASE_URL"):
+        load(DATA_API_DATABASE_URL="mysql://api@db/data_api")
+
+
+def test_the_database_password_never_reaches_the_log():
+    from data_api.server import redacted
+
+    assert redacted("postgresql://api:s3cr:et@db:5432/x") == "postgresql://api:***@db:5432/x"
+    assert redacted("postgresql://db.internal/x") == "postgresql://db.internal/x"

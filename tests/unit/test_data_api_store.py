@@ -207,3 +207,36 @@ def test_the_wal_stays_bounded_when_checkpointed_off_the_request_path(tmp_path):
         burst(round_ * 1500)
         store.checkpoint()
     assert wal.stat().st_size <= first * 1.2  # reused from its start, not appended to
+
+
+SQLITE_WITHOUT_PSYCOPG = """
+import asyncio, sys, time
+sys.modules["psycopg"] = sys.modules["psycopg_pool"] = None   # as if the extra were absent
+from data_api.app import start_data_api  # noqa: F401 - the whole service imports
+from data_api.stores import open_store
+
+async def main():
+    store = await open_store(sys.argv[1])
+    assert await store.admit("hotkey", time.time_ns()) == 0.0
+    await store.close()
+    print(store.kind)
+
+asyncio.run(main())
+"""
+
+
+def test_the_sqlite_store_needs_no_postgresql_packages(tmp_path):
+    """The local subnet and other parts' tests run without the postgres extra."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", SQLITE_WITHOUT_PSYCOPG, str(tmp_path / "api.sqlite")],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "sqlite"), done.stderr[-2000:]
