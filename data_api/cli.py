@@ -123,9 +123,7 @@ async def _apply(
     store = await open_store(database)
     try:
         if reference is not None:
-            await store.upsert_reference(
-                reference.zipcode, reference.source.value, reference.records, "cli"
-            )
+            await store.upsert_reference(reference, "cli")
             count, where = len(reference.records), f"{reference.zipcode}/{reference.source}"
             print(f"stored {count} records for {where}")
         elif args.action == "list":

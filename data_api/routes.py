@@ -46,6 +46,7 @@ from data_api.s3 import (
     read_prefix,
 )
 from data_api.service import BlockService, CachedBlock, utc
+from data_api.store import UploadGrant
 from data_api.stores import DataStore
 from data_api.universe import Universe
 
@@ -237,16 +238,10 @@ class Routes:
         except InvalidKey as exc:
             raise RequestRefused(422, "invalid_key", str(exc)) from None
         limits = self.options.uploads
-        granted = await self.store.grant_upload(
-            call.caller,
-            epoch_id,
-            asked.source.value,
-            asked.zipcode,
-            asked.content_hash,
-            cap=limits.files_per_zipcode,
-            keep_epochs=limits.keep_epochs,
-            now=now,
+        grant = UploadGrant(
+            call.caller, epoch_id, asked.source.value, asked.zipcode, asked.content_hash
         )
+        granted = await self.store.grant_upload(grant, limits, now)
         if granted is None:
             logger.info(
                 "upload refused to %s for %s/%s of epoch %d: %d files already (request %s)",
@@ -335,13 +330,7 @@ class Routes:
         if len(set(zpids)) != len(zpids):
             raise RequestRefused(422, "duplicate_zpid", "a zpid appears twice in records")
         now = self.blocks.now()
-        await self.store.upsert_reference(
-            reference.zipcode,
-            reference.source.value,
-            reference.records,
-            call.caller,
-            now,
-        )
+        await self.store.upsert_reference(reference, call.caller, now)
         logger.info(
             "reference for %s/%s stored: %d records (request %s)",
             reference.zipcode,

@@ -35,7 +35,7 @@ from common.epochs import EpochClock
 from common.protocol import Source
 from config.data_api import BlockConfig
 from data_api.blocks import REFERENCE, DerivedBlock, derive_block
-from data_api.store import IssuedHoneypot
+from data_api.store import IssuedBlock, IssuedHoneypot
 from data_api.stores import DataStore
 from data_api.universe import Universe
 
@@ -177,9 +177,8 @@ class BlockService:
             IssuedHoneypot(zipcode, kind, records.get(zipcode, {}) if kind == REFERENCE else {})
             for zipcode, kind in derived.honeypots
         ]
-        stored, inserted = await self.store.save_block(
-            epoch_id, derived.block_id, raw, derived.zipcodes, honeypots, self.now()
-        )
+        block = IssuedBlock(epoch_id, derived.block_id, raw, derived.zipcodes, honeypots)
+        stored, inserted = await self.store.save_block(block, self.now())
         if inserted:
             if self._on_issued is not None:
                 self._on_issued()

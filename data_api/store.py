@@ -7,9 +7,9 @@ parameterised. WAL lets readers in other worker processes go on while one
 writes.
 
     store = ApiStore.open(path)
-    raw = store.save_block(epoch_id, block_id, raw, zipcodes, honeypots)  # first write wins
+    raw = store.save_block(IssuedBlock(epoch_id, block_id, raw, zipcodes, honeypots))  # first wins
     store.block_json(epoch_id)
-    store.grant_upload(hotkey, epoch_id, source, zipcode, content_hash, cap=64, keep_epochs=2)
+    store.grant_upload(UploadGrant(hotkey, epoch_id, source, zipcode, content_hash), limits)
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common import sqlite_db
+from common.data_api_models import HoneypotReference
 from common.sqlite_db import BUSY_TIMEOUT_MS
 from common.sqlite_tx import transaction
+from config.data_api import UploadLimits
 from data_api.migrations import migrate
 
 
@@ -38,6 +40,41 @@ def connect(path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Conne
     conn = sqlite_db.connect(path, synchronous="NORMAL", busy_timeout_ms=busy_timeout_ms)
     conn.execute("PRAGMA foreign_keys = ON")
     return conn
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedBlock:
+    """An epoch's block as the store keeps it: its bytes, zipcodes and honeypots."""
+
+    epoch_id: int
+    block_id: str
+    block_json: bytes
+    zipcodes: Sequence[str]
+    honeypots: Sequence[IssuedHoneypot]
+
+    def zipcode_rows(self) -> list[tuple[int, str]]:
+        return [(self.epoch_id, z) for z in self.zipcodes]
+
+    def honeypot_rows(self) -> list[tuple[int, str, str, str]]:
+        return [
+            (self.epoch_id, h.zipcode, h.kind, json.dumps(h.references, sort_keys=True))
+            for h in self.honeypots
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class UploadGrant:
+    """One file a miner asks to upload: its place (miner, epoch, source, zipcode) and hash."""
+
+    hotkey: str
+    epoch_id: int
+    source: str
+    zipcode: str
+    content_hash: str
+
+    @property
+    def place(self) -> tuple[str, int, str, str]:
+        return (self.hotkey, self.epoch_id, self.source, self.zipcode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,21 +140,15 @@ class ApiStore:
             by_epoch.setdefault(epoch, set()).add(zipcode)
         return [frozenset(by_epoch[e]) for e in sorted(by_epoch, reverse=True)]
 
-    def save_block(
-        self,
-        epoch_id: int,
-        block_id: str,
-        block_json: bytes,
-        zipcodes: Sequence[str],
-        honeypots: Sequence[IssuedHoneypot],
-        now: float | None = None,
-    ) -> tuple[bytes, bool]:
+    def save_block(self, block: IssuedBlock, now: float | None = None) -> tuple[bytes, bool]:
         """Persist a block unless the epoch has one already.
 
         Returns (the epoch's block bytes, whether this call stored them). The
         first write wins, also across processes, so every validator gets the
         bytes that were persisted first.
         """
+
+        epoch_id, block_id, block_json = block.epoch_id, block.block_id, block.block_json
 
         def work(conn: sqlite3.Connection) -> tuple[bytes, bool]:
             row = conn.execute(
@@ -131,16 +162,12 @@ class ApiStore:
                 (epoch_id, block_id, block_json, time.time() if now is None else now),
             )
             conn.executemany(
-                "INSERT INTO block_zipcodes (epoch_id, zipcode) VALUES (?, ?)",
-                [(epoch_id, z) for z in zipcodes],
+                "INSERT INTO block_zipcodes (epoch_id, zipcode) VALUES (?, ?)", block.zipcode_rows()
             )
             conn.executemany(
                 "INSERT INTO block_honeypots (epoch_id, zipcode, kind, references_json) "
                 "VALUES (?, ?, ?, ?)",
-                [
-                    (epoch_id, h.zipcode, h.kind, json.dumps(h.references, sort_keys=True))
-                    for h in honeypots
-                ],
+                block.honeypot_rows(),
             )
             return block_json, True
 
@@ -165,13 +192,9 @@ class ApiStore:
     # --- owner references -------------------------------------------------------------
 
     def upsert_reference(
-        self,
-        zipcode: str,
-        source: str,
-        records: Sequence[tuple[str, str]],
-        added_by: str,
-        now: float | None = None,
+        self, reference: HoneypotReference, added_by: str, now: float | None = None
     ) -> None:
+        zipcode, source, records = reference.zipcode, reference.source.value, reference.records
         records_json = json.dumps([list(r) for r in records])
         with self._lock:
             self._conn.execute(
@@ -236,27 +259,19 @@ class ApiStore:
     # --- upload grants ---------------------------------------------------------------
 
     def grant_upload(
-        self,
-        hotkey: str,
-        epoch_id: int,
-        source: str,
-        zipcode: str,
-        content_hash: str,
-        *,
-        cap: int,
-        keep_epochs: int,
-        now: float | None = None,
+        self, grant: UploadGrant, limits: UploadLimits, now: float | None = None
     ) -> int | None:
-        """Record an upload grant unless the miner's (epoch, source, zipcode) is at ``cap``.
+        """Record an upload grant unless the miner's (epoch, source, zipcode) is at the cap.
 
         Returns how many distinct files the zipcode then has (a grant for a file
         already granted is a retry: granted again, not counted again), or None
         when a new file would pass the cap. ``BEGIN IMMEDIATE`` makes the count
         and the insert one step across worker processes, so the cap holds when
         a miner spreads its requests over them. Grants of epochs more than
-        ``keep_epochs`` back are pruned with the first grant of a new epoch.
+        ``limits.keep_epochs`` back are pruned with the first grant of a new epoch.
         """
-        place = (hotkey, epoch_id, source, zipcode)
+        place, content_hash = grant.place, grant.content_hash
+        epoch_id, cap, keep_epochs = grant.epoch_id, limits.files_per_zipcode, limits.keep_epochs
 
         def work(conn: sqlite3.Connection) -> int | None:
             if self._pruned_before < epoch_id - keep_epochs:

@@ -32,16 +32,18 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable
 
 import psycopg
 from bittensor import http_auth
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from common.data_api_models import HoneypotReference
+from config.data_api import UploadLimits
 from data_api.guards import NONCE_RETENTION_S, RATE_WINDOW_S, SWEEP_INTERVAL_S
 from data_api.migrations_pg import migrate
-from data_api.store import IssuedHoneypot, ReferenceRow
+from data_api.store import IssuedBlock, IssuedHoneypot, ReferenceRow, UploadGrant
 from data_api.stores import StoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -234,16 +236,9 @@ class PostgresStore:
             by_epoch.setdefault(epoch, set()).add(zipcode)
         return [frozenset(by_epoch[e]) for e in sorted(by_epoch, reverse=True)]
 
-    async def save_block(
-        self,
-        epoch_id: int,
-        block_id: str,
-        block_json: bytes,
-        zipcodes: Sequence[str],
-        honeypots: Sequence[IssuedHoneypot],
-        now: float | None = None,
-    ) -> tuple[bytes, bool]:
+    async def save_block(self, block: IssuedBlock, now: float | None = None) -> tuple[bytes, bool]:
         created = self._clock() if now is None else now
+        epoch_id, block_id, block_json = block.epoch_id, block.block_id, block.block_json
         async with self._connection() as conn, conn.transaction():
             cursor = await conn.execute(
                 "INSERT INTO epochs (epoch_id, block_id, block_json, created_at) "
@@ -261,15 +256,12 @@ class PostgresStore:
             async with conn.cursor() as many:
                 await many.executemany(
                     "INSERT INTO block_zipcodes (epoch_id, zipcode) VALUES (%s, %s)",
-                    [(epoch_id, z) for z in zipcodes],
+                    block.zipcode_rows(),
                 )
                 await many.executemany(
                     "INSERT INTO block_honeypots (epoch_id, zipcode, kind, references_json) "
                     "VALUES (%s, %s, %s, %s)",
-                    [
-                        (epoch_id, h.zipcode, h.kind, json.dumps(h.references, sort_keys=True))
-                        for h in honeypots
-                    ],
+                    block.honeypot_rows(),
                 )
         return block_json, True
 
@@ -292,13 +284,9 @@ class PostgresStore:
     # --- owner references ---------------------------------------------------------------
 
     async def upsert_reference(
-        self,
-        zipcode: str,
-        source: str,
-        records: Sequence[tuple[str, str]],
-        added_by: str,
-        now: float | None = None,
+        self, reference: HoneypotReference, added_by: str, now: float | None = None
     ) -> None:
+        zipcode, source, records = reference.zipcode, reference.source.value, reference.records
         records_json = json.dumps([list(r) for r in records])
         added = self._clock() if now is None else now
         async with self._connection() as conn:
@@ -361,19 +349,11 @@ class PostgresStore:
     # --- upload grants ---------------------------------------------------------------------
 
     async def grant_upload(
-        self,
-        hotkey: str,
-        epoch_id: int,
-        source: str,
-        zipcode: str,
-        content_hash: str,
-        *,
-        cap: int,
-        keep_epochs: int,
-        now: float | None = None,
+        self, grant: UploadGrant, limits: UploadLimits, now: float | None = None
     ) -> int | None:
         """As ``ApiStore.grant_upload``; the advisory lock makes count-then-insert one step."""
-        place = (hotkey, epoch_id, source, zipcode)
+        place, content_hash = grant.place, grant.content_hash
+        epoch_id, cap, keep_epochs = grant.epoch_id, limits.files_per_zipcode, limits.keep_epochs
         lock_key = "upload-grant:" + ":".join(str(part) for part in place)
         granted_at = self._clock() if now is None else now
         async with self._connection() as conn, conn.transaction():

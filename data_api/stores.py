@@ -8,7 +8,7 @@ and everything the instances must agree on: issued blocks, owner references,
 status reports, upload grants, accepted nonces and rate counters.
 
     store = await open_store(Path("api.sqlite"))              # or "postgresql://..."
-    raw, stored = await store.save_block(epoch_id, block_id, raw, zipcodes, honeypots)
+    raw, stored = await store.save_block(IssuedBlock(epoch_id, block_id, raw, zipcodes, honeypots))
     wait = await store.admit(hotkey, nonce_ns)   # ReplayedRequest, or seconds to wait
     await store.close()
 
@@ -22,15 +22,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
 from bittensor import http_auth
 
+from common.data_api_models import HoneypotReference
 from common.signed_http import RequestRefused
+from config.data_api import UploadLimits
 from data_api.guards import SqliteNonceStore, SqliteRateLimiter, guard_connection
-from data_api.store import ApiStore, IssuedHoneypot, ReferenceRow
+from data_api.store import ApiStore, IssuedBlock, IssuedHoneypot, ReferenceRow, UploadGrant
 
 logger = logging.getLogger(__name__)
 
@@ -64,27 +66,14 @@ class DataStore(Protocol):
 
     async def recent_zipcodes(self, epoch_id: int, epochs: int) -> list[frozenset[str]]: ...
 
-    async def save_block(
-        self,
-        epoch_id: int,
-        block_id: str,
-        block_json: bytes,
-        zipcodes: Sequence[str],
-        honeypots: Sequence[IssuedHoneypot],
-        now: float | None = None,
-    ) -> tuple[bytes, bool]:
+    async def save_block(self, block: IssuedBlock, now: float | None = None) -> tuple[bytes, bool]:
         """(the epoch's block bytes, whether this call stored them): the first write wins."""
         ...
 
     async def honeypots(self, epoch_id: int) -> tuple[str, list[IssuedHoneypot]] | None: ...
 
     async def upsert_reference(
-        self,
-        zipcode: str,
-        source: str,
-        records: Sequence[tuple[str, str]],
-        added_by: str,
-        now: float | None = None,
+        self, reference: HoneypotReference, added_by: str, now: float | None = None
     ) -> None: ...
 
     async def delete_reference(self, zipcode: str, source: str | None = None) -> int: ...
@@ -96,18 +85,9 @@ class DataStore(Protocol):
     async def reference_records(self, zipcodes: Iterable[str]) -> dict[str, dict[str, list]]: ...
 
     async def grant_upload(
-        self,
-        hotkey: str,
-        epoch_id: int,
-        source: str,
-        zipcode: str,
-        content_hash: str,
-        *,
-        cap: int,
-        keep_epochs: int,
-        now: float | None = None,
+        self, grant: UploadGrant, limits: UploadLimits, now: float | None = None
     ) -> int | None:
-        """Files the zipcode then has, or None past ``cap`` (``ApiStore.grant_upload``)."""
+        """Files the zipcode then has, or None past the cap (``ApiStore.grant_upload``)."""
         ...
 
     async def save_status(
@@ -155,31 +135,16 @@ class SqliteStore:
     async def recent_zipcodes(self, epoch_id: int, epochs: int) -> list[frozenset[str]]:
         return await asyncio.to_thread(self.sync.recent_zipcodes, epoch_id, epochs)
 
-    async def save_block(
-        self,
-        epoch_id: int,
-        block_id: str,
-        block_json: bytes,
-        zipcodes: Sequence[str],
-        honeypots: Sequence[IssuedHoneypot],
-        now: float | None = None,
-    ) -> tuple[bytes, bool]:
-        return await asyncio.to_thread(
-            self.sync.save_block, epoch_id, block_id, block_json, zipcodes, honeypots, now
-        )
+    async def save_block(self, block: IssuedBlock, now: float | None = None) -> tuple[bytes, bool]:
+        return await asyncio.to_thread(self.sync.save_block, block, now)
 
     async def honeypots(self, epoch_id: int) -> tuple[str, list[IssuedHoneypot]] | None:
         return await asyncio.to_thread(self.sync.honeypots, epoch_id)
 
     async def upsert_reference(
-        self,
-        zipcode: str,
-        source: str,
-        records: Sequence[tuple[str, str]],
-        added_by: str,
-        now: float | None = None,
+        self, reference: HoneypotReference, added_by: str, now: float | None = None
     ) -> None:
-        await asyncio.to_thread(self.sync.upsert_reference, zipcode, source, records, added_by, now)
+        await asyncio.to_thread(self.sync.upsert_reference, reference, added_by, now)
 
     async def delete_reference(self, zipcode: str, source: str | None = None) -> int:
         return await asyncio.to_thread(self.sync.delete_reference, zipcode, source)
@@ -194,28 +159,9 @@ class SqliteStore:
         return await asyncio.to_thread(self.sync.reference_records, list(zipcodes))
 
     async def grant_upload(
-        self,
-        hotkey: str,
-        epoch_id: int,
-        source: str,
-        zipcode: str,
-        content_hash: str,
-        *,
-        cap: int,
-        keep_epochs: int,
-        now: float | None = None,
+        self, grant: UploadGrant, limits: UploadLimits, now: float | None = None
     ) -> int | None:
-        return await asyncio.to_thread(
-            self.sync.grant_upload,
-            hotkey,
-            epoch_id,
-            source,
-            zipcode,
-            content_hash,
-            cap=cap,
-            keep_epochs=keep_epochs,
-            now=now,
-        )
+        return await asyncio.to_thread(self.sync.grant_upload, grant, limits, now)
 
     async def save_status(
         self, epoch_id: int, hotkey: str, report_json: str, now: float | None = None

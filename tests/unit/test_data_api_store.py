@@ -14,9 +14,10 @@ import pytest
 from bittensor import http_auth
 from bittensor.sp_core import Keypair
 
+from common.data_api_models import HoneypotReference
 from data_api.guards import SqliteNonceStore, SqliteRateLimiter, guard_connection
 from data_api.migrations import MIGRATIONS, migrate, schema_version
-from data_api.store import ApiStore, IssuedHoneypot, connect
+from data_api.store import ApiStore, IssuedBlock, IssuedHoneypot, connect
 
 pytestmark = pytest.mark.unit
 
@@ -57,9 +58,10 @@ def test_first_block_written_wins_across_connections(tmp_path):
     path = tmp_path / "api.sqlite"
     one, two = ApiStore.open(path), ApiStore.open(path)
     honeypot = IssuedHoneypot("77494", "reference", {"ZILLOW_SOLD": [["1", "a" * 32]]})
-    stored, inserted = one.save_block(5, "e5-a", b'{"a":1}', ["77494", "10001"], [honeypot])
+    first = IssuedBlock(5, "e5-a", b'{"a":1}', ["77494", "10001"], [honeypot])
+    stored, inserted = one.save_block(first)
     assert (stored, inserted) == (b'{"a":1}', True)
-    stored, inserted = two.save_block(5, "e5-b", b'{"b":2}', ["11111"], [])
+    stored, inserted = two.save_block(IssuedBlock(5, "e5-b", b'{"b":2}', ["11111"], []))
     assert (stored, inserted) == (b'{"a":1}', False)
     assert two.block_json(5) == b'{"a":1}'
     block_id, honeypots = two.honeypots(5)
@@ -70,7 +72,8 @@ def test_first_block_written_wins_across_connections(tmp_path):
 def test_recent_zipcodes_most_recent_first_and_bounded(tmp_path):
     store = ApiStore.open(tmp_path / "api.sqlite")
     for epoch in (1, 2, 4):  # epoch 3 was never served
-        store.save_block(epoch, f"e{epoch}", b"{}", [f"{epoch}0000", f"{epoch}1111"], [])
+        zipcodes = [f"{epoch}0000", f"{epoch}1111"]
+        store.save_block(IssuedBlock(epoch, f"e{epoch}", b"{}", zipcodes, []))
     assert store.recent_zipcodes(5, 6) == [
         frozenset({"40000", "41111"}),
         frozenset({"20000", "21111"}),
@@ -82,9 +85,13 @@ def test_recent_zipcodes_most_recent_first_and_bounded(tmp_path):
 
 def test_references_and_status_reports(tmp_path):
     store = ApiStore.open(tmp_path / "api.sqlite")
-    store.upsert_reference("77494", "ZILLOW_SOLD", [("1", "a" * 32)], "owner")
-    store.upsert_reference("77494", "ZILLOW_SOLD", [("2", "b" * 32), ("3", "c" * 32)], "cli")
-    store.upsert_reference("77494", "ZILLOW", [("4", "d" * 32)], "cli")
+
+    def reference(source: str, records: list[tuple[str, str]]) -> HoneypotReference:
+        return HoneypotReference(zipcode="77494", source=source, records=records)
+
+    store.upsert_reference(reference("ZILLOW_SOLD", [("1", "a" * 32)]), "owner")
+    store.upsert_reference(reference("ZILLOW_SOLD", [("2", "b" * 32), ("3", "c" * 32)]), "cli")
+    store.upsert_reference(reference("ZILLOW", [("4", "d" * 32)]), "cli")
     assert [(r.source, r.record_count) for r in store.references()] == [
         ("ZILLOW", 1),
         ("ZILLOW_SOLD", 2),

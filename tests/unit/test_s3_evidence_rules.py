@@ -13,7 +13,7 @@ from consensus.s3_evaluation import (
     no_evidence,
     without_evidence,
 )
-from data_api.store import ApiStore
+from data_api.store import ApiStore, UploadGrant
 
 pytestmark = pytest.mark.unit
 
@@ -57,16 +57,16 @@ def test_upload_grants_are_capped_per_zipcode_and_shared_by_connections(tmp_path
     path = tmp_path / "api.sqlite"
     first, second = ApiStore.open(path), ApiStore.open(path)  # two workers' connections
     try:
-        grant = dict(cap=2, keep_epochs=2)
-        assert first.grant_upload("m", 10, "S", "77494", "h1", **grant) == 1
-        assert second.grant_upload("m", 10, "S", "77494", "h2", **grant) == 2
-        assert first.grant_upload("m", 10, "S", "77494", "h3", **grant) is None
-        assert second.grant_upload("m", 10, "S", "77494", "h1", **grant) == 2  # a retry
-        assert first.grant_upload("m", 10, "S", "77495", "h3", **grant) == 1
-        assert first.grant_upload("other", 10, "S", "77494", "h3", **grant) == 1
+        limits = UploadLimits(files_per_zipcode=2, keep_epochs=2)
+        assert first.grant_upload(UploadGrant("m", 10, "S", "77494", "h1"), limits) == 1
+        assert second.grant_upload(UploadGrant("m", 10, "S", "77494", "h2"), limits) == 2
+        assert first.grant_upload(UploadGrant("m", 10, "S", "77494", "h3"), limits) is None
+        assert second.grant_upload(UploadGrant("m", 10, "S", "77494", "h1"), limits) == 2  # a retry
+        assert first.grant_upload(UploadGrant("m", 10, "S", "77495", "h3"), limits) == 1
+        assert first.grant_upload(UploadGrant("other", 10, "S", "77494", "h3"), limits) == 1
         # Two epochs on, the old grants are pruned: the same zipcode starts afresh.
-        assert second.grant_upload("m", 12, "S", "77494", "h3", **grant) == 1
-        assert first.grant_upload("m", 10, "S", "77494", "h3", **grant) == 1
+        assert second.grant_upload(UploadGrant("m", 12, "S", "77494", "h3"), limits) == 1
+        assert first.grant_upload(UploadGrant("m", 10, "S", "77494", "h3"), limits) == 1
     finally:
         first.close()
         second.close()
