@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import statistics
 import subprocess
@@ -47,6 +46,7 @@ import aiohttp  # noqa: E402
 from bittensor import http_auth  # noqa: E402
 
 from common.chain import NeuronInfo, create_chain_file  # noqa: E402
+from sim.processes import spawn_data_api  # noqa: E402
 
 CLIENTS = 50
 PATH = "/v1/epochs/current"
@@ -70,37 +70,9 @@ def _owner_wallet(wallets: Path):
 
 
 def _spawn(tmp: Path, chain: Path, workdir: Path, *flags: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATA_API_", "S3_"))}
-    env |= {"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    workdir.mkdir(parents=True, exist_ok=True)
-    log = open(workdir / "data_api.log", "w")  # noqa: SIM115 - closed with the process by the OS
-    argv = [
-        sys.executable,
-        "-m",
-        "data_api",
-        "--env-file",
-        "/dev/null",
-        "--subtensor.network",
-        "localfile",
-        "--chain.file",
-        str(chain),
-        "--wallet.path",
-        str(tmp / "wallets"),
-        "--wallet.name",
-        "owner",
-        "--wallet.hotkey",
-        "default",
-        "--workdir",
-        str(workdir),
-        "--api.port",
-        "0",
-        "--api.rate.limit",
-        "1000000",
-        "--cycle.seconds",
-        "14400",
-        *flags,
-    ]
-    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+    (workdir / "data_api.log").unlink(missing_ok=True)  # a log of this run only
+    unlimited = ("--api.rate.limit", "1000000", "--cycle.seconds", "14400")
+    return spawn_data_api(chain, tmp / "wallets", workdir, *unlimited, *flags)
 
 
 async def _wait_for_endpoint(tmp: Path, process: subprocess.Popen) -> dict:

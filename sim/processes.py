@@ -82,6 +82,26 @@ def spawn_miner(
     )
 
 
+def data_api_env() -> dict[str, str]:
+    """This environment without the operator's Data API and S3 settings: a test's own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATA_API_", "S3_"))}
+    return env | {"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+
+
+def spawn_data_api(chain: Path, wallets: Path, workdir: Path, *extra: str) -> subprocess.Popen:
+    """``python -m data_api`` as wallet ``owner`` on a free port, logging to
+    ``workdir/data_api.log`` (it writes ``workdir/data_api/endpoint.json`` once serving)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = open(workdir / "data_api.log", "a")  # noqa: SIM115 - closed with the process by the OS
+    argv = [sys.executable, "-m", "data_api", "--env-file", "/dev/null"]
+    argv += ["--subtensor.network", "localfile", "--chain.file", str(chain)]
+    argv += ["--wallet.path", str(wallets), "--wallet.name", "owner", "--wallet.hotkey", "default"]
+    argv += ["--workdir", str(workdir), "--api.port", "0", *extra]
+    return subprocess.Popen(
+        argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=data_api_env()
+    )
+
+
 def wait_for_endpoint(
     chain: Path, hotkey: str, process: subprocess.Popen, timeout: float = 30.0
 ) -> str:

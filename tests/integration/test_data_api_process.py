@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import pytest
 
 from common.data_api_models import ZipcodeBlock
 from data_api.cli import main as honeypot_cli
+from sim.processes import data_api_env, spawn_data_api
 from tests.integration.data_api_harness import make_subnet
 from tests.integration.neurons import ROOT
 from vali_utils.data_api_client import RetryPolicy, ValidatorDataAPI
@@ -28,41 +28,13 @@ from vali_utils.data_api_client import RetryPolicy, ValidatorDataAPI
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATA_API_", "S3_"))}
-    return env | {"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+clean_env = data_api_env  # the name the other tests import
 
 
 def spawn(subnet, workdir: Path, *flags: str) -> subprocess.Popen:
     """``python -m data_api`` on a free port for ``subnet``, with ``flags`` added."""
-    log = open(workdir / "data_api.log", "a")  # noqa: SIM115 - closed with the process by the OS
-    argv = [
-        sys.executable,
-        "-m",
-        "data_api",
-        "--env-file",
-        "/dev/null",
-        "--subtensor.network",
-        "localfile",
-        "--chain.file",
-        str(subnet.chain),
-        "--wallet.path",
-        str(subnet.root / "wallets"),
-        "--wallet.name",
-        "owner",
-        "--wallet.hotkey",
-        "default",
-        "--workdir",
-        str(workdir),
-        "--api.port",
-        "0",
-        "--cycle.seconds",
-        "3600",
-        "--metagraph.refresh",
-        "1",
-        *flags,
-    ]
-    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=clean_env())
+    hourly = ("--cycle.seconds", "3600", "--metagraph.refresh", "1")
+    return spawn_data_api(subnet.chain, subnet.root / "wallets", workdir, *hourly, *flags)
 
 
 def wait_for_endpoint(workdir: Path, process: subprocess.Popen, timeout: float = 60.0) -> dict:
