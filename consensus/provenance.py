@@ -6,15 +6,21 @@ gets the same list in the same order, which is what lets two validators
 publish byte-identical dataset files (``vali_utils/dataset/``).
 
     draft = engine.evaluate(...); result = engine.finalize(draft, verdicts, honeypots, tiebreaks)
-    confirmed = confirmed_records(draft, verdicts, result.zipcodes)
+    confirmed = confirmed_records(draft, verdicts, result.zipcodes, tiebreaks)
     confirmed.records[0].miners, confirmed.sources["77494"]   # reporters, best file first
 
 A record is confirmed for the dataset when its zipcode reached
-``zipcode_confidence_threshold``, it is not a honeypot zipcode, and every valid
-group accepted it with the same value, or a tie-break or the validator's own
-source settled it (the engine's final comparison). A record whose groups
-agreed only that the listing exists, not on its value, is left out: the
-dataset publishes values, and nobody agreed on one.
+``zipcode_confidence_threshold`` and every valid group accepted it with the
+same value, or a tie-break or the validator's own source settled it (the
+engine's final comparison). A record whose groups agreed only that the
+listing exists, not on its value, is left out: the dataset publishes values,
+and nobody agreed on one.
+
+Honeypot zipcodes are treated like any other: their records are what the
+miners agreed on, at the confidence the miners' answers earned, never the
+owner's reference answer (which the engine scores miners against). Leaving
+them out, or publishing the reference, would tell miners which of their
+block's zipcodes were honeypots (the manifest lists the zipcodes).
 """
 
 from __future__ import annotations
@@ -24,7 +30,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from consensus.draft import ZPID_BITS, ConsensusDraft, lookup, run_boundaries
+from consensus.antigaming import apply_verdicts
+from consensus.comparison import compare_groups
+from consensus.draft import ZPID_BITS, Comparison, ConsensusDraft, lookup, run_boundaries
+from consensus.evidence import evidence_weights, verified_resolutions
+from consensus.tiebreak import (
+    TiebreakAnswer,
+    TiebreakOutcome,
+    TiebreakRequest,
+    apply_resolution,
+    resolve_disputes,
+)
 from consensus.types import SpotCheckRequest, Verdict, ZipcodeOutcome
 
 _ZPID_MASK = (1 << ZPID_BITS) - 1
@@ -57,20 +73,24 @@ def confirmed_records(
     draft: ConsensusDraft,
     verdicts: Sequence[tuple[SpotCheckRequest, Verdict]],
     outcomes: Mapping[str, ZipcodeOutcome],
+    tiebreaks: tuple[Sequence[TiebreakRequest], Sequence[TiebreakAnswer]] | None = None,
 ) -> ConfirmedSet:
     """The records a finalized draft confirmed, with provenance, sorted by (zipcode, zpid).
 
-    Takes the draft after ``ConsensusEngine.finalize``, the verdicts passed to
-    it and the result's per-zipcode outcomes (confidence, honeypot). Returns
-    the confirmed set; empty when nothing was confirmed.
+    Takes the draft after ``ConsensusEngine.finalize``, the verdicts and
+    tie-breaks passed to it and the result's per-zipcode outcomes (which
+    zipcodes, which were honeypots). Returns the confirmed set; empty when
+    nothing was confirmed.
     """
     comparison = draft.final_comparison or draft.comparison
+    if any(outcome.honeypot for outcome in outcomes.values()):
+        comparison = miners_comparison(draft, verdicts, tiebreaks)
     threshold = draft.config.zipcode_confidence_threshold
     nz = draft.n_zipcodes
     wanted = np.zeros(nz, bool)
-    for zipcode, outcome in outcomes.items():
+    for zipcode in outcomes:
         zi = draft.zipcode_index.get(zipcode)
-        if zi is not None and not outcome.honeypot and outcome.confidence >= threshold:
+        if zi is not None and comparison.confidence[zi] >= threshold:
             wanted[zi] = True
     keys = comparison.confirmed_keys
     take = comparison.confirmed_resolved & wanted[keys >> ZPID_BITS]
@@ -110,6 +130,30 @@ def confirmed_records(
         )
     )
     return ConfirmedSet(records, _sources(draft, row_key >> ZPID_BITS, row_sub))
+
+
+def miners_comparison(
+    draft: ConsensusDraft,
+    verdicts: Sequence[tuple[SpotCheckRequest, Verdict]],
+    tiebreaks: tuple[Sequence[TiebreakRequest], Sequence[TiebreakAnswer]] | None,
+) -> Comparison:
+    """The finalized draft's final comparison as it would be with no honeypot revealed.
+
+    ``ConsensusEngine.finalize`` replaces honeypot zipcodes' consensus with
+    the owner's reference; this redoes its comparison steps on the draft's
+    final tally without that step, so every zipcode, honeypot or not, holds
+    what the miners agreed on. For a cycle without honeypots it equals
+    ``draft.final_comparison`` (``tests/unit/test_provenance.py`` checks it).
+    """
+    captured, trust, _ = apply_verdicts(draft, verdicts)
+    comparison = compare_groups(draft, captured, trust, {})
+    resolved: dict[int, int | None] = {}
+    if tiebreaks:
+        _, by_hotkey = evidence_weights(draft, verdicts)
+        resolved.update(resolve_disputes(draft, *tiebreaks, by_hotkey).resolved)
+    resolved.update(verified_resolutions(draft, verdicts))  # the validator's own source first
+    apply_resolution(draft, comparison, TiebreakOutcome(resolved=resolved))
+    return comparison
 
 
 def _sources(

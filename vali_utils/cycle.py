@@ -40,6 +40,7 @@ from common.protocol import DataAssignmentRequest
 from common.signed_http import SignedClient
 from consensus.answers import answers_from_manifest
 from consensus.assignment import AssignmentPlan, MinerInfo, ZipcodeAssignmentManager
+from consensus.draft import ConsensusDraft
 from consensus.engine import ConsensusEngine
 from consensus.provenance import ConfirmedSet, confirmed_records
 from consensus.s3_audit import ManifestVerdict, apply_s3_verdicts, rejected_hotkeys
@@ -300,11 +301,30 @@ class ConsensusCycle:
             s3_verdicts=s3_verdicts,
             responders=responders,
             spot_check_failures=failures,
-            confirmed=confirmed_records(draft, verdicts, result.zipcodes)
-            if self.provenance
-            else None,
+            confirmed=self._confirmed(draft, verdicts, result, tiebreaks, block.epoch),
             uploads=uploads,
         )
+
+    def _confirmed(
+        self,
+        draft: ConsensusDraft,
+        verdicts: list[tuple[SpotCheckRequest, Verdict]],
+        result: CycleResult,
+        tiebreaks: tuple | None,
+        epoch: int,
+    ) -> ConfirmedSet | None:
+        """The dataset's input, or None when off or when computing it failed.
+
+        Weights never wait on the optional dataset: a bug here is logged with
+        its traceback and the cycle goes on without an export.
+        """
+        if not self.provenance:
+            return None
+        try:
+            return confirmed_records(draft, verdicts, result.zipcodes, tiebreaks)
+        except Exception:  # boundary: the dataset must never stop weights
+            logger.exception("epoch %d: confirmed records failed; no dataset this epoch", epoch)
+            return None
 
     def _tiebreak_assignments(
         self,

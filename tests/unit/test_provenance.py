@@ -8,7 +8,7 @@ import pytest
 
 from consensus.answers import hash_to_int
 from consensus.engine import ConsensusEngine
-from consensus.provenance import confirmed_records
+from consensus.provenance import confirmed_records, miners_comparison
 from consensus.types import Honeypot, HoneypotKind, Verdict
 from tests.unit import consensus_builders as cb
 
@@ -78,7 +78,7 @@ def test_spot_checked_marks_only_matched_records():
     assert 0 < len(checked) < len(confirmed.records)
 
 
-def test_disputed_honeypot_and_unconfident_zipcodes_are_left_out():
+def test_disputed_and_unconfident_zipcodes_are_left_out_honeypots_are_not():
     plan = cb.make_plan(zipcodes_per_batch=3, miners_per_group=5)
     truth = cb.make_truth(plan, n_records=6)
     disputed = truth["10002"][0]
@@ -95,6 +95,56 @@ def test_disputed_honeypot_and_unconfident_zipcodes_are_left_out():
     confirmed, result = finalized(plan, cb.submissions(plan, answer_for), honeypots=honeypots)
     assert result.zipcodes["10003"].confidence < 0.7
     zipcodes = {r.zipcode for r in confirmed.records}
-    assert zipcodes == {"10002"}
+    assert zipcodes == {"10001", "10002"}
     assert int(disputed[0]) not in {r.zpid for r in confirmed.records}
-    assert len(confirmed.records) == len(truth["10002"]) - 1
+    assert len([r for r in confirmed.records if r.zipcode == "10002"]) == len(truth["10002"]) - 1
+    # The honeypot's records are the miners' agreed values, as without a honeypot.
+    assert {(r.zpid, r.record_hash) for r in confirmed.records if r.zipcode == "10001"} == {
+        (int(f[0]), hash_to_int(cb.record_hash(f))) for f in truth["10001"]
+    }
+
+
+@pytest.mark.parametrize("kind", list(HoneypotKind))
+def test_the_dataset_says_nothing_about_which_zipcodes_were_honeypots(kind):
+    """Issue 17 review: a zipcode that reached consensus but was missing from the
+    published dataset was a honeypot, and the manifest lists zipcodes: a miner could
+    read its block's honeypots off it. With or without honeypots revealed, the
+    confirmed set is the same, record for record; the owner's reference (here other
+    prices, and an extra listing) never reaches it."""
+    plan = cb.make_plan(zipcodes_per_batch=3, miners_per_group=5)
+    truth = cb.make_truth(plan, n_records=6)
+    subs = cb.submissions(plan, lambda m, g: {z: cb.answer(truth[z]) for z in g.zipcodes})
+    reference = {}
+    if kind is HoneypotKind.REFERENCE:
+        owner = [cb.changed(f, cb.PRICE, f[cb.PRICE] + 7) for f in truth["10001"]]
+        owner.append(cb.listing("10001", 77))
+        reference = {int(f[0]): cb.record_hash(f) for f in owner}
+    honeypots = {"10001": Honeypot("10001", kind, reference)}
+
+    def verdict(request):
+        return Verdict.MATCH
+
+    plain, _ = finalized(plan, subs, verdict=verdict)
+    revealed, result = finalized(plan, subs, verdict=verdict, honeypots=honeypots)
+    assert result.zipcodes["10001"].honeypot
+    assert "10001" in {r.zipcode for r in revealed.records}
+    assert revealed == plain
+
+
+def test_without_honeypots_the_miners_comparison_is_the_final_one():
+    plan = cb.make_plan(zipcodes_per_batch=3, miners_per_group=5)
+    truth = cb.make_truth(plan, n_records=6)
+
+    def answer_for(miner, group):
+        out = {z: list(truth[z]) for z in group.zipcodes}
+        if group.overlap_group == 1:
+            out["10002"][0] = cb.changed(out["10002"][0], cb.PRICE, 1)
+        return {z: cb.answer(records) for z, records in out.items()}
+
+    engine = ConsensusEngine()
+    draft = engine.evaluate(plan, cb.submissions(plan, answer_for), {})
+    verdicts = [(r, Verdict.MATCH) for r in engine.spot_check_requests(draft, SEED)]
+    engine.finalize(draft, verdicts, {})
+    final, mine = draft.final_comparison, miners_comparison(draft, verdicts, None)
+    for name in ("confirmed_keys", "confirmed_hash", "confirmed_resolved", "confidence"):
+        assert (getattr(final, name) == getattr(mine, name)).all(), name
