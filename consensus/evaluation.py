@@ -65,6 +65,29 @@ def zipcode_verdict(answered: bool, evidence: bool, disputed_records: int) -> st
     return (ZipcodeVerdict.CONFIRMED if evidence else ZipcodeVerdict.NO_EVIDENCE).value
 
 
+def _consensus_before_honeypots(
+    draft: ConsensusDraft, comparison: Comparison, honeypot_zi: Mapping[int, Honeypot]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per zipcode (confidence, disputed records) as the groups saw it, for the verdicts.
+
+    The final comparison gives a honeypot the owner's reference (confidence 1,
+    no dispute), so a verdict made from it would read "confirmed" where any
+    other zipcode of the same consensus reads "no evidence" or "disputed", and
+    the status page would name the honeypot. A honeypot's verdict therefore
+    comes from the draft's first comparison, made before any honeypot was
+    revealed; every other zipcode keeps the final one.
+    """
+    confidence, disputed = comparison.confidence, comparison.disputed_count
+    before = draft.comparison
+    if not honeypot_zi or before is None:
+        return confidence, disputed
+    idx = list(honeypot_zi)
+    confidence, disputed = confidence.copy(), disputed.copy()
+    confidence[idx] = before.confidence[idx]
+    disputed[idx] = before.disputed_count[idx]
+    return confidence, disputed
+
+
 def evaluate_miners(
     draft: ConsensusDraft,
     comparison: Comparison,
@@ -86,6 +109,8 @@ def evaluate_miners(
         draft.zipcode_index[z]: h for z, h in honeypots.items() if z in draft.zipcode_index
     }
     evidence = comparison.confidence >= cfg.zipcode_confidence_threshold - 1e-9
+    shown_confidence, shown_disputed = _consensus_before_honeypots(draft, comparison, honeypot_zi)
+    shown_evidence = shown_confidence >= cfg.zipcode_confidence_threshold - 1e-9
     if honeypot_zi:
         evidence[list(honeypot_zi)] = True
     volume = np.where(
@@ -174,7 +199,7 @@ def evaluate_miners(
                 if r is not None:
                     result.answered_zipcodes += 1
                 result.zipcodes[draft.zipcodes[zi]] = zipcode_verdict(
-                    r is not None, bool(evidence[zi]), int(comparison.disputed_count[zi])
+                    r is not None, bool(shown_evidence[zi]), int(shown_disputed[zi])
                 )
                 v = float(volume[zi])
                 if not evidence[zi]:

@@ -158,8 +158,12 @@ def miner_page(view: dict) -> str:
     )
     flags = "".join(
         f"<tr><td>{esc(f['epoch'])}</td><td class='t flag'>{esc(f['kind'])}</td>"
-        f"<td class=t><pre>{esc(json.dumps(f['evidence'], indent=1, ensure_ascii=False))}</pre>"
-        "</td></tr>"
+        + (
+            "<td class='t muted'>kept by the validator</td></tr>"
+            if f["evidence"] is None
+            else f"<td class=t><pre>{esc(json.dumps(f['evidence'], indent=1, ensure_ascii=False))}"
+            "</pre></td></tr>"
+        )
         for f in view["flags"]
     )
     answers = "".join(

@@ -35,10 +35,11 @@ QUERY_LIMIT = 64
 COLDKEY_SHOWN = 8
 EVIDENCE_ITEMS = 12  # items of a list in a flag's evidence
 
-# Evidence keys the page never shows, by flag kind: which zipcodes were honeypots
-# stays with validators (docs/architecture.md §3.3), even after the epoch.
-HIDDEN_EVIDENCE = {"honeypot": ("zipcode",)}
-HIDDEN = "(hidden)"
+# Flag kinds whose evidence the page never shows, only that the flag was raised:
+# which zipcodes were honeypots stays with validators (docs/architecture.md §3.3),
+# even after the epoch, and any count of a honeypot's records names it to a miner
+# that knows how many it sent for each of its zipcodes.
+WITHHELD_EVIDENCE = frozenset({"honeypot"})
 
 # What the validator is doing, by the stored phase of the current epoch's cycle.
 PHASE_NAMES = {
@@ -260,10 +261,9 @@ class StatusReader:
 
 def _flag(epoch: int, flag: dict) -> dict:
     kind = str(flag.get("kind"))
+    if kind in WITHHELD_EVIDENCE:
+        return {"epoch": epoch, "kind": clip(kind, 40), "evidence": None}
     evidence = dict(flag.get("evidence") or {})
-    for key in HIDDEN_EVIDENCE.get(kind, ()):
-        if key in evidence:
-            evidence[key] = HIDDEN
     return {"epoch": epoch, "kind": clip(kind, 40), "evidence": bounded(evidence)}
 
 

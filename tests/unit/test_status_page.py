@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 
 from common.epochs import EpochClock
-from sim.validator_history import fill_store
+from sim.validator_history import INVENTED, fill_store
 from vali_utils.status_html import miner_page, overview_page
 from vali_utils.status_view import (
     CYCLES_SHOWN,
@@ -105,10 +105,20 @@ def test_miner_page_shows_zipcodes_flags_answers_and_s3_rounds(history):
     evidence = next(f["evidence"] for f in fabricator["flags"] if f["kind"] == "fabrication")
     assert evidence["unconfirmed"] > 0 and evidence["judged"] > 0
     assert fabricator["s3_rounds"][0]["reward"] == 0.0 and fabricator["s3_rounds"][0]["reasons"]
-    # Which zipcode was a honeypot stays with the validator.
-    honeypot = next(f["evidence"] for f in fabricator["flags"] if f["kind"] == "honeypot")
-    assert honeypot["zipcode"] == "(hidden)" and honeypot["records"] > 0
-    assert "&quot;zipcode&quot;: &quot;(hidden)&quot;" in miner_page(fabricator)
+    # Which zipcode was a honeypot stays with the validator: the flag shows no
+    # evidence at all (its record count alone would name the zipcode to its miner).
+    db = sqlite3.connect(state_dir / "validator.sqlite")
+    try:
+        reports = [json.loads(r) for (r,) in db.execute("SELECT report_json FROM cycles")]
+    finally:
+        db.close()
+    stored = [f for r in reports for f in r["flags"] if f["kind"] == "honeypot"]
+    assert stored and stored[0]["evidence"]["records"] == INVENTED  # the validator keeps it
+    honeypots = [f for f in fabricator["flags"] if f["kind"] == "honeypot"]
+    assert honeypots and all(f["evidence"] is None for f in honeypots)
+    html = miner_page(fabricator)
+    assert "kept by the validator" in html
+    assert "&quot;records&quot;" not in html and "&quot;zipcode&quot;" not in html
     offline = reader.miner(5, now)
     assert set(offline["zipcodes"]["counts"]) == {"not_answered"}
     assert offline["answers"][0]["status"] == "failed"
@@ -171,3 +181,24 @@ def test_pages_show_only_the_last_cycles(tmp_path):
     assert [c["epoch"] for c in reader.overview(now)["cycles"]] == found.epochs[:1:-1]
     assert [c["epoch"] for c in reader.miner(0, now)["cycles"]] == found.epochs[:1:-1]
     assert reader.miner(10**9, now) is None
+
+
+def test_a_honeypot_zipcode_reads_like_any_zipcode_of_its_consensus(tmp_path):
+    """Regression: an answered honeypot showed "confirmed" where its siblings showed
+    "no evidence", because its verdict took the owner's reference (confidence 1)
+    instead of the groups' consensus: the page named the honeypot to every miner.
+
+    Groups of two miners give no consensus (fewer than ``min_group_responders``),
+    so every zipcode is "no evidence": the honeypot must be too.
+    """
+    pages = {}
+    for honeypot in (False, True):
+        state_dir = tmp_path / f"honeypot-{honeypot}"
+        found = asyncio.run(fill_store(state_dir, miners=8, cycles=1, honeypot=honeypot))
+        reader = StatusReader(state_dir, CLOCK)
+        now = CLOCK.end(found.epochs[-1]) - 1
+        pages[honeypot] = {uid: reader.miner(uid, now)["zipcodes"] for uid in range(8)}
+    assert {"no_evidence"} == {
+        row["outcome"] for zipcodes in pages[True].values() for row in zipcodes["rows"]
+    }
+    assert pages[True] == pages[False]
