@@ -66,6 +66,8 @@ def dataset_export(settings: Settings, access: S3Access | None, hotkey: str) -> 
         access.reader,
         hotkey,
         max_file_bytes=settings.s3.max_file_bytes,
+        # Miners' keys must sit under the prefix the S3 audit checks them against.
+        key_prefix=access.settings.prefix,
         # An export runs between cycles: it may take a quarter of an epoch, at most 10 min.
         timeout_s=max(5.0, min(MAX_EXPORT_S, settings.cycle_seconds / 4)),
     )

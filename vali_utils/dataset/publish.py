@@ -24,9 +24,22 @@ whose manifest exists is never written again.
 Full records: for each zipcode the exporter reads the uploaded file of the
 reporter holding the most of its confirmed records (``ConfirmedSet.sources``),
 then the next, up to ``files_per_zipcode`` reporters, keeping only records
-whose fields hash to the confirmed value. Reads are bounded like every other
-read of a miner's file (``common/s3_files.py``). An epoch of which more than
-half the confirmed records could not be read (an outage) is not published.
+whose fields hash to the confirmed value. Only keys of that reporter's own
+files of this epoch and zipcode are fetched (``common/s3_layout.py``): a
+manifest naming another miner's object is not read. Reads are bounded like
+every other read of a miner's file (``common/s3_files.py``), and decoded off
+the event loop. An epoch of which more than half the confirmed records could
+not be read (an outage) is not published.
+
+Deadline: reading stops at the exporter's deadline, and the writer, which
+runs in a thread that a cancelled await would not stop, checks the deadline
+before every file: past it, it writes nothing more (no manifest), so an
+export reported failed is never published later behind the report's back.
+
+History: epoch E continues the ``listing_state`` of epoch E-1, and only of
+E-1, so that two validators build the same history whatever epochs either
+missed. When E-1 has no manifest here, the history restarts: the manifest
+says ``history_restarted: true`` and ``previous_epoch: null``.
 """
 
 from __future__ import annotations
@@ -37,12 +50,13 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 
 from common.manifest import Manifest
 from common.records import PropertyRecord
 from common.s3_files import DecodedFile, decode_zipcode_file
+from common.s3_layout import InvalidKey, parse_key
 from consensus.answers import hash_to_int
 from consensus.provenance import ConfirmedRecord, ConfirmedSet
 from vali_utils.dataset.parquet import read_rows, table_bytes
@@ -65,10 +79,32 @@ FETCH_CONCURRENCY = 16
 # More of an epoch's confirmed records than this unreadable is an outage, not a few bad
 # files: the epoch is not published (it would be published for good, with holes).
 MAX_SKIPPED_SHARE = 0.5
+# The manifest's ``skipped`` counts: confirmed records no readable file held, and
+# files a manifest named that were not its miner's own (files, not records).
+UNREAD = "record_not_in_files"
+NOT_OWNED = "keys_not_owned"
 
 
 class ExportIncomplete(RuntimeError):
     """Too few of the confirmed records could be read from miners' files to publish."""
+
+
+class ExportTimedOut(RuntimeError):
+    """The export's deadline passed: nothing more was written, and no manifest."""
+
+
+def key_owned(key: str, hotkey: str, epoch: int, zipcode: str, prefix: str | None) -> bool:
+    """Whether ``key`` is ``hotkey``'s file of ``epoch`` and ``zipcode`` under ``prefix``.
+
+    ``prefix`` None accepts any valid prefix (keys handed out by the Data API
+    carry its own). The same layout check the S3 audit makes before a fetch
+    (``consensus/s3_audit.py``): a manifest may name only its miner's files.
+    """
+    try:
+        parts = parse_key(key, prefix)
+    except InvalidKey:
+        return False
+    return (parts.hotkey, parts.epoch, parts.zipcode) == (hotkey, epoch, zipcode)
 
 
 def manifest_key(epoch: int) -> str:
@@ -111,38 +147,53 @@ class DatasetExporter:
     max_file_bytes: int
     files_per_zipcode: int = FILES_PER_ZIPCODE
     timeout_s: float = 600.0
+    key_prefix: str | None = None  # the bucket prefix miners' keys must be under; None: any
+    clock: Callable[[], float] = time.monotonic  # what the deadline is measured on
 
     async def publish(self, job: ExportJob) -> dict:
         """Export ``job``'s epoch; returns a summary. Never raises: the cycle is done already.
 
         A failed export is logged with its traceback and reported
-        (``status: failed``); weights do not wait for it.
+        (``status: failed``); weights do not wait for it. Returns once the
+        writer has stopped: a failed report means no manifest was written.
         """
         started = time.monotonic()
         try:
-            summary = await asyncio.wait_for(self.export(job), self.timeout_s)
-        except ExportIncomplete as exc:  # an outage: expected now and then, no traceback
+            summary = await self.export(job, self.clock() + self.timeout_s)
+        except (ExportIncomplete, ExportTimedOut) as exc:  # expected now and then: no traceback
             logger.warning("epoch %d: dataset not exported: %s", job.epoch, exc)
-            summary = {"status": "failed", "error": f"ExportIncomplete: {exc}"[:300]}
+            summary = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:300]}
         except Exception as exc:  # boundary: the dataset must never stop a validator
             logger.exception("epoch %d: dataset export failed", job.epoch)
             summary = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:300]}
         summary.update(location=self.storage.location, seconds=round(time.monotonic() - started, 3))
         return summary
 
-    async def export(self, job: ExportJob) -> dict:
-        """Export, raising on failure (storage, pyarrow missing, timeouts)."""
+    async def export(self, job: ExportJob, deadline: float | None = None) -> dict:
+        """Export, raising on failure (storage, pyarrow missing, ``ExportTimedOut``).
+
+        ``deadline`` is on ``clock``; None: no deadline.
+        """
         if await asyncio.to_thread(self._has_manifest, job.epoch):
             logger.info("epoch %d: dataset already published; left as it is", job.epoch)
             return {"status": "exists", "epoch": job.epoch}
-        found, skipped = await self.full_records(job)
+        left = None if deadline is None else max(0.0, deadline - self.clock())
+        try:
+            found, skipped = await asyncio.wait_for(self.full_records(job), left)
+        except TimeoutError:
+            raise ExportTimedOut(
+                f"reading miners' files passed the deadline; epoch {job.epoch} not published"
+            ) from None
         confirmed = len(job.confirmed.records)
-        if confirmed and sum(skipped.values()) > MAX_SKIPPED_SHARE * confirmed:
+        unread = skipped[UNREAD]
+        if confirmed and unread > MAX_SKIPPED_SHARE * confirmed:
             raise ExportIncomplete(
-                f"{sum(skipped.values())} of {confirmed} confirmed records unreadable"
+                f"{unread} of {confirmed} confirmed records unreadable"
                 f" ({dict(skipped)}): S3 or the Data API failing; epoch {job.epoch} not published"
             )
-        manifest = await asyncio.to_thread(self.write_epoch, job, found, skipped)
+        # Not under wait_for: a cancelled await would leave the thread writing. The
+        # writer checks the deadline itself, and this returns when it has stopped.
+        manifest = await asyncio.to_thread(self.write_epoch, job, found, skipped, deadline)
         logger.info(
             "epoch %d: dataset published to %s: %d records in %d states, %d history rows",
             job.epoch,
@@ -151,7 +202,8 @@ class DatasetExporter:
             len(manifest["states"]),
             manifest["history_rows"],
         )
-        return {"status": "published", **{k: manifest[k] for k in ("epoch", "records", "skipped")}}
+        keep = ("epoch", "records", "skipped", "previous_epoch", "history_restarted")
+        return {"status": "published", **{k: manifest[k] for k in keep}}
 
     def _has_manifest(self, epoch: int) -> bool:
         try:
@@ -184,6 +236,17 @@ class DatasetExporter:
         out = []
         for hotkey in job.confirmed.sources.get(zipcode, ())[: self.files_per_zipcode]:
             for key in job.files.get((hotkey, zipcode), ()):
+                if not key_owned(key, hotkey, job.epoch, zipcode, self.key_prefix):
+                    logger.info(
+                        "dataset: epoch %d: %s's manifest names %r, not its own file of"
+                        " zipcode %s: not read",
+                        job.epoch,
+                        hotkey,
+                        key[:200],
+                        zipcode,
+                    )
+                    skipped[NOT_OWNED] += 1
+                    continue
                 decoded = await self._read(key, zipcode)
                 if decoded is None:
                     continue
@@ -193,7 +256,7 @@ class DatasetExporter:
                         out.append((confirmed, line.record, line.record_hash))
             if not missing:
                 break
-        skipped["record_not_in_files"] += len(missing)
+        skipped[UNREAD] += len(missing)
         return out
 
     async def _read(self, key: str, zipcode: str) -> DecodedFile | None:
@@ -204,10 +267,14 @@ class DatasetExporter:
         except (StorageUnavailable, ObjectMissing, ObjectTooLarge, FolderPadded) as exc:
             logger.info("dataset: %s unreadable (%s); trying the next reporter", key, exc)
             return None
-        # About a millisecond per file (50 records): on the loop, between awaits. A thread
-        # hop per file cost as much again in GIL hand-overs as the decoding itself.
-        decoded = decode_zipcode_file(
-            fetched.body, zipcode=zipcode, max_compressed=self.max_file_bytes, keep_records=True
+        # Off the loop: a file within the caps (73 KB compressed, 63 MB decompressed)
+        # holds the loop for 0.2 s, and the validator's loop serves its API meanwhile.
+        decoded = await asyncio.to_thread(
+            decode_zipcode_file,
+            fetched.body,
+            zipcode=zipcode,
+            max_compressed=self.max_file_bytes,
+            keep_records=True,
         )
         return decoded if isinstance(decoded, DecodedFile) else None
 
@@ -216,13 +283,19 @@ class DatasetExporter:
         job: ExportJob,
         found: list[tuple[ConfirmedRecord, PropertyRecord, str]],
         skipped: Counter,
+        deadline: float | None = None,
     ) -> dict:
-        """Build the tables, write every part file, then the manifest. Blocking."""
+        """Build the tables, write every part file, then the manifest. Blocking.
+
+        Raises ``ExportTimedOut`` before any write past ``deadline`` (on
+        ``clock``): the epoch is then left without a manifest.
+        """
         previous_epoch, previous = self.previous_state(job.epoch)
         tables = build_epoch(job.epoch, found, job.states, previous)
         files = []
         for key, table, rows in parts(job.epoch, tables):
             data = table_bytes(table, rows)
+            self._in_time(deadline, job.epoch, key)
             self.storage.put(key, data)
             files.append(
                 {
@@ -243,20 +316,34 @@ class DatasetExporter:
             "states": {s: len(rows) for s, rows in tables.listings.items()},
             "history_rows": len(tables.history),
             "previous_epoch": previous_epoch,
+            # E-1 not published here: first_seen_epoch and the history start again.
+            "history_restarted": previous_epoch is None,
             "skipped": dict(sorted(skipped.items())),
             "files": files,
         }
+        self._in_time(deadline, job.epoch, manifest_key(job.epoch))
         self.storage.put(manifest_key(job.epoch), json.dumps(manifest, indent=1).encode())
         return manifest
 
+    def _in_time(self, deadline: float | None, epoch: int, key: str) -> None:
+        if deadline is not None and self.clock() > deadline:
+            raise ExportTimedOut(
+                f"deadline passed before writing {key}; epoch {epoch} left without a manifest"
+            )
+
     def previous_state(self, epoch: int) -> tuple[int | None, dict]:
-        """The last published ``listing_state`` before ``epoch`` (its epoch, zpid -> state)."""
-        earlier = [e for e in published_epochs(self.storage) if e < epoch]
-        if not earlier:
+        """Epoch ``epoch - 1``'s published ``listing_state``: (epoch - 1, zpid -> state).
+
+        Only E-1, never an older epoch: a validator that missed an epoch would
+        otherwise carry other first_seen_epoch and history rows than one that
+        did not, for good. (None, {}) when E-1 has no manifest here.
+        """
+        try:
+            manifest = json.loads(self.storage.get(manifest_key(epoch - 1)))
+        except KeyError:
             return None, {}
-        manifest = json.loads(self.storage.get(manifest_key(earlier[-1])))
         key = next(f["key"] for f in manifest["files"] if f["table"] == "listing_state")
-        return earlier[-1], states_from_rows(read_rows(self.storage.get(key)))
+        return epoch - 1, states_from_rows(read_rows(self.storage.get(key)))
 
 
 def uploaded_files(
