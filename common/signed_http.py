@@ -389,6 +389,9 @@ def signed_route(
             return error_response(401, type(exc).__name__, str(exc), request_id)
         except RequestRefused as refused:  # the shared guard state is out of reach
             return refused.response(request_id)
+        except Exception:  # a bug or misconfiguration in the store: a JSON 500, logged
+            logger.exception("admission failed for %s (request %s)", claimed, request_id)
+            return error_response(500, "internal", "the server failed; see its log", request_id)
         hotkey = caller.hotkey_ss58
         request[CALLER] = hotkey
         graph = policy.metagraph()

@@ -115,16 +115,22 @@ class RunningApi:
         await self.store.close()
 
 
-async def _maintain_forever(store: DataStore) -> None:
-    """The store's upkeep (SQLite: WAL checkpoints, which the request path never does)."""
+async def _maintain_forever(store: DataStore, interval_s: float = MAINTENANCE_INTERVAL_S) -> None:
+    """The store's upkeep (SQLite: WAL checkpoints, which the request path never does).
+
+    Runs until cancelled: no failure of one round ends it, or nonces and rate
+    counters would never be pruned again while the service went on answering.
+    """
     while True:
-        await asyncio.sleep(MAINTENANCE_INTERVAL_S)
+        await asyncio.sleep(interval_s)
         try:
             await store.maintain()
         except sqlite3.Error as exc:  # busy or locked: the next round catches up
             logger.warning("WAL checkpoint failed: %s", exc)
         except StoreUnavailable:  # logged by the store, once per outage
             pass
+        except Exception:  # the loop's boundary: anything else is logged, then retried
+            logger.exception("store maintenance failed; retrying in %gs", interval_s)
 
 
 async def start_data_api(

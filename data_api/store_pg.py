@@ -20,9 +20,10 @@ parameterised. What must hold across instances holds in the database:
     wait = await store.admit(hotkey, nonce_ns)
     await store.close()
 
-Any failure to reach the database (refused, reset, pool exhausted, or an
-operation past ``OPERATION_TIMEOUT_S``) is ``StoreUnavailable``; the pool
-replaces broken connections, so the service recovers by itself.
+Any failure to reach the database (refused, reset, pool exhausted, read-only
+after a fail-over, or an operation past ``OPERATION_TIMEOUT_S``) is
+``StoreUnavailable``; the pool replaces broken connections, so the service
+recovers by itself.
 """
 
 from __future__ import annotations
@@ -54,6 +55,15 @@ DOWN_POOL_WAIT_S = 0.5  # ... and this long once the database is known to be dow
 OPERATION_TIMEOUT_S = 5.0  # one store call, end to end (a partition must not hang requests)
 HEALTH_TIMEOUT_S = 2.0  # /v1/health answers within this even when the database is gone
 OPEN_TIMEOUT_S = 10.0  # at start: the first connections and the migration
+
+# What a database that is gone, restarting, failing over or read-only raises: a 503
+# with Retry-After. Any other psycopg error is a bug or a misconfiguration (a 500).
+UNAVAILABLE = (
+    psycopg.OperationalError,  # refused, reset, admin shutdown, pool timeout, lock timeout
+    psycopg.InterfaceError,  # a connection closed under us
+    psycopg.errors.ReadOnlySqlTransaction,  # a standby, or a primary demoted by a fail-over
+    TimeoutError,  # OPERATION_TIMEOUT_S
+)
 
 # The nonce first; the counter only when the nonce was new (``fresh`` is empty for a replay).
 ADMIT = """
@@ -147,8 +157,15 @@ class PostgresStore:
                 asyncio.timeout(OPERATION_TIMEOUT_S),
                 pool.connection(timeout=wait) as conn,
             ):
-                yield conn
-        except (psycopg.OperationalError, TimeoutError) as exc:
+                try:
+                    yield conn
+                except psycopg.errors.ReadOnlySqlTransaction:
+                    # A primary demoted by a fail-over keeps this session read-only for
+                    # good: closed, the pool replaces it (with the new primary, if the
+                    # URL's target_session_attrs=read-write picks it).
+                    await conn.close()
+                    raise
+        except UNAVAILABLE as exc:
             self._failed(exc)
             raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
         if self._down:
