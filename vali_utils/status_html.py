@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import json
+from urllib.parse import urlencode
 
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
@@ -108,7 +109,7 @@ def overview_page(view: dict) -> str:
         "</tr>"
         for m in miners["rows"]
     )
-    pages = _pager(miners["page"], miners["pages"], f"q={esc(miners['query'])}&amp;")
+    pages = _pager(miners["page"], miners["pages"], {"q": miners["query"]})
     body = (
         f"<h1>Validator status</h1><p>epoch <b id=epoch>{esc(view['epoch'])}</b>, "
         f"phase <b id=phase>{esc(view['phase'])}</b>, "
@@ -129,11 +130,14 @@ def overview_page(view: dict) -> str:
     return document("Validator status", body)
 
 
-def _pager(page: int, pages: int, prefix: str) -> str:
+def _pager(page: int, pages: int, params: dict[str, str]) -> str:
+    """Links to every page, keeping ``params`` (the filter) in each link's query string."""
     if pages <= 1:
         return ""
+    # URL-encoded first (a filter's "&" or "#" would end its value), then
+    # HTML-escaped for the attribute.
     links = [
-        f"<b>{n}</b>" if n == page else f'<a href="?{prefix}page={n}">{n}</a>'
+        f"<b>{n}</b>" if n == page else f'<a href="?{esc(urlencode(params | {"page": n}))}">{n}</a>'
         for n in range(1, pages + 1)
     ]
     return f"<p>page {' '.join(links)}</p>"
@@ -196,7 +200,7 @@ def miner_page(view: dict) -> str:
         + f"<h2>Zipcodes of epoch {esc(view['latest_epoch'])}</h2><p>{counts}</p>"
         "<table class=sortable id=zipcodes><thead><tr><th class=t>zipcode</th>"
         f"<th class=t>outcome</th></tr></thead><tbody>{zip_rows}</tbody></table>"
-        f"{_pager(zipcodes['page'], zipcodes['pages'], '')}"
+        f"{_pager(zipcodes['page'], zipcodes['pages'], {})}"
         "<h2>Answers</h2><table class=sortable id=answers><thead><tr><th>epoch</th>"
         "<th class=t>request</th><th class=t>kind</th><th class=t>status</th>"
         "<th>completed after s</th><th class=t>error</th></tr></thead>"

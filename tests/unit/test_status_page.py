@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import re
 import sqlite3
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -202,3 +204,19 @@ def test_a_honeypot_zipcode_reads_like_any_zipcode_of_its_consensus(tmp_path):
         row["outcome"] for zipcodes in pages[True].values() for row in zipcodes["rows"]
     }
     assert pages[True] == pages[False]
+
+
+def test_pager_links_keep_a_filter_with_url_syntax_in_it(history):
+    """Regression: the pager put the filter in its links HTML-escaped but not
+    URL-encoded, so a filter with "&" or "#" lost its tail on the next page."""
+    state_dir, found = history
+    view = StatusReader(state_dir, CLOCK).overview(CLOCK.end(found.epochs[-1]) - 1)
+    query = 'a&b=c #d+e%f "<x>'
+    view["miners"] = view["miners"] | {"query": query, "page": 1, "pages": 3}
+    hrefs = re.findall(r'<a href="\?([^"]*)">[23]</a>', overview_page(view))
+    assert len(hrefs) == 2
+    for n, href in zip((2, 3), hrefs, strict=True):
+        assert parse_qs(html.unescape(href), keep_blank_values=True) == {
+            "q": [query],
+            "page": [str(n)],
+        }
