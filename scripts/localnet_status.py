@@ -37,12 +37,15 @@ def state_dir(workdir: Path, validator: dict) -> Path:
 
 
 async def serve_pages(validators: list[dict], workdir: Path, clock: EpochClock) -> None:
-    """Serve every validator's store on its ``status_port`` until cancelled (Ctrl-C)."""
-    servers = [
-        await serve_status(StatusReader(state_dir(workdir, v), clock), HOST, v["status_port"])
-        for v in validators
-    ]
+    """Serve every validator's store on its ``status_port`` until cancelled (Ctrl-C).
+
+    Raises OSError when a port is taken, once the pages already started are closed.
+    """
+    servers = []
     try:
+        for v in validators:
+            reader = StatusReader(state_dir(workdir, v), clock)
+            servers.append(await serve_status(reader, HOST, v["status_port"]))
         await asyncio.Event().wait()
     finally:
         for server in servers:

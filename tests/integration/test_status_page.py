@@ -7,7 +7,11 @@ status-filtered.png, miner-<uid>.png, hostile.png.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import socket
+import threading
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -16,7 +20,7 @@ from common.epochs import EpochClock
 from sim.validator_history import fill_store
 from tests.integration.browser import browser_or_skip, chromium
 from tests.integration.status_checks import check_flagged_miner, check_overview, fetch_json
-from vali_utils.status_server import serve_status
+from vali_utils.status_server import ViewCache, serve_status
 from vali_utils.status_view import StatusReader
 
 pytestmark = pytest.mark.integration
@@ -120,3 +124,104 @@ def test_pages_are_read_only_bounded_and_leak_no_path(tmp_path):
             await server.close()
 
     asyncio.run(main())
+
+
+class CountingReader:
+    """A ``StatusReader`` that counts its reads of the store and the most run at once."""
+
+    def __init__(self, reader: StatusReader) -> None:
+        self.reader, self.reads, self.running, self.most = reader, 0, 0, 0
+        self._lock = threading.Lock()
+
+    def _counted(self, read):
+        with self._lock:
+            self.reads += 1
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            return read()
+        finally:
+            with self._lock:
+                self.running -= 1
+
+    def overview(self, *args):
+        return self._counted(lambda: self.reader.overview(*args))
+
+    def miner(self, *args):
+        return self._counted(lambda: self.reader.miner(*args))
+
+
+def test_a_burst_of_page_loads_reads_the_store_once_at_a_time(tmp_path):
+    """Regression: every miner page parsed the last 12 cycle reports (~0.6 MB each)
+    with no cache and no limit, so a burst of page loads could take both cores of
+    a validator. Now identical pages within the cache's life cost one read, and
+    reads of different pages run one after the other."""
+
+    async def main():
+        state_dir = tmp_path / "validator"
+        history = await fill_store(state_dir, miners=24, cycles=2, fabricators=(FABRICATOR,))
+        now = CLOCK.end(history.epochs[-1]) - 1
+        reader = CountingReader(StatusReader(state_dir, CLOCK))
+        ticks = [0.0]
+        cache = ViewCache(ttl_s=3.0, entries=2, clock=lambda: ticks[0])
+        server = await serve_status(reader, "127.0.0.1", 0, clock=lambda: now, cache=cache)
+        base = f"http://127.0.0.1:{server.port}/"
+        try:
+            async with aiohttp.ClientSession() as session:
+
+                async def get(path: str) -> str:
+                    async with session.get(f"{base}{path}") as answer:
+                        assert answer.status == 200, path
+                        return await answer.text()
+
+                pages = await asyncio.gather(*(get(f"miner/{FABRICATOR}") for _ in range(8)))
+                assert reader.reads == 1 and len(set(pages)) == 1
+                others = [uid for uid in range(8) if uid != FABRICATOR]
+                await asyncio.gather(*(get(f"miner/{uid}") for uid in others))
+                assert reader.reads == 8 and reader.most == 1
+                # Two documents kept: the first page was dropped, then is kept again.
+                await get(f"miner/{FABRICATOR}")
+                await get(f"miner/{FABRICATOR}")
+                assert reader.reads == 9
+                ticks[0] = 3.0  # its life is over: read again
+                await get(f"miner/{FABRICATOR}")
+                assert reader.reads == 10
+                # Queries the reader cuts to the same filter share one document.
+                await get(f"?q={'z' * 64}")
+                await get(f"?q={'z' * 5000}")
+                assert reader.reads == 11
+        finally:
+            await server.close()
+
+    asyncio.run(main())
+
+
+def _localnet_status():
+    path = Path(__file__).resolve().parents[2] / "scripts" / "localnet_status.py"
+    spec = importlib.util.spec_from_file_location("localnet_status", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_local_subnet_pages_close_those_started_when_a_port_is_taken(tmp_path):
+    """Regression: when a later validator's port was taken, the pages already
+    started stayed open on their ports after the error."""
+    pages = _localnet_status()
+    first = pages.free_port()
+    with socket.socket() as taken:
+        taken.bind((pages.HOST, 0))
+        taken.listen()
+        validators = [
+            {"wallet": "v", "wallet_hotkey": str(n), "status_port": port}
+            for n, port in enumerate((first, taken.getsockname()[1]))
+        ]
+
+        async def main():
+            with pytest.raises(OSError):
+                await pages.serve_pages(validators, tmp_path, CLOCK)
+            # Still in the loop the pages ran on: nothing listens on the first port.
+            with socket.socket() as probe:
+                probe.bind((pages.HOST, first))
+
+        asyncio.run(main())
