@@ -33,11 +33,11 @@ from common.s3_client import (
     next_token,
 )
 from config.storage import S3Settings
+from data_api.health_probe import PROBE_TTL_S, HealthProbe
 
 logger = logging.getLogger(__name__)
 
 NONCE_METADATA = "x-amz-meta-epoch-nonce"
-PROBE_TTL_S = 2.0  # /v1/health asks S3 at most this often (StorageProbe)
 HOTKEY_METADATA = "x-amz-meta-miner-hotkey"
 
 
@@ -192,13 +192,8 @@ class S3Gateway:
         return objects, next_token(page)
 
 
-class StorageProbe:
-    """``/v1/health``'s view of S3: one HEAD bucket at a time, its answer kept a few seconds.
-
-    Validators probe health all through each upload window to tell an outage
-    from missing work (``vali_utils/storage_watch.py``); health is unsigned,
-    so however often it is asked, S3 sees at most one probe per ``ttl_s``.
-    """
+class StorageProbe(HealthProbe):
+    """``/v1/health``'s view of S3: one HEAD bucket at a time, its answer kept ``ttl_s``."""
 
     def __init__(
         self,
@@ -206,23 +201,5 @@ class StorageProbe:
         ttl_s: float = PROBE_TTL_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(lambda: asyncio.to_thread(gateway.reachable), ttl_s, clock)
         self.gateway = gateway
-        self.ttl_s = ttl_s
-        self.clock = clock
-        self._answer: tuple[float, bool] | None = None
-        self._probing: asyncio.Task[bool] | None = None
-
-    async def reachable(self) -> bool:
-        if self._answer is not None and self.clock() - self._answer[0] < self.ttl_s:
-            return self._answer[1]
-        if self._probing is None:
-            self._probing = asyncio.create_task(asyncio.to_thread(self.gateway.reachable))
-            self._probing.add_done_callback(self._settle)
-        # Shielded: a caller that hangs up does not cancel the probe the others share.
-        return await asyncio.shield(self._probing)
-
-    def _settle(self, probe: asyncio.Task[bool]) -> None:
-        """The probe's answer is kept from when it came, whether or not anyone still waits."""
-        self._probing = None
-        if not probe.cancelled() and probe.exception() is None:
-            self._answer = (self.clock(), probe.result())

@@ -43,6 +43,7 @@ from psycopg_pool import AsyncConnectionPool
 from common.data_api_models import HoneypotReference
 from config.data_api import UploadLimits
 from data_api.guards import NONCE_RETENTION_S, RATE_WINDOW_S, SWEEP_INTERVAL_S
+from data_api.health_probe import HealthProbe
 from data_api.migrations_pg import migrate
 from data_api.store import IssuedBlock, IssuedHoneypot, ReferenceRow, UploadGrant
 from data_api.stores import StoreUnavailable
@@ -116,6 +117,9 @@ class PostgresStore:
         self._next_sweep = 0.0
         self._down = False  # logged once per outage, not once per request
         self._checks: set[asyncio.Task] = set()
+        # /v1/health is unsigned: at most one SELECT 1 per PROBE_TTL_S however often it is
+        # asked, so a flood of it cannot take the connections signed requests need.
+        self._health = HealthProbe(self._answers)
 
     @classmethod
     async def open(
@@ -170,12 +174,14 @@ class PostgresStore:
             raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
         if self._down:
             self._down = False
+            self._health.forget()
             logger.info("PostgreSQL reachable again")
 
     def _failed(self, exc: BaseException) -> None:
         if self._down:
             return
         self._down = True
+        self._health.forget()
         logger.warning("PostgreSQL unreachable, answering 503 until it is back: %s", exc)
         # The idle connections are likely broken too (a restart, a fail-over): have the
         # pool test and replace them now rather than fail one request each.
@@ -221,6 +227,11 @@ class PostgresStore:
             )
 
     async def reachable(self) -> bool:
+        """Whether the database answers (/v1/health): a probe kept ``PROBE_TTL_S``, or
+        until a request finds otherwise."""
+        return await self._health.reachable()
+
+    async def _answers(self) -> bool:
         try:
             async with asyncio.timeout(HEALTH_TIMEOUT_S), self._connection() as conn:
                 await conn.execute("SELECT 1")

@@ -20,7 +20,13 @@ from bittensor import http_auth
 
 from common.signed_http import AccessPolicy, SignedCall, signed_route
 from data_api.stores import StoreUnavailable
-from tests.integration.data_api_harness import Subnet, assert_json_error, make_subnet
+from tests.integration.data_api_harness import (
+    Subnet,
+    assert_json_error,
+    call,
+    make_subnet,
+    running,
+)
 
 psycopg = pytest.importorskip("psycopg", reason="the postgres extra (psycopg) is not installed")
 from data_api.store_pg import PostgresStore  # noqa: E402
@@ -137,5 +143,27 @@ def test_an_unexpected_admission_error_is_a_json_500(subnet, postgres):
         finally:
             await runner.cleanup()
             await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_flood_of_health_calls_costs_the_database_one_probe(subnet, postgres):
+    url = postgres.create_database("health")
+    validator = subnet.people["validator"]
+
+    async def health(session, api) -> str:
+        async with session.get(api.url + "/v1/health") as response:
+            assert response.status == 200
+            return (await response.json())["store_status"]
+
+    async def scenario():
+        async with running(subnet, url) as api, aiohttp.ClientSession() as session:
+            api.store._pool.pop_stats()
+            answers = await asyncio.gather(*(health(session, api) for _ in range(100)))
+            assert set(answers) == {"ok"}
+            # Each health call took a pooled connection for its SELECT 1 before.
+            assert api.store._pool.get_stats().get("requests_num", 0) <= 2
+            status, _, _ = await call(session, api, validator, "GET", "/v1/epochs/current")
+            assert status == 200
 
     asyncio.run(scenario())
