@@ -18,12 +18,14 @@ pytest.importorskip("pyarrow", reason="the dataset extra (pyarrow) is not instal
 import vali_utils.dataset.publish as publish_module
 from sim.dataset_cycle import world_cycle
 from sim.fixtures import zipcodes
+from vali_utils.dataset.parquet import read_rows, table_bytes
 from vali_utils.dataset.publish import (
     NOT_OWNED,
     DatasetExporter,
     manifest_key,
     published_epochs,
 )
+from vali_utils.dataset.rows import build_epoch, states_from_rows
 from vali_utils.dataset.storage import LocalStorage
 
 pytestmark = pytest.mark.unit
@@ -167,3 +169,25 @@ def test_a_missed_epoch_does_not_change_later_files(tmp_path, cycles):
     assert not summary["history_restarted"] and summary["previous_epoch"] == 2
     manifest = json.loads(steady.get(manifest_key(3)))
     assert manifest["history_restarted"] is False and manifest["previous_epoch"] == 2
+
+
+def test_the_state_merged_in_arrow_is_the_state_built_row_by_row(tmp_path, cycles):
+    """listing_state holds every zpid ever confirmed and was turned into Python rows
+    whole every epoch; now only this epoch's zpids are. The file must not change."""
+    storage = LocalStorage(tmp_path)
+    later = world_cycle(2, [*ZIPCODES[:2], *zipcodes(2, start=4)])
+    for cycle in (cycles[1], later):
+        assert asyncio.run(exporter(storage, cycle).export(cycle.job))["status"] == "published"
+
+    def state_file(epoch: int) -> tuple[dict, bytes]:
+        manifest = json.loads(storage.get(manifest_key(epoch)))
+        entry = next(f for f in manifest["files"] if f["table"] == "listing_state")
+        return entry, storage.get(entry["key"])
+
+    _, first = state_file(1)
+    entry, merged = state_file(2)
+    found, _ = asyncio.run(exporter(storage, later).full_records(later.job))
+    whole = build_epoch(2, found, later.job.states, states_from_rows(read_rows(first)))
+    assert merged == table_bytes("listing_state", whole.state)
+    kept = {row["zpid"] for row in read_rows(first)} - {r.zpid for r in later.job.confirmed.records}
+    assert kept and entry["rows"] == len(whole.state) == len(read_rows(merged))

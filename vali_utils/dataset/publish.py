@@ -52,6 +52,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
+from typing import Any
 
 from common.manifest import Manifest
 from common.records import PropertyRecord
@@ -59,7 +60,13 @@ from common.s3_files import DecodedFile, decode_zipcode_file
 from common.s3_layout import InvalidKey, parse_key
 from consensus.answers import hash_to_int
 from consensus.provenance import ConfirmedRecord, ConfirmedSet
-from vali_utils.dataset.parquet import read_rows, table_bytes
+from vali_utils.dataset.parquet import (
+    arrow_bytes,
+    merged_state,
+    read_table,
+    state_rows,
+    table_bytes,
+)
 from vali_utils.dataset.rows import EpochTables, build_epoch, states_from_rows
 from vali_utils.dataset.schema import DATASET_VERSION
 from vali_utils.dataset.storage import DatasetStorage
@@ -291,17 +298,22 @@ class DatasetExporter:
         ``clock``): the epoch is then left without a manifest.
         """
         previous_epoch, previous = self.previous_state(job.epoch)
-        tables = build_epoch(job.epoch, found, job.states, previous)
+        # Only this epoch's zpids of the state become Python rows; the rest of it
+        # (every zpid ever confirmed) stays in Arrow and is merged there.
+        zpids = sorted({confirmed.zpid for confirmed, _, _ in found})
+        before = states_from_rows(state_rows(previous, zpids))
+        tables = build_epoch(job.epoch, found, job.states, before)
         files = []
         for key, table, rows in parts(job.epoch, tables):
-            data = table_bytes(table, rows)
+            arrow = merged_state(previous, rows) if table == "listing_state" else None
+            data = table_bytes(table, rows) if arrow is None else arrow_bytes(arrow)
             self._in_time(deadline, job.epoch, key)
             self.storage.put(key, data)
             files.append(
                 {
                     "key": key,
                     "table": table,
-                    "rows": len(rows),
+                    "rows": len(rows) if arrow is None else arrow.num_rows,
                     "bytes": len(data),
                     "sha256": hashlib.sha256(data).hexdigest(),
                 }
@@ -331,8 +343,8 @@ class DatasetExporter:
                 f"deadline passed before writing {key}; epoch {epoch} left without a manifest"
             )
 
-    def previous_state(self, epoch: int) -> tuple[int | None, dict]:
-        """Epoch ``epoch - 1``'s published ``listing_state``: (epoch - 1, zpid -> state).
+    def previous_state(self, epoch: int) -> tuple[int | None, Any]:
+        """Epoch ``epoch - 1``'s published ``listing_state``: (epoch - 1, its Arrow table).
 
         Only E-1, never an older epoch: a validator that missed an epoch would
         otherwise carry other first_seen_epoch and history rows than one that
@@ -341,9 +353,9 @@ class DatasetExporter:
         try:
             manifest = json.loads(self.storage.get(manifest_key(epoch - 1)))
         except KeyError:
-            return None, {}
+            return None, None
         key = next(f["key"] for f in manifest["files"] if f["table"] == "listing_state")
-        return epoch - 1, states_from_rows(read_rows(self.storage.get(key)))
+        return epoch - 1, read_table(self.storage.get(key))
 
 
 def uploaded_files(
