@@ -43,8 +43,24 @@ EXIT_STORE_UNAVAILABLE = 4  # PostgreSQL did not answer at start (a supervisor r
 
 
 def redacted(url: str | None) -> str:
-    """A database URL without its password, for the log."""
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url or "")
+    """A database URL for the log: scheme, user, hosts, ports and database name only.
+
+    A password, wherever the URL holds it (after the user, even an empty one, or
+    in a ``?password=`` parameter), shows as ``***`` or not at all; the query
+    string is dropped whole, since libpq takes any setting there.
+    """
+    if not url:
+        return ""
+    scheme, _, rest = url.partition("://")
+    authority, _, path = rest.partition("/")
+    # The last "@" ends the credentials: a password may hold "@" itself.
+    credentials, at, hosts = authority.rpartition("@")
+    user, colon, _password = credentials.partition(":")
+    dbname = re.split(r"[?#]", path, maxsplit=1)[0]
+    if "@" in dbname:  # a "/" in an unescaped password: no telling what is what
+        return f"{scheme}://(unparsed URL)"
+    shown = f"{user}{':***' if colon else ''}{at}"
+    return f"{scheme}://{shown}{hosts}/{dbname}" if path else f"{scheme}://{shown}{hosts}"
 
 
 def s3_gateway(settings: Settings) -> S3Gateway | None:

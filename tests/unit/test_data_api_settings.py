@@ -113,3 +113,13 @@ def test_the_database_password_never_reaches_the_log():
 
     assert redacted("postgresql://api:s3cr:et@db:5432/x") == "postgresql://api:***@db:5432/x"
     assert redacted("postgresql://db.internal/x") == "postgresql://db.internal/x"
+    # An empty user, a password in the query, a "@" in the password, several hosts.
+    assert redacted("postgresql://:s3cret@db/x") == "postgresql://:***@db/x"
+    assert redacted("postgresql://api@db/x?password=s3cret") == "postgresql://api@db/x"
+    assert redacted("postgres://api:p@ss@db/x?sslmode=require") == "postgres://api:***@db/x"
+    assert (
+        redacted("postgresql://api:pw@h1:5432,h2:5433/x")
+        == "postgresql://api:***@h1:5432,h2:5433/x"
+    )
+    assert "s3cret" not in redacted("postgresql://api:s3/cret@db/x")
+    assert "s3cret" not in redacted("postgresql:///x?host=/run/pg&password=s3cret")
