@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 # pg_advisory_xact_lock key: "dataapi1" read as a big-endian int64. Any constant
 # works as long as nothing else sharing the database takes the same one.
 MIGRATION_LOCK = int.from_bytes(b"dataapi1", "big") & 0x7FFF_FFFF_FFFF_FFFF
+# Migrating takes milliseconds: an instance that holds the lock longer than this is
+# hung, and the others give up (exit 4, a supervisor retries) rather than wait for ever.
+LOCK_TIMEOUT_S = 30.0
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: blocks, honeypots and references, status reports, nonces, rate counters.
@@ -107,12 +110,17 @@ async def schema_version(conn: AsyncConnection) -> int:
     return int(row[0]) if row else 0
 
 
-async def migrate(conn: AsyncConnection) -> int:
+async def migrate(conn: AsyncConnection, lock_timeout_s: float | None = None) -> int:
     """Apply the migrations the database has not seen, in one transaction; the version.
 
-    Raises ``SchemaTooNew``, with nothing changed, for a database newer than this code.
+    Raises ``SchemaTooNew``, with nothing changed, for a database newer than this code,
+    and psycopg's ``LockNotAvailable`` when the lock (or a table's) is not had within
+    ``lock_timeout_s`` (default ``LOCK_TIMEOUT_S``): an instance that holds it that
+    long is hung, not migrating.
     """
+    wait_ms = round((LOCK_TIMEOUT_S if lock_timeout_s is None else lock_timeout_s) * 1000)
     async with conn.transaction():
+        await conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{wait_ms}ms",))
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         version = await schema_version(conn)

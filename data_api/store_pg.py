@@ -42,9 +42,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from common.data_api_models import HoneypotReference
 from config.data_api import UploadLimits
+from data_api import migrations_pg
 from data_api.guards import NONCE_RETENTION_S, RATE_WINDOW_S, SWEEP_INTERVAL_S
 from data_api.health_probe import HealthProbe
-from data_api.migrations_pg import migrate
 from data_api.store import IssuedBlock, IssuedHoneypot, ReferenceRow, UploadGrant
 from data_api.stores import StoreUnavailable
 
@@ -55,7 +55,7 @@ POOL_WAIT_S = 3.0  # a request waits this long for a free connection, then 503
 DOWN_POOL_WAIT_S = 0.5  # ... and this long once the database is known to be down
 OPERATION_TIMEOUT_S = 5.0  # one store call, end to end (a partition must not hang requests)
 HEALTH_TIMEOUT_S = 2.0  # /v1/health answers within this even when the database is gone
-OPEN_TIMEOUT_S = 10.0  # at start: the first connections and the migration
+OPEN_TIMEOUT_S = 10.0  # at start: the first connections
 
 # What a database that is gone, restarting, failing over or read-only raises: a 503
 # with Retry-After. Any other psycopg error is a bug or a misconfiguration (a 500).
@@ -128,26 +128,35 @@ class PostgresStore:
         """Connect, migrate (once across instances), and return the store.
 
         Raises ``StoreUnavailable`` when the database cannot be reached within
-        ``OPEN_TIMEOUT_S``, and ``SchemaTooNew`` for a database newer than this code.
+        ``OPEN_TIMEOUT_S``, the migration lock is not had within
+        ``migrations_pg.LOCK_TIMEOUT_S``, or the database refuses the migration (a role
+        without the privileges); ``SchemaTooNew`` for a database newer than this code.
         """
         pool = _pool(url, pool_size, "data-api")
         guards = _pool(url, pool_size, "data-api-guards", "-c synchronous_commit=off")
         try:
             await pool.open(wait=True, timeout=OPEN_TIMEOUT_S)
-            async with pool.connection() as conn:
-                await migrate(conn)
+            # The server bounds the lock wait; this bounds a server that stops answering.
+            async with (
+                asyncio.timeout(OPEN_TIMEOUT_S + migrations_pg.LOCK_TIMEOUT_S),
+                pool.connection() as conn,
+            ):
+                await migrations_pg.migrate(conn)
             await guards.open(wait=True, timeout=OPEN_TIMEOUT_S)
-        except psycopg.OperationalError as exc:
+        except (psycopg.Error, TimeoutError) as exc:  # also a role that may not create tables
             await asyncio.gather(pool.close(), guards.close())
-            raise StoreUnavailable(str(exc)) from exc
+            raise StoreUnavailable(str(exc).strip() or type(exc).__name__) from exc
         except BaseException:
             await asyncio.gather(pool.close(), guards.close())
             raise
         return cls(pool, guards, requests_per_minute)
 
     async def close(self) -> None:
-        for task in self._checks:
+        checks = list(self._checks)
+        for task in checks:
             task.cancel()
+        # Awaited, so none outlives the pools (or the loop) it would check.
+        await asyncio.gather(*checks, return_exceptions=True)
         await asyncio.gather(self._pool.close(), self._guards.close())
 
     @contextlib.asynccontextmanager

@@ -29,6 +29,7 @@ from tests.integration.data_api_harness import (
 )
 
 psycopg = pytest.importorskip("psycopg", reason="the postgres extra (psycopg) is not installed")
+from data_api import migrations_pg  # noqa: E402 - needs psycopg
 from data_api.store_pg import PostgresStore  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -165,5 +166,45 @@ def test_a_flood_of_health_calls_costs_the_database_one_probe(subnet, postgres):
             assert api.store._pool.get_stats().get("requests_num", 0) <= 2
             status, _, _ = await call(session, api, validator, "GET", "/v1/epochs/current")
             assert status == 200
+
+    asyncio.run(scenario())
+
+
+def test_a_hung_instance_holding_the_migration_lock_is_a_timely_store_unavailable(
+    postgres, monkeypatch
+):
+    url = postgres.create_database("hung")
+    monkeypatch.setattr(migrations_pg, "LOCK_TIMEOUT_S", 0.5)
+
+    async def scenario() -> float:
+        async with await psycopg.AsyncConnection.connect(url) as hung:
+            await hung.execute("SELECT pg_advisory_xact_lock(%s)", (migrations_pg.MIGRATION_LOCK,))
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable) as refused:  # was: waiting for ever
+                await PostgresStore.open(url)
+            assert "lock" in refused.value.detail
+            return time.monotonic() - started
+
+    async def once_released():
+        store = await PostgresStore.open(url)
+        await store.close()
+
+    assert asyncio.run(asyncio.wait_for(scenario(), timeout=30)) < 10
+    asyncio.run(once_released())  # the lock's holder gone, the same start goes through
+
+
+def test_a_role_that_may_not_create_the_tables_is_store_unavailable(postgres):
+    """Exit 4 and one line at start (``data_api/server.py``), not a traceback."""
+    url = postgres.create_database("denied")
+    role = f"api_denied_{database_name(url)}"
+
+    async def scenario():
+        await as_superuser(postgres, f'CREATE ROLE "{role}" LOGIN')
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute(f'REVOKE CREATE ON SCHEMA public FROM PUBLIC, "{role}"')
+        limited = url.replace("postgresql://postgres@", f"postgresql://{role}@")
+        with pytest.raises(StoreUnavailable) as refused:  # was: InsufficientPrivilege
+            await PostgresStore.open(limited)
+        assert "permission denied" in refused.value.detail
 
     asyncio.run(scenario())
