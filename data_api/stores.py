@@ -31,6 +31,7 @@ from bittensor import http_auth
 from common.data_api_models import HoneypotReference
 from common.signed_http import RequestRefused
 from config.data_api import UploadLimits
+from config.settings import SettingsError
 from data_api.guards import SqliteNonceStore, SqliteRateLimiter, guard_connection
 from data_api.store import ApiStore, IssuedBlock, IssuedHoneypot, ReferenceRow, UploadGrant
 
@@ -97,7 +98,7 @@ class DataStore(Protocol):
     async def status_reports(self, epoch_id: int) -> dict[str, dict]: ...
 
     async def reachable(self) -> bool:
-        """Whether the database answers now (``/v1/health``); never raises."""
+        """Whether the database answers (``/v1/health``, so cheap however often asked)."""
         ...
 
     async def maintain(self) -> None:
@@ -193,11 +194,17 @@ async def open_store(
     """The store ``database`` names: a ``postgresql://`` URL, else a SQLite file path.
 
     Opening migrates the schema (once, also when several instances start
-    together). Raises ``StoreUnavailable`` when PostgreSQL cannot be reached.
+    together). Raises ``StoreUnavailable`` when PostgreSQL cannot be reached, and
+    ``SettingsError`` for a PostgreSQL URL without the ``postgres`` extra installed.
     """
     if is_postgres(database):
-        from data_api.store_pg import PostgresStore  # psycopg is an optional extra
-
+        try:
+            from data_api.store_pg import PostgresStore  # psycopg is an optional extra
+        except ImportError as exc:  # a setting this install cannot serve: exit 2, one line
+            raise SettingsError(
+                "DATA_API_DATABASE_URL names PostgreSQL, but its driver is not installed "
+                f"({exc.name or exc}): pip install -e '.[postgres]'"
+            ) from None
         return await PostgresStore.open(str(database), requests_per_minute, pool_size)
     path = Path(database)
     store = await asyncio.to_thread(ApiStore.open, path)

@@ -247,3 +247,33 @@ def test_the_sqlite_store_needs_no_postgresql_packages(tmp_path):
         timeout=60,
     )
     assert (done.returncode, done.stdout.strip()) == (0, "sqlite"), done.stderr[-2000:]
+
+
+POSTGRES_WITHOUT_PSYCOPG = """
+import asyncio, sys
+sys.modules["psycopg"] = sys.modules["psycopg_pool"] = None   # as if the extra were absent
+from config.settings import SettingsError
+from data_api.stores import open_store
+
+try:
+    asyncio.run(open_store("postgresql://api@127.0.0.1:1/data_api"))
+except SettingsError as exc:
+    print(exc)
+"""
+
+
+def test_a_postgresql_url_without_the_postgres_extra_is_a_one_line_setting_error():
+    """Not an ImportError's traceback: ``run_neuron`` turns a SettingsError into exit 2."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run(
+        [sys.executable, "-c", POSTGRES_WITHOUT_PSYCOPG],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "pip install -e '.[postgres]'" in done.stdout
