@@ -19,6 +19,7 @@ a running one).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
@@ -87,13 +88,17 @@ class PostgresCluster:
             as_postgres = ["runuser", "-u", "postgres", "--"]
             shutil.chown(root, "postgres", "postgres")
         cluster = cls(root, free_port(), bin_dir, as_postgres)
-        cluster._run("initdb", "-D", str(cluster.data), "-A", "trust", "-U", "postgres")
         options = f"-p {cluster.port} -k {root} {SERVER_OPTIONS}"
         if fsync:
             options = options.replace("-c fsync=off -c synchronous_commit=off ", "").replace(
                 "-c full_page_writes=off ", ""
             )
-        cluster.pg_ctl("start", "-o", options, "-l", str(root / "log"))
+        try:
+            cluster._run("initdb", "-D", str(cluster.data), "-A", "trust", "-U", "postgres")
+            cluster.pg_ctl("start", "-o", options, "-l", str(root / "log"))
+        except BaseException:
+            cluster._discard()  # nothing of a cluster that never started stays behind
+            raise
         return cluster
 
     def _run(self, program: str, *args: str) -> None:
@@ -132,3 +137,11 @@ class PostgresCluster:
             self.pg_ctl("stop", "-m", "fast")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+
+    def _discard(self) -> None:
+        """After a failed start: stop a server that may be up after all (``pg_ctl -w``
+        gave up waiting), then remove the folder."""
+        if (self.data / "postmaster.pid").is_file():
+            with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+                self.pg_ctl("stop", "-m", "immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
