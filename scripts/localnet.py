@@ -44,13 +44,14 @@ sys.path.insert(0, str(ROOT / "scripts"))  # localnet_report, also when loaded b
 from localnet_dataset import validator_dataset  # noqa: E402
 from localnet_report import collect_report, plot, print_table  # noqa: E402
 from localnet_status import address as status_address  # noqa: E402
-from localnet_status import free_port, serve_pages  # noqa: E402
+from localnet_status import serve_pages  # noqa: E402
 
 from common.chain import NeuronInfo, create_chain_file, read_chain_file  # noqa: E402
 from common.epochs import EpochClock  # noqa: E402
 from config.consensus import AssignmentConfig  # noqa: E402
 from sim.adversaries import load_behaviour  # noqa: E402
 from sim.adversaries import parse_adversary as parse_adversary_spec  # noqa: E402
+from sim.processes import free_port  # noqa: E402
 
 VALIDATOR_STAKE = 1000.0
 MINER_STAKE = 1.0

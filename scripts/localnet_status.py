@@ -5,14 +5,13 @@ the validators have run their cycles and exited, ``serve_pages`` serves the
 same stores on the same addresses from the local subnet's process, read-only,
 until Ctrl-C.
 
-    port = free_port()
+    port = free_port()  # sim/processes.py
     asyncio.run(serve_pages(validators, workdir, EpochClock(cycle_s, collect_fraction)))
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
 from common.epochs import EpochClock
@@ -20,12 +19,6 @@ from vali_utils.status_server import serve_status
 from vali_utils.status_view import StatusReader
 
 HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 def address(port: int) -> str:

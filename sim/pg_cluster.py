@@ -24,11 +24,12 @@ import glob
 import itertools
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from sim.processes import free_port
 
 BIN_GLOB = "/usr/lib/postgresql/*/bin"
 START_TIMEOUT_S = 60
@@ -52,12 +53,6 @@ def server_bin() -> Path:
     if not found:
         raise PostgresMissing(f"no initdb under {BIN_GLOB} (apt-get install postgresql)")
     return found[-1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,6 +38,13 @@ class Identity:
     hotkey: str
     coldkey: str
     keypair: object
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (a server started on it soon after will get it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def make_wallet(wallets: Path, name: str) -> Identity:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,18 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from config.storage import S3Settings
+from sim.processes import free_port
 
 ACCESS_KEY = "testing"
 SECRET_KEY = "testing"
 REGION = "us-east-1"
 START_TIMEOUT_S = 30.0
 _buckets = itertools.count(1)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

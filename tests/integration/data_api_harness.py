@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -31,7 +30,7 @@ from config.storage import S3Settings
 from data_api.app import RunningApi, start_data_api
 from data_api.routes import ApiOptions
 from data_api.s3 import S3Gateway
-from sim.processes import Identity, make_wallet, write_chain
+from sim.processes import Identity, free_port, make_wallet, write_chain
 
 SECRET = b"integration-test-secret-32-characters"
 EPOCH_S = 3600.0
@@ -80,12 +79,6 @@ def make_subnet(root: Path) -> Subnet:
     chain = root / "chain.json"
     write_chain(chain, [(people[n], stake, permit) for n, (stake, permit) in ROLES.items()])
     return Subnet(root, chain, people)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_s3() -> tuple[str, Callable[[], None]]:

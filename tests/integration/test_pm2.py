@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from sim.processes import free_port
 from tests.scripts import load_script
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -45,12 +45,6 @@ def _pm2_binary() -> str:
             timeout=300,
         )
     return str(binary)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -89,7 +83,7 @@ def test_ecosystem_starts_answers_and_stops_cleanly(tmp_path):
         "WORKDIR": str(workdir),
         "HOST": "127.0.0.1",
     }
-    ports = {name: _free_port() for name in ("validator", "miner", "miner_metrics", "api")}
+    ports = {name: free_port() for name in ("validator", "miner", "miner_metrics", "api")}
     validator = subnet.validators[0]
     miner = subnet.miners[0]
     env_files = {

@@ -7,19 +7,19 @@ status-filtered.png, miner-<uid>.png, hostile.png.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import socket
 import threading
 import time
-from pathlib import Path
 
 import aiohttp
 import pytest
 
 from common.epochs import EpochClock
+from sim.processes import free_port
 from sim.validator_history import fill_store
 from tests.integration.browser import browser_or_skip, chromium
 from tests.integration.status_checks import check_flagged_miner, check_overview, fetch_json
+from tests.scripts import load_script
 from vali_utils.status_server import ViewCache, serve_status
 from vali_utils.status_view import StatusReader
 
@@ -196,19 +196,11 @@ def test_a_burst_of_page_loads_reads_the_store_once_at_a_time(tmp_path):
     asyncio.run(main())
 
 
-def _localnet_status():
-    path = Path(__file__).resolve().parents[2] / "scripts" / "localnet_status.py"
-    spec = importlib.util.spec_from_file_location("localnet_status", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_local_subnet_pages_close_those_started_when_a_port_is_taken(tmp_path):
     """Regression: when a later validator's port was taken, the pages already
     started stayed open on their ports after the error."""
-    pages = _localnet_status()
-    first = pages.free_port()
+    pages = load_script("localnet_status")
+    first = free_port()
     with socket.socket() as taken:
         taken.bind((pages.HOST, 0))
         taken.listen()
