@@ -102,6 +102,10 @@ class ConsensusDraft:
     # The comparison after spot checks, tie-breaks and honeypots (set by finalize):
     # the consensus the S3 evaluation checks miners' files against.
     final_comparison: Comparison | None = None
+    # (captured groups, single-group trust, the tie-break and spot-check resolution)
+    # finalize compared with: what the comparison before the honeypot swap is
+    # rebuilt from (consensus/provenance.py miners_comparison).
+    final_settlement: tuple | None = None
 
     @property
     def n_zipcodes(self) -> int:

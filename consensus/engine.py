@@ -149,6 +149,7 @@ class ConsensusEngine:
         resolution = TiebreakOutcome(resolved={**(outcome.resolved if outcome else {}), **verified})
         settled = apply_resolution(draft, comparison, resolution)
         draft.final_comparison = comparison
+        draft.final_settlement = (captured, trust, resolution)
         result = evaluate_miners(draft, comparison, captured, missing, honeypots or {}, verified)
         if outcome is not None:
             score_tiebreakers(draft, outcome, result.miners)

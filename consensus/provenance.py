@@ -6,7 +6,7 @@ gets the same list in the same order, which is what lets two validators
 publish byte-identical dataset files (``vali_utils/dataset/``).
 
     draft = engine.evaluate(...); result = engine.finalize(draft, verdicts, honeypots, tiebreaks)
-    confirmed = confirmed_records(draft, verdicts, result.zipcodes, tiebreaks)
+    confirmed = confirmed_records(draft, verdicts, result.zipcodes)
     confirmed.records[0].miners, confirmed.sources["77494"]   # reporters, best file first
 
 A record is confirmed for the dataset when its zipcode reached
@@ -30,17 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from consensus.antigaming import apply_verdicts
 from consensus.comparison import compare_groups
 from consensus.draft import ZPID_BITS, Comparison, ConsensusDraft, lookup, run_boundaries
-from consensus.evidence import evidence_weights, verified_resolutions
-from consensus.tiebreak import (
-    TiebreakAnswer,
-    TiebreakOutcome,
-    TiebreakRequest,
-    apply_resolution,
-    resolve_disputes,
-)
+from consensus.tiebreak import apply_resolution
 from consensus.types import SpotCheckRequest, Verdict, ZipcodeOutcome
 
 _ZPID_MASK = (1 << ZPID_BITS) - 1
@@ -73,18 +65,17 @@ def confirmed_records(
     draft: ConsensusDraft,
     verdicts: Sequence[tuple[SpotCheckRequest, Verdict]],
     outcomes: Mapping[str, ZipcodeOutcome],
-    tiebreaks: tuple[Sequence[TiebreakRequest], Sequence[TiebreakAnswer]] | None = None,
 ) -> ConfirmedSet:
     """The records a finalized draft confirmed, with provenance, sorted by (zipcode, zpid).
 
-    Takes the draft after ``ConsensusEngine.finalize``, the verdicts and
-    tie-breaks passed to it and the result's per-zipcode outcomes (which
-    zipcodes, which were honeypots). Returns the confirmed set; empty when
+    Takes the draft after ``ConsensusEngine.finalize``, the verdicts passed to
+    it and the result's per-zipcode outcomes (which zipcodes, which were
+    honeypots). Returns the confirmed set; empty when
     nothing was confirmed.
     """
     comparison = draft.final_comparison or draft.comparison
     if any(outcome.honeypot for outcome in outcomes.values()):
-        comparison = miners_comparison(draft, verdicts, tiebreaks)
+        comparison = miners_comparison(draft)
     threshold = draft.config.zipcode_confidence_threshold
     nz = draft.n_zipcodes
     wanted = np.zeros(nz, bool)
@@ -132,27 +123,21 @@ def confirmed_records(
     return ConfirmedSet(records, _sources(draft, row_key >> ZPID_BITS, row_sub))
 
 
-def miners_comparison(
-    draft: ConsensusDraft,
-    verdicts: Sequence[tuple[SpotCheckRequest, Verdict]],
-    tiebreaks: tuple[Sequence[TiebreakRequest], Sequence[TiebreakAnswer]] | None,
-) -> Comparison:
-    """The finalized draft's final comparison as it would be with no honeypot revealed.
+def miners_comparison(draft: ConsensusDraft) -> Comparison:
+    """The finalized draft's final comparison as it is with no honeypot revealed.
 
     ``ConsensusEngine.finalize`` replaces honeypot zipcodes' consensus with
-    the owner's reference; this redoes its comparison steps on the draft's
-    final tally without that step, so every zipcode, honeypot or not, holds
-    what the miners agreed on. For a cycle without honeypots it equals
-    ``draft.final_comparison`` (``tests/unit/test_provenance.py`` checks it).
+    the owner's reference; this compares again from what finalize compared
+    with (``draft.final_settlement``: captured groups, trust, the tie-break and
+    spot-check resolution) without that step, so every zipcode, honeypot or
+    not, holds what the miners agreed on. For a cycle without honeypots it
+    equals ``draft.final_comparison`` (``tests/unit/test_provenance.py``).
     """
-    captured, trust, _ = apply_verdicts(draft, verdicts)
+    if draft.final_settlement is None:
+        raise ValueError("miners_comparison needs a draft ConsensusEngine.finalize has run on")
+    captured, trust, resolution = draft.final_settlement
     comparison = compare_groups(draft, captured, trust, {})
-    resolved: dict[int, int | None] = {}
-    if tiebreaks:
-        _, by_hotkey = evidence_weights(draft, verdicts)
-        resolved.update(resolve_disputes(draft, *tiebreaks, by_hotkey).resolved)
-    resolved.update(verified_resolutions(draft, verdicts))  # the validator's own source first
-    apply_resolution(draft, comparison, TiebreakOutcome(resolved=resolved))
+    apply_resolution(draft, comparison, resolution)
     return comparison
 
 

@@ -301,7 +301,7 @@ class ConsensusCycle:
             s3_verdicts=s3_verdicts,
             responders=responders,
             spot_check_failures=failures,
-            confirmed=self._confirmed(draft, verdicts, result, tiebreaks, block.epoch),
+            confirmed=self._confirmed(draft, verdicts, result, block.epoch),
             uploads=uploads,
         )
 
@@ -310,7 +310,6 @@ class ConsensusCycle:
         draft: ConsensusDraft,
         verdicts: list[tuple[SpotCheckRequest, Verdict]],
         result: CycleResult,
-        tiebreaks: tuple | None,
         epoch: int,
     ) -> ConfirmedSet | None:
         """The dataset's input, or None when off or when computing it failed.
@@ -321,7 +320,7 @@ class ConsensusCycle:
         if not self.provenance:
             return None
         try:
-            return confirmed_records(draft, verdicts, result.zipcodes, tiebreaks)
+            return confirmed_records(draft, verdicts, result.zipcodes)
         except Exception:  # boundary: the dataset must never stop weights
             logger.exception("epoch %d: confirmed records failed; no dataset this epoch", epoch)
             return None

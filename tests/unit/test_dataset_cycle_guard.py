@@ -36,7 +36,7 @@ def test_a_raising_confirmed_records_is_logged_and_the_cycle_goes_on(monkeypatch
     draft, result = finalized()
     cycle = ConsensusCycle(None, None, None, None, provenance=True)
     with caplog.at_level(logging.ERROR, logger="vali_utils.cycle"):
-        assert cycle._confirmed(draft, [], result, None, 7) is None
+        assert cycle._confirmed(draft, [], result, 7) is None
     (record,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert record.exc_info is not None and record.exc_info[0] is IndexError
     assert "epoch 7" in record.getMessage()
@@ -45,6 +45,6 @@ def test_a_raising_confirmed_records_is_logged_and_the_cycle_goes_on(monkeypatch
 def test_the_real_confirmed_records_when_on_none_when_off():
     draft, result = finalized()
     on = ConsensusCycle(None, None, None, None, provenance=True)
-    assert on._confirmed(draft, [], result, None, 7).records
+    assert on._confirmed(draft, [], result, 7).records
     off = ConsensusCycle(None, None, None, None)
-    assert off._confirmed(draft, [], result, None, 7) is None
+    assert off._confirmed(draft, [], result, 7) is None

@@ -145,6 +145,6 @@ def test_without_honeypots_the_miners_comparison_is_the_final_one():
     draft = engine.evaluate(plan, cb.submissions(plan, answer_for), {})
     verdicts = [(r, Verdict.MATCH) for r in engine.spot_check_requests(draft, SEED)]
     engine.finalize(draft, verdicts, {})
-    final, mine = draft.final_comparison, miners_comparison(draft, verdicts, None)
+    final, mine = draft.final_comparison, miners_comparison(draft)
     for name in ("confirmed_keys", "confirmed_hash", "confirmed_resolved", "confidence"):
         assert (getattr(final, name) == getattr(mine, name)).all(), name
