@@ -63,11 +63,15 @@ class BlockBatch(_Body):
 
 
 class BlockSettings(_Body):
-    """How validators split the block: batch size, groups per batch, miners per group."""
+    """How validators split the block: batch size, groups per batch, miners per group,
+    and the coldkey rules of a group."""
 
     zipcodes_per_batch: int = Field(ge=1, le=MAX_ZIPCODES_PER_BATCH)
     groups_per_batch: int = Field(ge=1, le=64)
     miners_per_group: int = Field(ge=1, le=1_000)
+    # The coldkey rules of a group; a block from before they were sent means the defaults.
+    max_miners_per_coldkey: int = Field(default=1, ge=1, le=1_000)
+    min_different_coldkeys: int = Field(default=5, ge=1, le=1_000)
 
 
 class ZipcodeBlock(_Body):

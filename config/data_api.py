@@ -18,6 +18,8 @@ class BlockConfig:
     zipcodes_per_batch: int = 20  # one group's workload per cycle (AssignmentConfig)
     groups_per_batch: int = 2  # disjoint groups per batch (AssignmentConfig.overlap_factor)
     miners_per_group: int = 10  # told to validators in the block's config
+    max_miners_per_coldkey: int = 1  # per group, told to validators (AssignmentConfig)
+    min_different_coldkeys: int = 5  # per group, told to validators (AssignmentConfig)
     rotation_epochs: int = 6  # a zipcode rests this many epochs (one day at 4 h) after use
     max_state_share: float = 0.10  # no state above 10% of a block (TX, the largest, is ~6%)
     honeypots_per_block: int = 10  # 1% of a block: enough to catch blind fabrication
@@ -26,6 +28,8 @@ class BlockConfig:
     def __post_init__(self) -> None:
         if self.zipcodes_per_block < 1 or self.zipcodes_per_batch < 1:
             raise ValueError("BlockConfig sizes must be >= 1")
+        if self.max_miners_per_coldkey < 1 or self.min_different_coldkeys < 1:
+            raise ValueError("BlockConfig coldkey rules must be >= 1")
         if not 0 < self.max_state_share <= 1:
             raise ValueError("BlockConfig.max_state_share must be in (0, 1]")
         if not 0 <= self.honeypots_per_block < self.zipcodes_per_block:

@@ -154,6 +154,9 @@ class Settings:
     rotation_epochs: int = 6
     max_state_share: float = 0.10
     honeypots_per_block: int = 10
+    # The block's coldkey rules for every validator's plan (AssignmentConfig).
+    max_miners_per_coldkey: int = 1
+    min_coldkeys_per_group: int = 5
     s3_endpoint_url: str | None = None
     s3_bucket: str | None = None
     s3_region: str = "us-east-1"

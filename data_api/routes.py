@@ -78,6 +78,8 @@ class ApiOptions:
                 zipcodes_per_block=settings.block_zipcodes,
                 zipcodes_per_batch=settings.zipcodes_per_batch,
                 miners_per_group=settings.miners_per_group,
+                max_miners_per_coldkey=settings.max_miners_per_coldkey,
+                min_different_coldkeys=settings.min_coldkeys_per_group,
                 rotation_epochs=settings.rotation_epochs,
                 max_state_share=settings.max_state_share,
                 honeypots_per_block=settings.honeypots_per_block,

@@ -89,6 +89,8 @@ def block_model(derived: DerivedBlock, clock: EpochClock, config: BlockConfig) -
             zipcodes_per_batch=config.zipcodes_per_batch,
             groups_per_batch=config.groups_per_batch,
             miners_per_group=config.miners_per_group,
+            max_miners_per_coldkey=config.max_miners_per_coldkey,
+            min_different_coldkeys=config.min_different_coldkeys,
         ),
     )
 

@@ -35,13 +35,15 @@ class BlockLayout:
     zipcodes_per_batch: int
     groups_per_batch: int
     miners_per_group: int
+    max_miners_per_coldkey: int = 1
+    min_different_coldkeys: int = 5
 
     def assignment_config(self, local: AssignmentConfig) -> AssignmentConfig:
         """The plan's configuration: the block's settings over ``local``'s.
 
-        The batch count is the block's too, so a validator's own cap on
-        batches cannot cut the plan short. The coldkey rules are not in the
-        block and stay ``local``'s (code defaults, the same in every release).
+        The batch count and the coldkey rules are the block's too, so a
+        validator's own cap on batches cannot cut the plan short, nor its own
+        coldkey rules let one owner into a group twice.
         """
         return replace(
             local,
@@ -49,6 +51,8 @@ class BlockLayout:
             miners_per_group=self.miners_per_group,
             overlap_factor=self.groups_per_batch,
             max_batches_per_cycle=max(1, len(self.batches)),
+            max_miners_per_coldkey=self.max_miners_per_coldkey,
+            min_different_coldkeys=self.min_different_coldkeys,
         )
 
 
@@ -96,7 +100,14 @@ def config_disagreements(
     local: AssignmentConfig, followed: AssignmentConfig
 ) -> dict[str, tuple[int, int]]:
     """Settings where ``local`` differs from what the plan follows: name -> (local, followed)."""
-    names = ("zipcodes_per_batch", "miners_per_group", "overlap_factor", "max_batches_per_cycle")
+    names = (
+        "zipcodes_per_batch",
+        "miners_per_group",
+        "overlap_factor",
+        "max_batches_per_cycle",
+        "max_miners_per_coldkey",
+        "min_different_coldkeys",
+    )
     return {
         name: (getattr(local, name), getattr(followed, name))
         for name in names

@@ -262,6 +262,8 @@ def epoch_block(block: ZipcodeBlock) -> EpochBlock:
         zipcodes_per_batch=block.config.zipcodes_per_batch,
         groups_per_batch=block.config.groups_per_batch,
         miners_per_group=block.config.miners_per_group,
+        max_miners_per_coldkey=block.config.max_miners_per_coldkey,
+        min_different_coldkeys=block.config.min_different_coldkeys,
     )
     times = BlockTimes(
         block.issued_at.timestamp(), block.expires_at.timestamp(), block.ends_at.timestamp()

@@ -39,12 +39,17 @@ OWNER = BlockConfig(
     zipcodes_per_batch=12,
     groups_per_batch=2,
     miners_per_group=4,
+    min_different_coldkeys=3,
     honeypots_per_block=2,
 )
 LOCAL_A = AssignmentConfig(miners_per_group=10)  # MINERS_PER_GROUP=10, default batch size
 LOCAL_B = AssignmentConfig(miners_per_group=6, zipcodes_per_batch=7, max_batches_per_cycle=3)
 FOLLOWS_BLOCK = AssignmentConfig(
-    zipcodes_per_batch=12, miners_per_group=4, overlap_factor=2, max_batches_per_cycle=5
+    zipcodes_per_batch=12,
+    miners_per_group=4,
+    overlap_factor=2,
+    max_batches_per_cycle=5,
+    min_different_coldkeys=3,
 )
 
 
@@ -119,6 +124,7 @@ def test_validators_with_different_settings_follow_the_block(subnet, tmp_path, c
     told = disagreement_logs(caplog)
     assert len(told) == 2  # once per validator
     assert "'miners_per_group': (10, 4)" in told[0].getMessage()
+    assert "'min_different_coldkeys': (5, 3)" in told[0].getMessage()  # the owner's rule
     assert "'zipcodes_per_batch': (7, 12)" in told[1].getMessage()
 
 

@@ -57,6 +57,8 @@ def test_registered_validator_gets_the_current_block(subnet, database):
                 "zipcodes_per_batch": 20,
                 "groups_per_batch": 2,
                 "miners_per_group": 10,
+                "max_miners_per_coldkey": 1,
+                "min_different_coldkeys": 5,
             }
             assert block.issued_at.timestamp() == subnet.epoch * EPOCH_S
             assert block.expires_at.timestamp() == (subnet.epoch + 0.5) * EPOCH_S

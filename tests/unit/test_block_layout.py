@@ -134,3 +134,25 @@ def test_block_times_out_of_order_are_not_followed():
     served = epoch_block(wire_block(BATCHES))
     backwards = replace(served, times=BlockTimes(START, START + 7200, START + 3600))
     assert block_deadlines(backwards, START + 5400, START + 6300) == (START + 5400, START + 6300)
+
+
+def test_the_blocks_coldkey_rules_are_followed_whatever_the_local_ones():
+    wire = wire_block(BATCHES)
+    rules = {"max_miners_per_coldkey": 2, "min_different_coldkeys": 3}
+    wire = wire.model_copy(update={"config": wire.config.model_copy(update=rules)})
+    local = AssignmentConfig()  # one miner per coldkey, five coldkeys a group
+    followed = epoch_block(wire).layout.assignment_config(local)
+    assert (followed.max_miners_per_coldkey, followed.min_different_coldkeys) == (2, 3)
+    disagreements = config_disagreements(local, followed)
+    assert disagreements["max_miners_per_coldkey"] == (1, 2)
+    assert disagreements["min_different_coldkeys"] == (5, 3)
+
+
+def test_a_block_from_before_the_coldkey_rules_means_the_defaults():
+    sent = wire_block(BATCHES).model_dump(mode="json")
+    for name in ("max_miners_per_coldkey", "min_different_coldkeys"):
+        del sent["config"][name]
+    followed = epoch_block(ZipcodeBlock.model_validate(sent)).layout.assignment_config(
+        AssignmentConfig(max_miners_per_coldkey=3, min_different_coldkeys=2)
+    )
+    assert (followed.max_miners_per_coldkey, followed.min_different_coldkeys) == (1, 5)

@@ -30,19 +30,23 @@ def test_defaults_and_options():
     assert options.blocks.zipcodes_per_block == 1000
     assert options.blocks.zipcodes_per_batch == 20
     assert options.blocks.miners_per_group == 10
+    assert (options.blocks.max_miners_per_coldkey, options.blocks.min_different_coldkeys) == (1, 5)
     assert options.requests_per_minute == 600
 
 
 def test_environment_and_flags():
     s = load(
-        ["--api.port", "9000", "--block.zipcodes", "200"],
+        ["--api.port", "9000", "--block.zipcodes", "200", "--block.max.per.coldkey", "2"],
         DATA_API_SECRET=SECRET,
         S3_BUCKET="subnet-data",
         S3_ENDPOINT_URL="http://127.0.0.1:9000",
         DATA_API_MAX_STATE_SHARE="0.2",
+        DATA_API_MIN_COLDKEYS_PER_GROUP="3",
         CYCLE_SECONDS="60",
     )
     assert (s.api_port, s.block_zipcodes, s.api_secret) == (9000, 200, SECRET)
+    blocks = ApiOptions.from_settings(s).blocks
+    assert (blocks.max_miners_per_coldkey, blocks.min_different_coldkeys) == (2, 3)
     assert (s.s3_bucket, s.s3_endpoint_url, s.max_state_share) == (
         "subnet-data",
         "http://127.0.0.1:9000",
