@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 from common.epochs import EpochClock
 from config.consensus import AssignmentConfig
@@ -100,14 +100,7 @@ def config_disagreements(
     local: AssignmentConfig, followed: AssignmentConfig
 ) -> dict[str, tuple[int, int]]:
     """Settings where ``local`` differs from what the plan follows: name -> (local, followed)."""
-    names = (
-        "zipcodes_per_batch",
-        "miners_per_group",
-        "overlap_factor",
-        "max_batches_per_cycle",
-        "max_miners_per_coldkey",
-        "min_different_coldkeys",
-    )
+    names = (f.name for f in fields(AssignmentConfig))  # every one the block may set
     return {
         name: (getattr(local, name), getattr(followed, name))
         for name in names
