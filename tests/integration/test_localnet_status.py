@@ -99,9 +99,14 @@ def test_local_subnet_validator_serves_its_status_page(tmp_path):
         async def browse():
             async with chromium() as browser:
                 twin = await check_overview(browser, base, tmp_path)
-                flagged = [m["uid"] for m in twin["miners"]["rows"] if m["flags"]]
+                rows = [m for m in twin["miners"]["rows"] if m["flags"]]
+                flagged = [m["uid"] for m in rows]
                 assert set(flagged) <= fabricators and flagged, (flagged, fabricators)
-                await check_flagged_miner(browser, base, flagged[0], tmp_path)
+                # Preferably one flagged for more than a honeypot, whose evidence is hidden.
+                shown = [m["uid"] for m in rows if set(m["flags"]) - {"honeypot"}]
+                miner = await check_flagged_miner(browser, base, (shown or flagged)[0], tmp_path)
+                if shown:
+                    assert any(f["evidence"] for f in miner["flags"]), miner["flags"]
 
         asyncio.run(browse())
         # --serve: the page stays up at the same address once the validator is done.

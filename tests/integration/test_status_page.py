@@ -72,6 +72,7 @@ def test_status_and_miner_pages_in_chromium(tmp_path):
         assert twin["phase"] == "S3 evaluation" and len(twin["cycles"]) == 4
         miner = await check_flagged_miner(browser, base, FABRICATOR, tmp_path)
         assert {f["kind"] for f in miner["flags"]} >= {"fabrication"}
+        assert all(f["evidence"] for f in miner["flags"] if f["kind"] == "fabrication")
 
     in_chromium(tmp_path, check)
     for name in ("status.png", "status-filtered.png", f"miner-{FABRICATOR}.png"):

@@ -81,7 +81,11 @@ from vali_utils.s3_reader import (
 logger = logging.getLogger(__name__)
 
 MANIFESTS = f"{DATASET_VERSION}/manifests/"
-FILES_PER_ZIPCODE = 3  # reporters' files read per zipcode before its missing records are skipped
+# Reporters' files read per zipcode while some of its confirmed records are still
+# missing: every reporter of a batch's two groups. The first file usually holds
+# them all; a record only a few reporters hold (one group's value a tie-break
+# settled) may be in a later one.
+FILES_PER_ZIPCODE = 20
 FETCH_CONCURRENCY = 16
 # More of an epoch's confirmed records than this unreadable is an outage, not a few bad
 # files: the epoch is not published (it would be published for good, with holes).
