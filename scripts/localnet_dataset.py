@@ -16,6 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from common.s3_client import make_client
+from config.storage import S3Settings
+
 DATASET_PREFIX = "datasets"
 
 
@@ -55,16 +58,14 @@ def dataset_report(subnet: Any, validator: dict, cycle_reports: list[dict]) -> d
 
 
 def _copy(subnet: Any, url: str, folder: Path) -> None:
-    import boto3
-
     bucket, _, prefix = url[len("s3://") :].partition("/")
-    client = boto3.client(
-        "s3",
+    access = S3Settings(
         endpoint_url=subnet.s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=subnet.s3_key,
-        aws_secret_access_key=subnet.s3_key,
+        bucket=bucket,
+        access_key_id=subnet.s3_key,
+        secret_access_key=subnet.s3_key,
     )
+    client = make_client(access, pool=1)
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", ()):
             target = folder / item["Key"][len(prefix) :].lstrip("/")
